@@ -1,0 +1,14 @@
+"""Tested building blocks for the adversarial-examples course.
+
+The modules read like the course's vocabulary, each one idea, each importing only the ones before it:
+``data -> models -> attacks -> training -> evaluate -> plots``.  ``helpers.course`` (the instructor's build)
+stands apart.  Conventions everywhere: images are float32 NHWC in [0, 1], labels int64, models return logits,
+``eps`` is measured in pixel-value units of [0, 1].
+"""
+
+import os as _os
+
+# Quieten TensorFlow's C++ start-up chatter before anything imports TensorFlow.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"
