@@ -9,6 +9,6 @@ stands apart.  Conventions everywhere: images are float32 NHWC in [0, 1], labels
 import os as _os
 
 # Quieten TensorFlow's C++ start-up chatter before anything imports TensorFlow.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = "0.1.0"

@@ -1,0 +1,114 @@
+"""Speed of the compiled attacks and training steps, as ratios to a plain forward+backward pass.
+
+Run: ``python benchmarks/bench_speed.py [--repeats 5]``.  Everything is measured side by side in one process on a
+batch of 512 bundled MNIST images (median of several repeats, after one warm-up call that traces).  The bounds
+are those of the foundation issue; the script exits non-zero when a ratio is out of bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import helpers  # noqa: F401  (quietens TensorFlow logging)
+import keras
+import tensorflow as tf
+
+from helpers import attacks, data, models, training
+
+BOUNDS = {"fgsm": 1.3, "pgd10": 11.0, "fgsm_double_epoch": 3.5, "pgd7_adversarial_epoch": 9.0}
+
+
+def timed(fn, repeats):
+    fn()  # warm-up: traces and compiles
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def pgd_range_loop(model, x, y, eps, step_size, steps):
+    """The alternative we did not ship: PGD with a ``tf.range`` loop (graph loop instead of unrolled ops)."""
+    x_adv = x + tf.random.uniform(tf.shape(x), -eps, eps)
+    for _ in tf.range(steps):
+        grad = attacks.input_gradient(model, x_adv, y)
+        x_adv = tf.clip_by_value(x + tf.clip_by_value(x_adv + step_size * tf.sign(grad) - x, -eps, eps), 0.0, 1.0)
+    return x_adv
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=2, help="epochs timed per training variant (median)")
+    args = parser.parse_args(argv)
+
+    models.seed_everything(0, deterministic=False)
+    ds = data.load_dataset("mnist_5k")
+    x, y = ds.x_test[:512], ds.y_test[:512]
+    xt, yt = tf.constant(x), tf.constant(y)
+    model = models.build_model(ds.input_shape, ds.num_classes)
+    models.train_model(model, ds.x_train, ds.y_train, epochs=1)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function
+    def forward_backward(xb, yb):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(yb, model(xb, training=True))
+        return tape.gradient(loss, model.trainable_variables)
+
+    range_pgd = tf.function(lambda xb, yb: pgd_range_loop(model, xb, yb, 0.3, 0.075, 10))
+
+    base = timed(lambda: [g.numpy() for g in forward_backward(xt, yt)], args.repeats)
+    results = {
+        "fgsm": timed(lambda: attacks.fgsm(model, x, y, 0.3), args.repeats) / base,
+        "pgd10": timed(lambda: attacks.pgd(model, x, y, 0.3, steps=10), args.repeats) / base,
+        "pgd10_tf_range (not shipped)": timed(lambda: range_pgd(xt, yt).numpy(), args.repeats) / base,
+    }
+
+    def epoch_fit():
+        m = models.compile_model(models.build_model(ds.input_shape, ds.num_classes))
+        m.fit(ds.x_train, ds.y_train, batch_size=128, epochs=args.epochs + 1, verbose=0,
+              callbacks=[timer := EpochTimer()])
+        return statistics.median(timer.times[1:])
+
+    def epoch_adv(**kw):
+        m = models.build_model(ds.input_shape, ds.num_classes)
+        h = training.adversarial_train(m, ds.x_train, ds.y_train, epochs=args.epochs + 1, batch_size=128, **kw)
+        return statistics.median(h.history["time"][1:])
+
+    fit_epoch = epoch_fit()
+    results["fgsm_double_epoch"] = epoch_adv(attack="fgsm", eps=0.3, mode="double") / fit_epoch
+    results["pgd7_adversarial_epoch"] = epoch_adv(attack="pgd", eps=0.3, mode="adversarial",
+                                                  attack_kwargs={"steps": 7}) / fit_epoch
+
+    print(f"forward+backward pass, batch 512: {base * 1000:.1f} ms;  model.fit epoch (4000 images, batch 128): "
+          f"{fit_epoch:.2f} s")
+    print(f"{'measure':34s} {'ratio':>7s} {'bound':>7s}")
+    ok = True
+    for name, ratio in results.items():
+        bound = BOUNDS.get(name)
+        flag = "" if bound is None else ("ok" if ratio <= bound else "OVER")
+        ok &= bound is None or ratio <= bound
+        print(f"{name:34s} {ratio:7.2f} {bound if bound else '':>7} {flag}")
+    return 0 if ok else 1
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._t)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

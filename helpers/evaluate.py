@@ -1,0 +1,121 @@
+"""Measuring models: accuracy, accuracy under attack over an ε grid, targeted success, perturbation sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import attacks
+from ._checks import check_choice, check_eps, check_images, check_labels
+
+import tensorflow as tf  # noqa: E402
+
+#: Attacks that ``accuracy_under_attack`` and friends accept by name.
+ATTACK_NAMES = ("fgsm", "pgd", "noise", "raw", "max", "l2", "sign")
+
+
+def predict_logits(model, x) -> np.ndarray:
+    """Logits for ``x`` (compiled forward pass, whole batches of ``attacks.EVAL_BATCH``)."""
+    check_images(x)
+    x = np.asarray(x, np.float32)
+    fn = attacks._compiled_fn(model, "logits", (), lambda: tf.function(
+        lambda xb: model(xb, training=False), input_signature=[attacks._specs(model)[0]]))
+    out = [fn(tf.constant(x[i:i + attacks.EVAL_BATCH])).numpy() for i in range(0, len(x), attacks.EVAL_BATCH)]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def predict(model, x):
+    """``(predicted class, confidence)`` per example; confidence is the softmax probability of that class."""
+    probs = tf.nn.softmax(predict_logits(model, x)).numpy()
+    pred = probs.argmax(axis=1).astype(np.int64)
+    return pred, probs[np.arange(len(pred)), pred]
+
+
+def accuracy(model, x, y) -> float:
+    """Fraction of ``x`` classified as ``y``."""
+    check_images(x)
+    check_labels(y, len(x))
+    if len(x) == 0:
+        raise ValueError("accuracy needs at least one example, got an empty batch")
+    return float(np.mean(predict(model, x)[0] == np.asarray(y)))
+
+
+def resolve_attack(attack):
+    """Turn an attack name (see ``ATTACK_NAMES``) or callable into ``fn(model, x, y, eps, **kwargs)``."""
+    if callable(attack):
+        return attack
+    check_choice("attack", attack, ATTACK_NAMES)
+    if attack == "fgsm":
+        return attacks.fgsm
+    if attack == "pgd":
+        return attacks.pgd
+    if attack == "noise":
+        return lambda model, x, y, eps, **kw: attacks.random_noise(x, eps, **kw)
+    return lambda model, x, y, eps, **kw: attacks.gradient_attack(model, x, y, eps, scale=attack, **kw)
+
+
+def accuracy_under_attack(model, x, y, attack, eps_values, **attack_kwargs) -> dict:
+    """``{eps: accuracy}`` of ``model`` on ``attack(model, x, y, eps, **attack_kwargs)`` for each ε.
+
+    ``attack``: a name from ``ATTACK_NAMES`` (``"raw"``, ``"max"``, ``"l2"``, ``"sign"`` are the one-step rules of
+    ``gradient_attack``) or a callable with the signature of ``attacks.fgsm``.  ε = 0 gives the clean accuracy.
+    """
+    fn = resolve_attack(attack)
+    eps_list = [check_eps(e) for e in np.atleast_1d(eps_values)]
+    if not eps_list:
+        raise ValueError("eps_values must hold at least one value")
+    return {e: accuracy(model, fn(model, x, y, e, **attack_kwargs), y) for e in eps_list}
+
+
+def targeted_success_rate(model, x, y, target, attack="pgd", eps=0.3, **attack_kwargs) -> float:
+    """Fraction of examples *not already of class* ``target`` that the targeted attack turns into ``target``.
+
+    ``y`` holds the true labels; ``target`` is one class index or a vector of per-example targets.
+    """
+    check_images(x)
+    check_labels(y, len(x))
+    y = np.asarray(y, np.int64)
+    targets = np.broadcast_to(np.asarray(target, np.int64), y.shape).copy()
+    keep = targets != y
+    if not keep.any():
+        raise ValueError("every example already belongs to its target class; nothing to attack")
+    fn = resolve_attack(attack)
+    x_adv = fn(model, np.asarray(x)[keep], targets[keep], check_eps(eps), targeted=True, **attack_kwargs)
+    return float(np.mean(predict(model, x_adv)[0] == targets[keep]))
+
+
+def success_matrix(model, x, y, attack="pgd", eps=0.3, *, num_classes=None, **attack_kwargs) -> np.ndarray:
+    """``M[s, t]``: success rate of the targeted attack turning examples of true class ``s`` into class ``t``.
+
+    The diagonal is NaN (nothing to do).  Costs one targeted attack of the whole batch per target class.
+    """
+    check_images(x)
+    check_labels(y, len(x))
+    y = np.asarray(y, np.int64)
+    k = int(num_classes or model.output_shape[-1])
+    fn = resolve_attack(attack)
+    eps = check_eps(eps)
+    m = np.full((k, k), np.nan)
+    for t in range(k):
+        keep = y != t
+        x_adv = fn(model, np.asarray(x)[keep], np.full(keep.sum(), t, np.int64), eps, targeted=True, **attack_kwargs)
+        hit = predict(model, x_adv)[0] == t
+        for s in range(k):
+            if s != t and np.any(y[keep] == s):
+                m[s, t] = hit[y[keep] == s].mean()
+    return m
+
+
+def perturbation_norms(x, x_adv) -> dict:
+    """Per-example L∞ and L2 size of ``x_adv - x`` (after clipping, i.e. what the model really saw)."""
+    x, x_adv = np.asarray(x, np.float32), np.asarray(x_adv, np.float32)
+    if x.shape != x_adv.shape:
+        raise ValueError(f"x and x_adv must have the same shape, got {x.shape} and {x_adv.shape}")
+    d = (x_adv - x).reshape(len(x), -1)
+    return {"linf": np.abs(d).max(axis=1) if d.size else np.zeros(len(x)), "l2": np.sqrt((d**2).sum(axis=1))}
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
+    """Counts ``C[true, predicted]``."""
+    cm = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(cm, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
+    return cm

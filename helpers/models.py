@@ -1,0 +1,171 @@
+"""Models: a small CNN that returns logits, a training helper, seeding, and an on-disk model cache.
+
+The cache lets every notebook run on its own (it trains when the model is missing) while the series as a whole
+trains each model once.  Files are keyed by everything that changes the weights (dataset, architecture, epochs,
+seed, training recipe) and written atomically, so an interrupted run never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ._checks import check_choice, check_images, check_labels, check_positive_int
+
+import keras  # noqa: E402  (after helpers/__init__ has quietened TensorFlow's logging)
+import tensorflow as tf  # noqa: E402
+
+ARCHITECTURES = ("cnn", "cnn_wide", "mlp")
+CACHE_ENV = "COURSE_CACHE_DIR"
+
+
+def seed_everything(seed: int = 0, *, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and TensorFlow, and (by default) make TensorFlow ops deterministic.
+
+    Determinism is what lets ``pytest --nbval`` compare a re-executed notebook with its committed outputs.
+    It holds on the same hardware only, so notebooks print rounded figures.
+    """
+    check_positive_int(seed, "seed", minimum=0)
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def build_model(input_shape, num_classes: int, *, arch: str = "cnn", seed: int | None = None) -> keras.Model:
+    """Build an (uncompiled) classifier that maps images in [0, 1] to **logits** (no softmax).
+
+    Logits, not probabilities: the attacks differentiate the cross-entropy, and a softmax output followed by a
+    log saturates (gradients vanish where the model is confident).
+
+    Args:
+        input_shape: ``(H, W, C)``, e.g. ``(28, 28, 1)`` for MNIST or ``(32, 32, 3)`` for CIFAR-10.
+        num_classes: number of classes (>= 2).
+        arch: ``"cnn"`` (two conv blocks, ~0.2M parameters, the course default), ``"cnn_wide"`` (twice the
+            channels, for transfer experiments and harder data) or ``"mlp"`` (no convolutions).
+        seed: seeds the weight initialisers, so two models built with the same seed start identical.
+    """
+    check_choice("arch", arch, ARCHITECTURES)
+    input_shape = tuple(int(d) for d in input_shape)
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape}")
+    check_positive_int(num_classes, "num_classes", minimum=2)
+    init_seed = 0 if seed is None else int(seed)
+
+    def kinit(i):
+        return keras.initializers.GlorotUniform(seed=init_seed * 1000 + i)
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    if arch in ("cnn", "cnn_wide"):
+        w = 2 if arch == "cnn_wide" else 1
+        x = keras.layers.Conv2D(32 * w, 3, activation="relu", kernel_initializer=kinit(1), name="conv1")(x)
+        x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+        x = keras.layers.Conv2D(64 * w, 3, activation="relu", kernel_initializer=kinit(2), name="conv2")(x)
+        x = keras.layers.MaxPooling2D(2, name="pool2")(x)
+        x = keras.layers.Flatten(name="flatten")(x)
+        x = keras.layers.Dense(128 * w, activation="relu", kernel_initializer=kinit(3), name="dense")(x)
+    else:
+        x = keras.layers.Flatten(name="flatten")(x)
+        x = keras.layers.Dense(256, activation="relu", kernel_initializer=kinit(1), name="dense1")(x)
+        x = keras.layers.Dense(128, activation="relu", kernel_initializer=kinit(2), name="dense2")(x)
+    logits = keras.layers.Dense(num_classes, kernel_initializer=kinit(9), name="logits")(x)
+    return keras.Model(inputs, logits, name=arch)
+
+
+def compile_model(model: keras.Model, *, learning_rate=1e-3) -> keras.Model:
+    """Compile for training on integer labels with a from-logits cross-entropy and Adam."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def train_model(model: keras.Model, x, y, *, epochs: int = 5, batch_size: int = 128, learning_rate=1e-3,
+                validation_data=None, seed: int = 0, verbose: int = 0):
+    """Standard (non-adversarial) training with ``model.fit``; returns the Keras ``History``.
+
+    ``verbose=0`` by default: progress bars make notebook outputs large and differ from run to run.
+    """
+    check_images(x)
+    check_labels(y, len(x))
+    check_positive_int(epochs, "epochs")
+    check_positive_int(batch_size, "batch_size")
+    keras.utils.set_random_seed(seed)
+    if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
+        compile_model(model, learning_rate=learning_rate)
+    return model.fit(np.asarray(x, np.float32), np.asarray(y, np.int64), epochs=epochs, batch_size=batch_size,
+                     validation_data=validation_data, shuffle=True, verbose=verbose)
+
+
+# --------------------------------------------------------------------------------------------- model cache
+def cache_dir(path=None) -> Path:
+    """The model cache folder: ``path``, else ``$COURSE_CACHE_DIR``, else ``<repo>/.cache/models`` (git-ignored)."""
+    if path is None:
+        path = os.environ.get(CACHE_ENV) or Path(__file__).resolve().parent.parent / ".cache" / "models"
+    return Path(path)
+
+
+def cache_key(**key) -> str:
+    """A readable, collision-safe file stem for a training recipe (keys sorted, values JSON-encoded)."""
+    blob = json.dumps(key, sort_keys=True, default=str)
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
+    readable = "-".join(str(key[k]) for k in ("dataset", "arch", "recipe", "epochs", "seed") if k in key)
+    readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in readable)
+    return f"{readable}-{digest}" if readable else digest
+
+
+def save_model_atomic(model: keras.Model, path) -> Path:
+    """Save ``model`` to ``path`` (``.keras``) via a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".keras", dir=path.parent)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_or_train(key: dict, train_fn: Callable[[], keras.Model], *, directory=None, retrain: bool = False):
+    """Return ``(model, from_cache)``: the cached model for ``key``, or ``train_fn()``'s result, then cached.
+
+    A cached file that cannot be read (for example from an older Keras) is retrained and replaced with a warning.
+    """
+    path = cache_dir(directory) / f"{cache_key(**key)}.keras"
+    if path.exists() and not retrain:
+        try:
+            return keras.models.load_model(path, compile=False), True
+        except Exception as err:  # noqa: BLE001 - any unreadable cache entry is rebuilt
+            warnings.warn(f"Ignoring unreadable cached model {path} ({err!r}); retraining.", stacklevel=2)
+    model = train_fn()
+    save_model_atomic(model, path)
+    return model, False
+
+
+def standard_model(ds, *, arch: str = "cnn", epochs: int = 5, batch_size: int = 128, seed: int = 0,
+                   directory=None, retrain: bool = False) -> keras.Model:
+    """The course's standard classifier for dataset ``ds`` (a ``helpers.data.Dataset``), trained or from cache."""
+    check_choice("arch", arch, ARCHITECTURES)
+    key = dict(dataset=ds.name, n_train=len(ds.x_train), arch=arch, recipe="standard", epochs=epochs,
+               batch_size=batch_size, seed=seed, keras=keras.__version__)
+
+    def train():
+        keras.utils.set_random_seed(seed)
+        model = build_model(ds.input_shape, ds.num_classes, arch=arch, seed=seed)
+        train_model(model, ds.x_train, ds.y_train, epochs=epochs, batch_size=batch_size, seed=seed)
+        return model
+
+    model, _ = load_or_train(key, train, directory=directory, retrain=retrain)
+    return model

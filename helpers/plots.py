@@ -1,0 +1,242 @@
+"""Figures and sliders: image grids with predictions, attack panels, accuracy-vs-ε curves, ε sliders.
+
+Sliders come in two kinds:
+- ``eps_slider``: an ipywidgets slider for a running kernel (recomputes or looks up a frame for any ε);
+- ``frame_slider``: a self-contained HTML/JavaScript slider over precomputed frames.  It needs no kernel and no
+  internet, so it keeps working in the exported HTML pages of the course.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Callable, Sequence
+
+import numpy as np
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _img(ax, image, *, cmap="gray", vmin=0.0, vmax=1.0):
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    ax.imshow(image, cmap=cmap if image.ndim == 2 else None, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _name(class_names, k):
+    return str(class_names[k]) if class_names is not None else str(k)
+
+
+def show_images(images, *, labels=None, preds=None, confidences=None, class_names=None, ncols=8, title=None,
+                size=1.3):
+    """Grid of images; titles show the label and, if given, the prediction (red when wrong) and confidence."""
+    images = np.asarray(images)
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if title else 0)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        _img(ax, images[i])
+        parts = []
+        if labels is not None:
+            parts.append(f"true {_name(class_names, labels[i])}")
+        if preds is not None:
+            conf = f" {confidences[i]:.0%}" if confidences is not None else ""
+            parts.append(f"pred {_name(class_names, preds[i])}{conf}")
+        wrong = labels is not None and preds is not None and labels[i] != preds[i]
+        ax.set_title("\n".join(parts), fontsize=8, color="crimson" if wrong else "black")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def show_attack(x, x_adv, *, labels=None, clean_preds=None, clean_conf=None, adv_preds=None, adv_conf=None,
+                gradients=None, class_names=None, amplify=None, title=None, size=1.6):
+    """Columns of (original, [gradient], perturbation, adversarial) for each example.
+
+    The perturbation ``x_adv - x`` is tiny in pixel units, so it is shown *amplified*: mapped from
+    ``[-m, m]`` (``m`` = its largest absolute value, or ``1/amplify``) onto the full grey range; mid-grey is 0.
+    """
+    x, x_adv = np.asarray(x), np.asarray(x_adv)
+    n = len(x)
+    rows = ["original"] + (["gradient"] if gradients is not None else []) + ["perturbation", "adversarial"]
+    fig, axes = plt.subplots(len(rows), n, figsize=(size * n + 0.8, size * len(rows) + 0.3), squeeze=False)
+    delta = x_adv - x
+    m = (1.0 / amplify) if amplify else max(float(np.abs(delta).max()), 1e-8)
+    for j in range(n):
+        col = {"original": x[j], "adversarial": x_adv[j]}
+        for i, row in enumerate(rows):
+            ax = axes[i, j]
+            if row == "perturbation":
+                d = delta[j].mean(axis=-1) if delta.shape[-1] == 3 else delta[j]
+                _img(ax, d, cmap="seismic", vmin=-m, vmax=m)
+            elif row == "gradient":
+                g = np.asarray(gradients[j])
+                g = g.mean(axis=-1) if g.shape[-1] == 3 else g
+                gm = max(float(np.abs(g).max()), 1e-12)
+                _img(ax, g, cmap="seismic", vmin=-gm, vmax=gm)
+            else:
+                _img(ax, col[row])
+            if j == 0:
+                ax.set_ylabel(row if row != "perturbation" else f"perturbation\n(±{m:.2g} shown)", fontsize=9)
+        if labels is not None or clean_preds is not None:
+            t = []
+            if labels is not None:
+                t.append(f"true {_name(class_names, labels[j])}")
+            if clean_preds is not None:
+                t.append(f"pred {_name(class_names, clean_preds[j])}"
+                         + (f" {clean_conf[j]:.0%}" if clean_conf is not None else ""))
+            axes[0, j].set_title("\n".join(t), fontsize=8)
+        if adv_preds is not None:
+            wrong = labels is not None and adv_preds[j] != labels[j]
+            axes[-1, j].set_title(f"pred {_name(class_names, adv_preds[j])}"
+                                  + (f" {adv_conf[j]:.0%}" if adv_conf is not None else ""),
+                                  fontsize=8, color="crimson" if wrong else "black")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_eps(curves: dict, *, title="Accuracy under attack", ax=None, chance=None, xlabel=None):
+    """One line per entry of ``curves`` (``{label: {eps: accuracy}}``); ε in pixel units of [0, 1]."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    markers = "osD^v<>ph*"
+    for i, (label, curve) in enumerate(curves.items()):
+        eps = sorted(curve)
+        ax.plot(eps, [curve[e] for e in eps], marker=markers[i % len(markers)], label=label)
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+    ax.set_xlabel(xlabel or "ε (perturbation budget, pixel units of [0, 1])")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_matrix(matrix, *, class_names=None, title="", xlabel="", ylabel="", fmt="{:.0%}", ax=None, cmap="Blues"):
+    """Heat map with numbers in the cells (confusion matrices, source × target success rates)."""
+    matrix = np.asarray(matrix, float)
+    k = matrix.shape[0]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.45 * k + 2, 0.45 * k + 1.5))
+    ax.imshow(np.nan_to_num(matrix, nan=0.0), cmap=cmap, vmin=0, vmax=np.nanmax(matrix) if np.isfinite(
+        matrix).any() else 1)
+    names = [_name(class_names, i) for i in range(k)]
+    ax.set_xticks(range(k), names, rotation=90 if max(map(len, names)) > 2 else 0, fontsize=8)
+    ax.set_yticks(range(k), names, fontsize=8)
+    top = np.nanmax(matrix) if np.isfinite(matrix).any() else 1
+    for i in range(k):
+        for j in range(matrix.shape[1]):
+            v = matrix[i, j]
+            if np.isfinite(v):
+                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6,
+                        color="white" if v > 0.6 * top else "black")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return ax
+
+
+def plot_history(histories: dict, *, keys=("loss", "clean_accuracy", "adv_accuracy"), title=None):
+    """Training curves: one panel per key, one line per run (``{label: history}``; Keras or course history)."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for label, h in histories.items():
+            hist = getattr(h, "history", h)
+            if key in hist:
+                ax.plot(np.arange(1, len(hist[key]) + 1), hist[key], marker=".", label=label)
+        ax.set_xlabel("epoch")
+        ax.set_title(key.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------- sliders
+def figure_to_png(fig, *, dpi=72) -> bytes:
+    """Render a Matplotlib figure to PNG bytes and close it (frames for sliders)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def render_frames(render: Callable, values: Sequence, *, dpi=72) -> list:
+    """PNG bytes of ``render(value)`` (a Matplotlib figure) for each value."""
+    return [figure_to_png(render(v), dpi=dpi) for v in values]
+
+
+def frame_slider(frames: Sequence[bytes], values: Sequence, *, label="ε", fmt="{:.3g}", title="", start=0):
+    """A JavaScript slider over precomputed PNG frames, as an ``IPython.display.HTML`` object.
+
+    Works in a live notebook *and* in exported HTML without a kernel or internet (images are inlined as data
+    URIs; the script is a few lines of plain JavaScript).  ``values`` label the frames (e.g. the ε of each).
+    """
+    from IPython.display import HTML
+
+    if len(frames) == 0 or len(frames) != len(values):
+        raise ValueError(f"frame_slider needs one frame per value, got {len(frames)} frames and {len(values)} values")
+    if not 0 <= start < len(frames):
+        raise ValueError(f"start={start} must index a frame (0..{len(frames) - 1})")
+    hidden = ' style="display:none"'
+    texts = [html.escape(fmt.format(v) if not isinstance(v, str) else v) for v in values]
+    spans = "".join(f'<span class="fs-val"{"" if i == start else hidden}>{t}</span>' for i, t in enumerate(texts))
+    imgs = "".join(
+        f'<img class="fs-frame" alt="{html.escape(label)} = {t}" style="max-width:100%'
+        f'{"" if i == start else ";display:none"}" src="data:image/png;base64,{base64.b64encode(f).decode()}">'
+        for i, (f, t) in enumerate(zip(frames, texts)))
+    # Plain JavaScript in an event attribute: no <script> tag, no ids, no libraries, so it runs in JupyterLab
+    # (trusted output) and in nbconvert's HTML opened from disk.
+    on_input = ("var r=this.closest('.course-frame-slider'),i=+this.value;"
+                "['.fs-frame','.fs-val'].forEach(function(c){r.querySelectorAll(c).forEach(function(e,k){"
+                "e.style.display=(k===i)?'':'none';});});")
+    markup = (f'<div class="course-frame-slider" style="font-family:sans-serif;max-width:100%">'
+              f'<div style="margin:4px 0"><b>{html.escape(title)}</b></div>'
+              f'<label>{html.escape(label)} = {spans} <input type="range" min="0" max="{len(frames) - 1}" step="1" '
+              f'value="{start}" style="width:320px;vertical-align:middle" oninput="{on_input}"></label>'
+              f'<div>{imgs}</div></div>')
+    return HTML(markup)
+
+
+def eps_slider(render: Callable, eps_values: Sequence, *, description="ε", start=None, dpi=72):
+    """An ipywidgets ε slider for a running kernel: a ``SelectionSlider`` over ``eps_values`` and an image.
+
+    Each frame (``render(eps)``, a Matplotlib figure) is rendered on first use and cached, so moving back and
+    forth is instant; ``continuous_update=False`` renders only where the slider is released.  Returns the widget.
+    """
+    import ipywidgets as widgets
+
+    eps_values = list(eps_values)
+    if not eps_values:
+        raise ValueError("eps_slider needs at least one ε value")
+    cache: dict = {}
+    slider = widgets.SelectionSlider(options=[(f"{e:.3g}", e) for e in eps_values],
+                                     value=eps_values[0] if start is None else start, description=description,
+                                     continuous_update=False, layout=widgets.Layout(width="420px"))
+    image = widgets.Image(format="png")
+
+    def show(change=None):
+        eps = slider.value
+        if eps not in cache:
+            cache[eps] = figure_to_png(render(eps), dpi=dpi)
+        image.value = cache[eps]
+
+    slider.observe(show, names="value")
+    show()
+    return widgets.VBox([slider, image])

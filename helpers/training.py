@@ -1,0 +1,174 @@
+"""Adversarial training: make adversarial examples from the *current* model inside every training step.
+
+Madry et al. (2018) frame robust training as a saddle-point problem: the inner attack maximises the loss around
+each training example, the outer optimiser minimises the loss at those worst-case points.  Each step therefore
+(1) attacks the batch with the model as it is now, (2) stops the gradient through the attack (the weights are
+trained on the adversarial *points*, not through the attack's computation), (3) takes an optimiser step on the
+clean + adversarial batch (``mode="double"``, Goodfellow et al. 2015) or the adversarial batch alone
+(``mode="adversarial"``, Madry et al. 2018).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import attacks
+from ._checks import check_choice, check_eps, check_images, check_labels, check_positive_int
+from .models import compile_model
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+MODES = ("double", "adversarial")
+ATTACKS = ("fgsm", "pgd")
+
+
+@dataclass
+class TrainingHistory:
+    """Per-epoch figures, shaped like ``keras.callbacks.History`` (``history.history["loss"]`` etc.).
+
+    ``loss``: mean training loss; ``clean_accuracy`` / ``adv_accuracy``: accuracy on the clean and the adversarial
+    training batches as they were seen during the epoch (running averages); ``val_*`` the same at the end of the
+    epoch on ``validation_data`` (with the training attack); ``time``: seconds per epoch.
+    """
+
+    history: dict = field(default_factory=dict)
+    epoch: list = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+
+    def append(self, epoch: int, **values) -> None:
+        self.epoch.append(epoch)
+        for k, v in values.items():
+            self.history.setdefault(k, []).append(float(v))
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+
+def _make_attack(attack, eps, attack_kwargs):
+    """Return TF code ``fn(model, x, y) -> x_adv`` for the configured attack (traced inside the train step)."""
+    kwargs = dict(attack_kwargs or {})
+    if callable(attack):
+        return lambda model, x, y: attack(model, x, y, eps, **kwargs)
+    check_choice("attack", attack, ATTACKS)
+    if attack == "fgsm":
+        bad = set(kwargs) - {"targeted"}
+        if bad:
+            raise ValueError(f"attack_kwargs {sorted(bad)} are not accepted by fgsm; allowed: ['targeted']")
+        return lambda model, x, y: attacks.fgsm(model, x, y, eps, **kwargs)
+    bad = set(kwargs) - {"steps", "step_size", "norm", "random_start"}
+    if bad:
+        raise ValueError(f"attack_kwargs {sorted(bad)} are not accepted for training with pgd; allowed: "
+                         "['norm', 'random_start', 'step_size', 'steps']")
+    kwargs.setdefault("steps", 7)
+    return lambda model, x, y: attacks.pgd(model, x, y, eps, **kwargs)
+
+
+def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: int, batch_size: int = 128,
+                      mode: str = "double", attack_kwargs: dict | None = None, seed: int = 0,
+                      learning_rate=1e-3, validation_data=None, progress: bool = False) -> TrainingHistory:
+    """Train ``model`` in place on adversarial examples generated at every step; return a ``TrainingHistory``.
+
+    Args:
+        attack: ``"fgsm"``, ``"pgd"`` (default 7 steps, step 2.5·ε/7, random start) or a callable
+            ``(model, x, y, eps) -> x_adv`` written in TensorFlow ops (it is traced into the training step).
+        eps: the attack budget in pixel units of [0, 1] (L∞ unless ``attack_kwargs={"norm": "l2"}``).
+        mode: ``"double"`` trains on clean + adversarial batches (twice the batch), ``"adversarial"`` on
+            adversarial examples only.
+        attack_kwargs: extra keyword arguments for the attack (``steps``, ``step_size``, ``norm``, ...).
+        learning_rate: float or a ``keras.optimizers.schedules`` schedule (used if the model is not compiled).
+        validation_data: optional ``(x_val, y_val)`` evaluated clean and under the training attack each epoch.
+        progress: print one line per epoch.
+    """
+    check_images(x)
+    check_labels(y, len(x))
+    eps = check_eps(eps)
+    epochs = check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    check_choice("mode", mode, MODES)
+    if not (callable(attack) or isinstance(attack, str)):
+        raise TypeError(f"attack must be 'fgsm', 'pgd' or a callable (model, x, y, eps) -> x_adv, got {attack!r}")
+    attack_fn = _make_attack(attack, eps, attack_kwargs)
+    if validation_data is not None:
+        xv, yv = validation_data
+        check_images(xv, "validation x")
+        check_labels(yv, len(xv), "validation y")
+
+    keras.utils.set_random_seed(seed)
+    if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
+        compile_model(model, learning_rate=learning_rate)
+    optimizer = model.optimizer
+    if not optimizer.built:
+        # Create the optimizer's slots now: creating variables during the first trace would trace the step twice.
+        optimizer.build(model.trainable_variables)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    x_spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+    y_spec = tf.TensorSpec((None,), tf.int64)
+
+    @tf.function(input_signature=[x_spec, y_spec])
+    def train_step(xb, yb):
+        # The attack sees the model as it is now; stop_gradient: we train on the adversarial points,
+        # not through the computation that produced them.
+        x_adv = tf.stop_gradient(attack_fn(model, xb, yb))
+        n = tf.shape(xb)[0]
+        if mode == "double":
+            x_in, y_in = tf.concat([xb, x_adv], 0), tf.concat([yb, yb], 0)
+        else:
+            x_in, y_in = x_adv, yb
+        with tf.GradientTape() as tape:
+            logits = model(x_in, training=True)
+            loss = loss_fn(y_in, logits)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        if mode == "double":
+            clean_logits, adv_logits = logits[:n], logits[n:]
+        else:
+            adv_logits = logits
+            clean_logits = model(xb, training=False)
+        def correct(lg):
+            return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(lg, -1, output_type=tf.int64), yb), tf.float32))
+        return loss, correct(clean_logits), correct(adv_logits)
+
+    @tf.function(input_signature=[x_spec, y_spec])
+    def eval_step(xb, yb):
+        x_adv = attack_fn(model, xb, yb)
+        def correct(xx):
+            pred = tf.argmax(model(xx, training=False), -1, output_type=tf.int64)
+            return tf.reduce_sum(tf.cast(tf.equal(pred, yb), tf.float32))
+        return correct(xb), correct(x_adv)
+
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y, np.int64)
+    rng = np.random.default_rng(seed)
+    history = TrainingHistory(params=dict(attack=attack if isinstance(attack, str) else getattr(
+        attack, "__name__", "callable"), eps=eps, epochs=epochs, batch_size=batch_size, mode=mode,
+        attack_kwargs=dict(attack_kwargs or {}), seed=seed))
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        order = rng.permutation(len(x))
+        tot_loss = tot_clean = tot_adv = 0.0
+        for i in range(0, len(x), batch_size):
+            idx = order[i:i + batch_size]
+            loss, c_clean, c_adv = train_step(tf.constant(x[idx]), tf.constant(y[idx]))
+            tot_loss += float(loss) * len(idx)
+            tot_clean += float(c_clean)
+            tot_adv += float(c_adv)
+        values = dict(loss=tot_loss / len(x), clean_accuracy=tot_clean / len(x), adv_accuracy=tot_adv / len(x))
+        if validation_data is not None:
+            vc = va = 0.0
+            for i in range(0, len(xv), attacks.EVAL_BATCH):
+                c, a = eval_step(tf.constant(np.asarray(xv[i:i + attacks.EVAL_BATCH], np.float32)),
+                                 tf.constant(np.asarray(yv[i:i + attacks.EVAL_BATCH], np.int64)))
+                vc += float(c)
+                va += float(a)
+            values.update(val_clean_accuracy=vc / len(xv), val_adv_accuracy=va / len(xv))
+        values["time"] = time.perf_counter() - start
+        history.append(epoch, **values)
+        if progress:
+            extra = "".join(f"  {k} {values[k]:.3f}" for k in ("val_clean_accuracy", "val_adv_accuracy") if k in values)
+            print(f"epoch {epoch + 1}/{epochs}  loss {values['loss']:.3f}  clean acc {values['clean_accuracy']:.3f}"
+                  f"  adv acc {values['adv_accuracy']:.3f}{extra}  ({values['time']:.1f} s)", flush=True)
+    return history

@@ -1,0 +1,56 @@
+"""Shared fixtures: a small model trained once per test session on the bundled data (cached in a temp folder)."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def pytest_collectstart(collector):
+    # nbval: TensorFlow's C++ log lines land on stderr and vary; stdout and results are what we compare.
+    if collector.fspath and collector.fspath.ext == ".ipynb":
+        collector.skip_compare += ("stderr",)
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    from helpers.data import load_dataset
+
+    return load_dataset("mnist_5k")
+
+
+@pytest.fixture(scope="session")
+def trained_model(mnist, tmp_path_factory):
+    """The course CNN after 3 epochs of standard training (~98 % train accuracy on mnist_5k)."""
+    from helpers import models
+
+    models.seed_everything(0)
+    return models.standard_model(mnist, epochs=3, directory=tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def batch(mnist):
+    """256 test images (balanced enough) and their labels."""
+    return mnist.x_test[:256].copy(), mnist.y_test[:256].copy()
+
+
+@pytest.fixture
+def linear_model():
+    """logits = W·flatten(x) + b with fixed random W, b: its input gradient is known in closed form."""
+    import keras
+
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(16, 3)).astype(np.float32)
+    b = rng.normal(size=(3,)).astype(np.float32)
+    inputs = keras.Input((4, 4, 1))
+    dense = keras.layers.Dense(3)
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    dense.set_weights([w, b])
+    return model, w, b
+
+
+# Fixture notebooks of the course builder are inputs, not lessons: nbval must not collect them.
+collect_ignore_glob = ["fixtures/*"]

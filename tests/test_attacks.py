@@ -1,0 +1,217 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import attacks, evaluate
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def closed_form_grad(x, y, w, b):
+    """d CE(softmax(Wx + b), y) / dx = W (p - onehot(y)), per example."""
+    flat = x.reshape(len(x), -1)
+    p = softmax(flat @ w + b)
+    p[np.arange(len(y)), y] -= 1.0
+    return (p @ w.T).reshape(x.shape)
+
+
+@pytest.fixture
+def lin_batch():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0.3, 0.7, size=(5, 4, 4, 1)).astype(np.float32)
+    y = np.array([0, 1, 2, 1, 0], np.int64)
+    return x, y
+
+
+def test_input_gradient_matches_closed_form(linear_model, lin_batch):
+    model, w, b = linear_model
+    x, y = lin_batch
+    np.testing.assert_allclose(attacks.input_gradient(model, x, y), closed_form_grad(x, y, w, b), rtol=1e-4,
+                               atol=1e-6)
+    # Targeted: minus the gradient of the loss toward the target, so adding it helps the attacker.
+    np.testing.assert_allclose(attacks.input_gradient(model, x, y, targeted=True),
+                               -closed_form_grad(x, y, w, b), rtol=1e-4, atol=1e-6)
+
+
+def test_gradient_is_per_example_and_batch_size_independent(linear_model, lin_batch):
+    model, _, _ = linear_model
+    x, y = lin_batch
+    whole = attacks.input_gradient(model, x, y)
+    one = attacks.input_gradient(model, x[:1], y[:1])
+    np.testing.assert_allclose(whole[:1], one, rtol=1e-5)
+
+
+@pytest.mark.parametrize("scale", ["raw", "max", "l2", "sign"])
+def test_step_rules_have_the_documented_size(linear_model, lin_batch, scale):
+    model, w, b = linear_model
+    x, y = lin_batch  # pixels in [0.3, 0.7] and eps 0.05: no clipping, the step is seen exactly
+    eps = 0.05
+    delta = (attacks.gradient_attack(model, x, y, eps, scale=scale) - x).reshape(len(x), -1)
+    g = closed_form_grad(x, y, w, b).reshape(len(x), -1)
+    if scale == "raw":
+        np.testing.assert_allclose(delta, eps * g, rtol=1e-3, atol=1e-6)
+    elif scale == "max":
+        np.testing.assert_allclose(np.abs(delta).max(axis=1), eps, rtol=1e-4)
+        np.testing.assert_allclose(delta / eps, g / np.abs(g).max(axis=1, keepdims=True), rtol=1e-3, atol=1e-5)
+    elif scale == "l2":
+        np.testing.assert_allclose(np.linalg.norm(delta, axis=1), eps, rtol=1e-4)
+    else:
+        np.testing.assert_allclose(np.abs(delta), eps, rtol=1e-4)
+        assert np.all(np.sign(delta) == np.sign(g))
+
+
+def test_fgsm_is_the_sign_rule_and_clips_to_unit_range(trained_model, batch):
+    x, y = batch
+    adv = attacks.fgsm(trained_model, x, y, 0.3)
+    np.testing.assert_array_equal(adv, attacks.gradient_attack(trained_model, x, y, 0.3, scale="sign"))
+    assert adv.dtype == np.float32 and adv.min() >= 0.0 and adv.max() <= 1.0
+    assert np.abs(adv - x).max() <= 0.3 + 1e-6
+    # MNIST background pixels are 0: pushed down, they must stay at 0 (clipped), not go negative.
+    assert np.mean(adv == 0.0) > 0.3
+
+
+def test_fgsm_eps_zero_is_identity(trained_model, batch):
+    x, y = batch
+    np.testing.assert_array_equal(attacks.fgsm(trained_model, x, y, 0.0), x)
+
+
+def test_fgsm_collapses_accuracy(trained_model, batch):
+    x, y = batch
+    clean = evaluate.accuracy(trained_model, x, y)
+    assert clean > 0.9
+    assert evaluate.accuracy(trained_model, attacks.fgsm(trained_model, x, y, 0.2), y) < clean - 0.4
+
+
+@pytest.mark.parametrize("norm,eps", [("inf", 0.3), ("l2", 2.0)])
+def test_pgd_stays_in_ball_and_unit_range(trained_model, batch, norm, eps):
+    x, y = batch
+    adv = attacks.pgd(trained_model, x, y, eps, steps=5, norm=norm, seed=0)
+    d = (adv - x).reshape(len(x), -1)
+    size = np.abs(d).max(axis=1) if norm == "inf" else np.linalg.norm(d, axis=1)
+    assert size.max() <= eps * (1 + 1e-5)
+    assert adv.min() >= 0.0 and adv.max() <= 1.0
+    assert size.mean() > 0.5 * eps  # it actually uses its budget
+
+
+def test_pgd_at_least_as_strong_as_fgsm(trained_model, batch):
+    x, y = batch
+    acc = {name: evaluate.accuracy(trained_model, adv, y) for name, adv in {
+        "fgsm": attacks.fgsm(trained_model, x, y, 0.2),
+        "pgd": attacks.pgd(trained_model, x, y, 0.2, steps=10, seed=0),
+    }.items()}
+    assert acc["pgd"] < acc["fgsm"] - 0.1
+    assert acc["pgd"] < 0.3
+
+
+def test_l2_pgd_beats_l2_single_step(trained_model, batch):
+    x, y = batch
+    one = evaluate.accuracy(trained_model, attacks.gradient_attack(trained_model, x, y, 1.5, scale="l2"), y)
+    many = evaluate.accuracy(trained_model, attacks.pgd(trained_model, x, y, 1.5, norm="l2", steps=10, seed=0), y)
+    assert many <= one
+
+
+def test_restarts_never_hurt_the_attacker(trained_model, batch):
+    x, y = batch
+    one = evaluate.accuracy(trained_model, attacks.pgd(trained_model, x, y, 0.05, steps=3, seed=3), y)
+    five = evaluate.accuracy(trained_model, attacks.pgd(trained_model, x, y, 0.05, steps=3, seed=3, restarts=5), y)
+    assert five <= one
+
+
+def test_pgd_is_reproducible_with_a_seed(trained_model, batch):
+    x, y = batch
+    a = attacks.pgd(trained_model, x, y, 0.1, steps=2, seed=7)
+    np.testing.assert_array_equal(a, attacks.pgd(trained_model, x, y, 0.1, steps=2, seed=7))
+    assert not np.array_equal(a, attacks.pgd(trained_model, x, y, 0.1, steps=2, seed=8))
+
+
+def test_bim_without_random_start_is_deterministic(trained_model, batch):
+    x, y = batch
+    a = attacks.pgd(trained_model, x, y, 0.1, steps=3, random_start=False)
+    np.testing.assert_array_equal(a, attacks.pgd(trained_model, x, y, 0.1, steps=3, random_start=False))
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+def test_targeted_attack_raises_target_probability(trained_model, batch, attack):
+    x, y = batch
+    target = np.full(len(y), 3, np.int64)
+    keep = y != 3
+    x, target = x[keep], target[keep]
+    fn = attacks.fgsm if attack == "fgsm" else attacks.pgd
+    adv = fn(trained_model, x, target, 0.2, targeted=True)
+
+    def p3(images):
+        return tf.nn.softmax(evaluate.predict_logits(trained_model, images)).numpy()[:, 3]
+
+    assert p3(adv).mean() > p3(x).mean() + 0.05
+    if attack == "pgd":
+        assert np.mean(evaluate.predict(trained_model, adv)[0] == 3) > 0.5
+
+
+def test_random_noise_sizes_and_seed():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.4, 0.6, size=(4, 6, 6, 1)).astype(np.float32)
+    noisy = attacks.random_noise(x, 0.1, seed=1)
+    np.testing.assert_allclose(np.abs(noisy - x), 0.1, rtol=1e-5)
+    np.testing.assert_array_equal(noisy, attacks.random_noise(x, 0.1, seed=1))
+    l2 = attacks.random_noise(x, 0.5, norm="l2", seed=1)
+    np.testing.assert_allclose(np.linalg.norm((l2 - x).reshape(4, -1), axis=1), 0.5, rtol=1e-5)
+    edge = attacks.random_noise(np.zeros_like(x), 0.3, seed=2)
+    assert edge.min() == 0.0 and edge.max() <= 0.3 + 1e-7
+
+
+def test_noise_much_weaker_than_fgsm(trained_model, batch):
+    x, y = batch
+    noise = evaluate.accuracy(trained_model, attacks.random_noise(x, 0.2, seed=0), y)
+    fgsm = evaluate.accuracy(trained_model, attacks.fgsm(trained_model, x, y, 0.2), y)
+    assert noise > fgsm + 0.3
+
+
+def test_compiled_once_per_configuration(trained_model, batch):
+    x, y = batch
+    attacks.fgsm(trained_model, x, y, 0.1)
+    fn = attacks._compiled[trained_model][("step", ("sign", False))]
+    before = fn.experimental_get_tracing_count()
+    attacks.fgsm(trained_model, x[:17], y[:17], 0.2)  # other batch size and ε: no new trace
+    attacks.fgsm(trained_model, x[:100], y[:100], 0.05)
+    assert fn.experimental_get_tracing_count() == before == 1
+
+
+def test_usable_inside_tf_function(trained_model, batch):
+    x, y = batch
+
+    @tf.function
+    def step(xb, yb):
+        return attacks.fgsm(trained_model, xb, yb, 0.1), attacks.pgd(trained_model, xb, yb, 0.1, steps=2)
+
+    a, p = step(tf.constant(x[:8]), tf.constant(y[:8]))
+    assert isinstance(a, tf.Tensor)
+    np.testing.assert_allclose(a.numpy(), attacks.fgsm(trained_model, x[:8], y[:8], 0.1), atol=1e-6)
+    assert np.abs(p.numpy() - x[:8]).max() <= 0.1 + 1e-6
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda m, x, y: attacks.fgsm(m, x, y, -0.1), r"eps=-0.1"),
+    (lambda m, x, y: attacks.fgsm(m, x, y, float("nan")), r"eps=nan"),
+    (lambda m, x, y: attacks.fgsm(m, x, y, "big"), r"eps must be a real number"),
+    (lambda m, x, y: attacks.fgsm(m, x * 2 + 0.5, y, 0.1), r"\[0, 1\]"),
+    (lambda m, x, y: attacks.fgsm(m, x[0], y, 0.1), r"4-D batch"),
+    (lambda m, x, y: attacks.fgsm(m, (x * 255).astype(np.uint8), y, 0.1), r"divide uint8"),
+    (lambda m, x, y: attacks.fgsm(m, x, y[:-1], 0.1), r"same length"),
+    (lambda m, x, y: attacks.fgsm(m, x, y + 10, 0.1), r"class indices"),
+    (lambda m, x, y: attacks.fgsm(m, np.zeros((2, 32, 32, 3), np.float32), y[:2], 0.1), r"model expects"),
+    (lambda m, x, y: attacks.gradient_attack(m, x, y, 0.1, scale="l1"), r"scale='l1'.*'raw', 'max', 'l2', 'sign'"),
+    (lambda m, x, y: attacks.pgd(m, x, y, 0.1, norm="l1"), r"norm='l1'.*'inf', 'l2'"),
+    (lambda m, x, y: attacks.pgd(m, x, y, 0.1, steps=0), r"steps=0"),
+    (lambda m, x, y: attacks.pgd(m, x, y, 0.1, steps=2.5), r"steps must be an integer"),
+    (lambda m, x, y: attacks.pgd(m, x, y, 0.1, restarts=0), r"restarts=0"),
+    (lambda m, x, y: attacks.pgd(m, x, y, 0.1, step_size=-1.0), r"step_size=-1.0"),
+    (lambda m, x, y: attacks.random_noise(x, 0.1, norm="l0"), r"norm='l0'"),
+    (lambda m, x, y: attacks.random_noise(x, -1), r"eps=-1"),
+])
+def test_bad_arguments_raise_clear_errors(trained_model, batch, call, match):
+    x, y = batch
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(trained_model, x[:4], y[:4])

@@ -1,0 +1,78 @@
+import re
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from helpers import plots
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.mark.parametrize("shape", [(6, 28, 28, 1), (6, 32, 32, 3)])
+def test_show_images_and_attack_grids(shape):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=shape).astype(np.float32)
+    fig = plots.show_images(x, labels=[0, 1, 2, 3, 4, 5], preds=[0, 1, 2, 3, 4, 0], confidences=np.full(6, 0.9),
+                            class_names=[str(i) for i in range(10)], ncols=4)
+    assert len(fig.axes) == 8
+    assert fig.axes[5].title.get_color() == "crimson"  # wrong prediction shown in red
+    adv = np.clip(x + 0.1, 0, 1)
+    fig = plots.show_attack(x[:3], adv[:3], labels=[0, 1, 2], adv_preds=[1, 1, 0], gradients=x[:3] - 0.5)
+    assert len(fig.axes) == 12  # 4 rows (original, gradient, perturbation, adversarial) x 3 examples
+
+
+def test_curves_and_matrices():
+    ax = plots.plot_accuracy_vs_eps({"FGSM": {0.0: 0.99, 0.1: 0.5}, "noise": {0.0: 0.99, 0.1: 0.98}}, chance=0.1)
+    assert len(ax.lines) == 3 and "ε" in ax.get_xlabel()
+    m = np.full((3, 3), 0.5)
+    np.fill_diagonal(m, np.nan)
+    ax = plots.plot_matrix(m, class_names=["a", "b", "c"])
+    assert len(ax.texts) == 6
+    fig = plots.plot_history({"run": {"loss": [2, 1], "clean_accuracy": [0.5, 0.8], "adv_accuracy": [0.1, 0.3]}})
+    assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 1
+
+
+def _frame(v):
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.set_title(str(v))
+    return fig
+
+
+def test_frame_slider_is_self_contained_html():
+    frames = plots.render_frames(_frame, [0.0, 0.1, 0.2])
+    assert all(f.startswith(b"\x89PNG") for f in frames)
+    html = plots.frame_slider(frames, [0.0, 0.1, 0.2], title="demo").data
+    assert html.count('class="fs-frame"') == 3 and html.count("data:image/png;base64,") == 3
+    assert re.search(r'type="range" min="0" max="2"', html)
+    assert "oninput=" in html and "<script" not in html and "http" not in html
+    assert html == plots.frame_slider(frames, [0.0, 0.1, 0.2], title="demo").data  # deterministic output
+    with pytest.raises(ValueError, match="one frame per value"):
+        plots.frame_slider(frames, [0.0])
+    with pytest.raises(ValueError, match="start=5"):
+        plots.frame_slider(frames, [0.0, 0.1, 0.2], start=5)
+
+
+def test_eps_slider_renders_each_value_once():
+    calls = []
+
+    def render(eps):
+        calls.append(eps)
+        return _frame(eps)
+
+    box = plots.eps_slider(render, [0.0, 0.1, 0.2])
+    slider, image = box.children
+    assert isinstance(slider, widgets.SelectionSlider) and not slider.continuous_update
+    first = image.value
+    slider.value = 0.2
+    assert image.value != first
+    slider.value = 0.0
+    slider.value = 0.2
+    assert calls == [0.0, 0.2]
+    with pytest.raises(ValueError, match="at least one"):
+        plots.eps_slider(render, [])

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import attacks, evaluate, models, training
+
+
+@pytest.fixture(scope="module")
+def small(mnist):
+    return mnist.subset(800, 200, seed=0)
+
+
+def fresh(ds, seed=0):
+    models.seed_everything(seed)
+    return models.build_model(ds.input_shape, ds.num_classes, seed=seed)
+
+
+@pytest.mark.parametrize("mode", ["double", "adversarial"])
+def test_adversarial_training_reduces_loss_and_reports_history(small, mode):
+    model = fresh(small)
+    h = training.adversarial_train(model, small.x_train, small.y_train, attack="fgsm", eps=0.1, epochs=3,
+                                   batch_size=64, mode=mode, validation_data=(small.x_test, small.y_test))
+    for key in ("loss", "clean_accuracy", "adv_accuracy", "val_clean_accuracy", "val_adv_accuracy", "time"):
+        assert len(h.history[key]) == 3, key
+    assert h.epoch == [0, 1, 2]
+    assert h["loss"][-1] < 0.8 * h["loss"][0]
+    assert h["clean_accuracy"][-1] > h["clean_accuracy"][0]
+    assert all(0.0 <= v <= 1.0 for v in h["adv_accuracy"])
+    assert h.params["mode"] == mode
+
+
+def test_pgd_training_beats_standard_training_under_attack(small):
+    std = fresh(small)
+    models.train_model(std, small.x_train, small.y_train, epochs=6, batch_size=64)
+    rob = fresh(small)
+    training.adversarial_train(rob, small.x_train, small.y_train, attack="pgd", eps=0.2, epochs=6, batch_size=64,
+                               mode="double", attack_kwargs={"steps": 3})
+    x, y = small.x_test, small.y_test
+    std_acc = evaluate.accuracy(std, attacks.pgd(std, x, y, 0.2, steps=10, seed=0), y)
+    rob_acc = evaluate.accuracy(rob, attacks.pgd(rob, x, y, 0.2, steps=10, seed=0), y)
+    assert rob_acc > std_acc + 0.2
+
+
+def test_callable_attack_is_used_inside_the_step(small):
+    seen = []
+
+    def noise_attack(model, x, y, eps):
+        seen.append(tf.executing_eagerly())
+        return tf.clip_by_value(x + eps * tf.sign(tf.random.normal(tf.shape(x))), 0.0, 1.0)
+
+    model = fresh(small)
+    h = training.adversarial_train(model, small.x_train[:200], small.y_train[:200], attack=noise_attack, eps=0.1,
+                                   epochs=2, batch_size=50)
+    assert seen == [False]  # traced once into the compiled step, never run eagerly
+    assert h.params["attack"] == "noise_attack"
+
+
+def test_train_step_traces_once(small, monkeypatch):
+    traces = []
+    orig = attacks._objective_gradient
+
+    def counting(*a, **k):
+        traces.append(1)
+        return orig(*a, **k)
+
+    monkeypatch.setattr(attacks, "_objective_gradient", counting)
+    model = fresh(small)
+    # 250 examples in batches of 64: three full batches and a short one, over two epochs.
+    training.adversarial_train(model, small.x_train[:250], small.y_train[:250], attack="fgsm", eps=0.1, epochs=2,
+                               batch_size=64)
+    assert len(traces) == 1
+
+
+def test_training_is_reproducible(small):
+    def run():
+        model = fresh(small, seed=3)
+        training.adversarial_train(model, small.x_train[:256], small.y_train[:256], attack="pgd", eps=0.1,
+                                   epochs=1, batch_size=64, attack_kwargs={"steps": 2}, seed=3)
+        return model.get_weights()[0]
+
+    np.testing.assert_array_equal(run(), run())
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(mode="triple"), r"mode='triple'.*'double', 'adversarial'"),
+    (dict(attack="cw"), r"attack='cw'.*'fgsm', 'pgd'"),
+    (dict(attack=3), r"attack must be 'fgsm', 'pgd' or a callable"),
+    (dict(eps=-0.1), r"eps=-0.1"),
+    (dict(epochs=0), r"epochs=0"),
+    (dict(batch_size=0), r"batch_size=0"),
+    (dict(attack="pgd", attack_kwargs={"stepz": 3}), r"\['stepz'\]"),
+    (dict(attack="fgsm", attack_kwargs={"steps": 3}), r"\['steps'\]"),
+])
+def test_bad_arguments(small, kwargs, match):
+    args = dict(attack="fgsm", eps=0.1, epochs=1)
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=match):
+        training.adversarial_train(fresh(small), small.x_train[:10], small.y_train[:10], **args)
+
+
+def test_bad_data(small):
+    with pytest.raises(ValueError, match="same length"):
+        training.adversarial_train(fresh(small), small.x_train[:10], small.y_train[:9], eps=0.1, epochs=1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        training.adversarial_train(fresh(small), small.x_train[:10] * 255, small.y_train[:10], eps=0.1, epochs=1)
