@@ -30,6 +30,12 @@ SCALES = ("raw", "max", "l2", "sign")
 NORMS = ("inf", "l2")
 EVAL_BATCH = 1024  # examples per compiled call: large enough to amortise overhead, small enough for CIFAR memory
 _TINY = 1e-12
+#: How PGD's loop is compiled: ``"unrolled"`` (a Python loop, one copy of the ops per step), ``"range"`` (a
+#: ``tf.range`` graph loop) or ``"auto"``: unrolled up to ``UNROLL_MAX_STEPS`` steps, where it ran ~20 % faster
+#: on CPU, a graph loop beyond, where unrolling stops paying and tracing gets slow (5 s for 100 steps against
+#: 0.2 s).  ``benchmarks/bench_speed.py`` measures both; see the README for the figures.
+PGD_LOOP = "auto"
+UNROLL_MAX_STEPS = 20
 
 
 # ----------------------------------------------------------------------------------- the three pieces (TF code)
@@ -109,8 +115,8 @@ def _fgsm_graph(model, x, y, eps, scale="sign", targeted=False):
 def _pgd_graph(model, x, y, eps, step_size, seed, *, steps, norm, random_start, targeted):
     """PGD as TF code: (random start) then ``steps`` × (gradient step, projection, clip to [0, 1]).
 
-    The loop is a Python loop, unrolled when traced: on CPU this measured faster than ``tf.range`` (see
-    ``benchmarks/``).  ``steps`` is static, so each value traces its own graph.
+    Short loops are unrolled when traced, long ones become a graph loop (see ``PGD_LOOP``).  ``steps`` is
+    static, so each value traces its own graph.
     """
     x = tf.convert_to_tensor(x, tf.float32)
     eps = tf.cast(eps, tf.float32)
@@ -121,7 +127,9 @@ def _pgd_graph(model, x, y, eps, step_size, seed, *, steps, norm, random_start, 
         x_adv = tf.clip_by_value(x + delta, 0.0, 1.0)
     else:
         x_adv = x
-    for _ in range(steps):
+    unroll = PGD_LOOP == "unrolled" or (PGD_LOOP == "auto" and steps <= UNROLL_MAX_STEPS)
+    loop = range(steps) if unroll else tf.range(steps)
+    for _ in loop:
         grad = _objective_gradient(model, x_adv, y, targeted)
         x_adv = x_adv + step_rule(grad, step_size, rule)
         x_adv = tf.clip_by_value(x + project(x_adv - x, eps, norm), 0.0, 1.0)
@@ -266,20 +274,18 @@ def pgd(model, x, y, eps, *, steps: int = 10, step_size: float | None = None, no
     step_size = default_step_size(eps, steps) if step_size is None else check_eps(step_size, "step_size")
     xs, ys = _specs(model)
     scalar = tf.TensorSpec((), tf.float32)
-    fn = _compiled_fn(model, "pgd", (steps, norm, bool(random_start), bool(targeted)), lambda: tf.function(
+    fn = _compiled_fn(model, "pgd", (steps, norm, bool(random_start), bool(targeted), PGD_LOOP), lambda: tf.function(
         lambda xb, yb, e, a, s: _pgd_graph(model, xb, yb, e, a, s, steps=steps, norm=norm,
                                            random_start=random_start, targeted=targeted),
         input_signature=[xs, ys, scalar, scalar, tf.TensorSpec((2,), tf.int64)]))
     args = (tf.constant(eps, tf.float32), tf.constant(step_size, tf.float32))
     rng_seed = _new_seed(seed)
-    best = None
-    for r in range(restarts if random_start else 1):
-        s = tf.constant(rng_seed + np.array([0, r], np.int64))
-        x_adv = _batched(fn, x, y, *args, s)
-        if best is None:
-            best = x_adv
-            best_score = _attack_score(model, best, y, targeted)
-            continue
+    runs = restarts if random_start else 1
+    best = _batched(fn, x, y, *args, tf.constant(rng_seed))
+    if runs > 1:
+        best_score = _attack_score(model, best, y, targeted)
+    for r in range(1, runs):
+        x_adv = _batched(fn, x, y, *args, tf.constant(rng_seed + np.array([0, r], np.int64)))
         score = _attack_score(model, x_adv, y, targeted)
         better = score > best_score
         best = np.where(better[:, None, None, None], x_adv, best)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -90,7 +91,7 @@ def compile_model(model: keras.Model, *, learning_rate=1e-3) -> keras.Model:
 
 
 def train_model(model: keras.Model, x, y, *, epochs: int = 5, batch_size: int = 128, learning_rate=1e-3,
-                validation_data=None, seed: int = 0, verbose: int = 0):
+                validation_data=None, seed: int = 0, verbose: int = 0, callbacks=None):
     """Standard (non-adversarial) training with ``model.fit``; returns the Keras ``History``.
 
     ``verbose=0`` by default: progress bars make notebook outputs large and differ from run to run.
@@ -103,7 +104,8 @@ def train_model(model: keras.Model, x, y, *, epochs: int = 5, batch_size: int = 
     if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
         compile_model(model, learning_rate=learning_rate)
     return model.fit(np.asarray(x, np.float32), np.asarray(y, np.int64), epochs=epochs, batch_size=batch_size,
-                     validation_data=validation_data, shuffle=True, verbose=verbose)
+                     validation_data=validation_data, shuffle=True, verbose=verbose,
+                     callbacks=callbacks)
 
 
 # --------------------------------------------------------------------------------------------- model cache
@@ -138,34 +140,75 @@ def save_model_atomic(model: keras.Model, path) -> Path:
     return path
 
 
-def load_or_train(key: dict, train_fn: Callable[[], keras.Model], *, directory=None, retrain: bool = False):
-    """Return ``(model, from_cache)``: the cached model for ``key``, or ``train_fn()``'s result, then cached.
+def _write_json_atomic(obj, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
+
+def load_or_train(key: dict, train_fn: Callable, *, directory=None, retrain: bool = False):
+    """Return ``(model, history, from_cache)`` for the training recipe ``key``.
+
+    ``train_fn()`` returns ``(model, history)`` where ``history`` is a JSON-able dict (per-epoch figures) or None.
+    It runs only when no readable cached model exists; its results are then cached: the history first, the model
+    last, each through a temporary file and an atomic rename, so a model file is only ever complete.
     A cached file that cannot be read (for example from an older Keras) is retrained and replaced with a warning.
     """
-    path = cache_dir(directory) / f"{cache_key(**key)}.keras"
+    folder = cache_dir(directory)
+    stem = cache_key(**key)
+    path, meta = folder / f"{stem}.keras", folder / f"{stem}.json"
     if path.exists() and not retrain:
         try:
-            return keras.models.load_model(path, compile=False), True
+            model = keras.models.load_model(path, compile=False)
+            history = json.loads(meta.read_text())["history"] if meta.exists() else None
+            return model, history, True
         except Exception as err:  # noqa: BLE001 - any unreadable cache entry is rebuilt
             warnings.warn(f"Ignoring unreadable cached model {path} ({err!r}); retraining.", stacklevel=2)
-    model = train_fn()
+    model, history = train_fn()
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic({"key": key, "history": history}, meta)
     save_model_atomic(model, path)
-    return model, False
+    return model, history, False
 
 
 def standard_model(ds, *, arch: str = "cnn", epochs: int = 5, batch_size: int = 128, seed: int = 0,
-                   directory=None, retrain: bool = False) -> keras.Model:
-    """The course's standard classifier for dataset ``ds`` (a ``helpers.data.Dataset``), trained or from cache."""
+                   directory=None, retrain: bool = False):
+    """The course's standard classifier for dataset ``ds`` (a ``helpers.data.Dataset``), trained or from cache.
+
+    Returns ``(model, history)``: ``history`` holds the per-epoch ``loss``, ``accuracy``, ``val_loss``,
+    ``val_accuracy`` (on ``ds``'s test split) and ``time`` (seconds) of the run that trained it.
+    """
     check_choice("arch", arch, ARCHITECTURES)
-    key = dict(dataset=ds.name, n_train=len(ds.x_train), arch=arch, recipe="standard", epochs=epochs,
+    key = dict(dataset=ds.name, data=ds.fingerprint(), arch=arch, recipe="standard", epochs=epochs,
                batch_size=batch_size, seed=seed, keras=keras.__version__)
 
     def train():
         keras.utils.set_random_seed(seed)
         model = build_model(ds.input_shape, ds.num_classes, arch=arch, seed=seed)
-        train_model(model, ds.x_train, ds.y_train, epochs=epochs, batch_size=batch_size, seed=seed)
-        return model
+        timer = _EpochTimer()
+        hist = train_model(model, ds.x_train, ds.y_train, epochs=epochs, batch_size=batch_size, seed=seed,
+                           validation_data=(ds.x_test, ds.y_test), callbacks=[timer])
+        history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+        history["time"] = timer.times
+        return model, history
 
-    model, _ = load_or_train(key, train, directory=directory, retrain=retrain)
-    return model
+    model, history, _ = load_or_train(key, train, directory=directory, retrain=retrain)
+    return model, history
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Wall-clock seconds per epoch (for the cost comparisons of the adversarial-training lesson)."""
+
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)

@@ -18,6 +18,12 @@ import numpy as np
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def use_course_style() -> None:
+    """Matplotlib defaults for the notebooks: small PNG figures (committed outputs stay light), no chart junk."""
+    plt.rcParams.update({"figure.dpi": 72, "savefig.dpi": 72, "figure.figsize": (6, 4), "axes.spines.top": False,
+                         "axes.spines.right": False, "image.interpolation": "nearest", "font.size": 10})
+
+
 def _img(ax, image, *, cmap="gray", vmin=0.0, vmax=1.0):
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[-1] == 1:

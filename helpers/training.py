@@ -17,7 +17,7 @@ import numpy as np
 
 from . import attacks
 from ._checks import check_choice, check_eps, check_images, check_labels, check_positive_int
-from .models import compile_model
+from .models import build_model, compile_model, load_or_train
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -172,3 +172,60 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
             print(f"epoch {epoch + 1}/{epochs}  loss {values['loss']:.3f}  clean acc {values['clean_accuracy']:.3f}"
                   f"  adv acc {values['adv_accuracy']:.3f}{extra}  ({values['time']:.1f} s)", flush=True)
     return history
+
+
+def adversarial_model(ds, *, attack="pgd", eps, epochs: int, batch_size: int = 64, mode: str = "adversarial",
+                      attack_kwargs: dict | None = None, arch: str = "cnn", seed: int = 0, learning_rate=1e-3,
+                      directory=None, retrain: bool = False):
+    """An adversarially trained classifier for dataset ``ds``, trained with ``adversarial_train`` or from cache.
+
+    Returns ``(model, history)`` where ``history`` is the ``TrainingHistory.history`` dict of the run that trained
+    it (validation figures on ``ds``'s test split).  The cache key holds every argument that changes the weights.
+    ``attack`` must be a name here (``"fgsm"`` or ``"pgd"``): a callable has no stable identity to cache under.
+    """
+    check_choice("attack", attack, ATTACKS)
+    eps = check_eps(eps)
+    key = dict(dataset=ds.name, data=ds.fingerprint(), arch=arch, recipe=f"adv-{attack}-{mode}", epochs=epochs,
+               eps=eps, batch_size=batch_size, attack_kwargs=attack_kwargs or {}, seed=seed,
+               learning_rate=keras.optimizers.schedules.serialize(learning_rate)
+               if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule) else learning_rate,
+               keras=keras.__version__)
+
+    def train():
+        keras.utils.set_random_seed(seed)
+        model = build_model(ds.input_shape, ds.num_classes, arch=arch, seed=seed)
+        h = adversarial_train(model, ds.x_train, ds.y_train, attack=attack, eps=eps, epochs=epochs,
+                              batch_size=batch_size, mode=mode, attack_kwargs=attack_kwargs, seed=seed,
+                              learning_rate=learning_rate, validation_data=(ds.x_test, ds.y_test))
+        return model, h.history
+
+    model, history, _ = load_or_train(key, train, directory=directory, retrain=retrain)
+    return model, history
+
+
+#: The models the lessons share (notebooks 01, 05 and 06 train or reload exactly these, so the cache is shared).
+COURSE_MODELS = ("standard", "transfer", "fgsm", "pgd")
+
+
+def course_model(ds, kind: str = "standard", *, eps: float | None = None, seed: int = 0, directory=None):
+    """``(model, history)`` for one of the course's shared recipes, trained on first use, then from cache.
+
+    - ``"standard"``: the CNN, 10 epochs of ordinary training (notebook 01);
+    - ``"transfer"``: the same recipe with another seed, a stand-in for "someone else's model" (transfer attacks);
+    - ``"fgsm"``: FGSM adversarial training, double batch (clean + adversarial), 10 epochs, batch 64;
+    - ``"pgd"``: PGD-7 adversarial training on adversarial examples only (Madry et al.), 20 epochs, batch 64.
+    ``eps`` (for the adversarial recipes) defaults to the dataset's standard budget.
+    """
+    from .data import standard_eps
+
+    check_choice("kind", kind, COURSE_MODELS)
+    if kind in ("standard", "transfer"):
+        from .models import standard_model
+
+        return standard_model(ds, epochs=10, seed=seed + (1 if kind == "transfer" else 0), directory=directory)
+    eps = standard_eps(ds.name) if eps is None else check_eps(eps)
+    if kind == "fgsm":
+        return adversarial_model(ds, attack="fgsm", eps=eps, epochs=10, batch_size=64, mode="double", seed=seed,
+                                 directory=directory)
+    return adversarial_model(ds, attack="pgd", eps=eps, epochs=20, batch_size=64, mode="adversarial",
+                             attack_kwargs={"steps": 7}, seed=seed, directory=directory)

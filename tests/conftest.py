@@ -28,7 +28,7 @@ def trained_model(mnist, tmp_path_factory):
     from helpers import models
 
     models.seed_everything(0)
-    return models.standard_model(mnist, epochs=3, directory=tmp_path_factory.mktemp("models"))
+    return models.standard_model(mnist, epochs=3, directory=tmp_path_factory.mktemp("models"))[0]
 
 
 @pytest.fixture(scope="session")

@@ -519,3 +519,14 @@ def test_importing_helpers_data_does_not_import_tensorflow():
     code = "import sys, helpers.data; print('tensorflow' in sys.modules, 'tensorflow_datasets' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_standard_eps_and_fingerprint():
+    from helpers import data as d
+
+    assert d.standard_eps("mnist_5k") == 0.3 and d.standard_eps("cifar10") == pytest.approx(8 / 255)
+    with pytest.raises(ValueError, match="'svhn'"):
+        d.standard_eps("svhn")
+    ds = load_dataset("mnist_5k")
+    assert ds.fingerprint() == load_dataset("mnist_5k").fingerprint()
+    assert ds.subset(100, 10, seed=0).fingerprint() != ds.subset(100, 10, seed=1).fingerprint()

@@ -42,16 +42,17 @@ def test_train_model_learns(mnist):
 def _tiny_trainer(calls):
     def train():
         calls.append(1)
-        return models.build_model((8, 8, 1), 3, arch="mlp")
+        return models.build_model((8, 8, 1), 3, arch="mlp"), {"loss": [1.0, 0.5]}
     return train
 
 
 def test_cache_trains_once_then_loads(tmp_path):
     calls = []
     key = dict(dataset="toy", arch="mlp", epochs=1, seed=0)
-    m1, cached1 = models.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
-    m2, cached2 = models.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
+    m1, h1, cached1 = models.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
+    m2, h2, cached2 = models.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
     assert (cached1, cached2) == (False, True) and len(calls) == 1
+    assert h1 == h2 == {"loss": [1.0, 0.5]}
     for w1, w2 in zip(m1.get_weights(), m2.get_weights()):
         np.testing.assert_array_equal(w1, w2)
     # A different recipe is a different file.
@@ -70,7 +71,8 @@ def test_cache_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.setattr(keras.Model, "save", broken_save)
     with pytest.raises(KeyboardInterrupt):
         models.load_or_train(dict(dataset="toy"), _tiny_trainer([]), directory=tmp_path)
-    assert list(tmp_path.iterdir()) == []  # neither the final file nor a temporary one is left
+    # No model file, final or temporary, is left (the history JSON may be: without its model it is never read).
+    assert not list(tmp_path.glob("*.keras")) and not list(tmp_path.glob(".*"))
 
 
 def test_unreadable_cache_entry_is_retrained(tmp_path):
@@ -79,7 +81,7 @@ def test_unreadable_cache_entry_is_retrained(tmp_path):
     path.write_bytes(b"not a keras file")
     calls = []
     with pytest.warns(UserWarning, match="unreadable cached model"):
-        _, cached = models.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
+        _, _, cached = models.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
     assert not cached and len(calls) == 1
     models.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
     assert len(calls) == 1
@@ -88,7 +90,8 @@ def test_unreadable_cache_entry_is_retrained(tmp_path):
 def test_standard_model_uses_cache(mnist, tmp_path, monkeypatch):
     monkeypatch.setenv(models.CACHE_ENV, str(tmp_path))
     small = mnist.subset(500, 100)
-    a = models.standard_model(small, epochs=1)
+    a, ha = models.standard_model(small, epochs=2)
     assert len(list(tmp_path.glob("*.keras"))) == 1
-    b = models.standard_model(small, epochs=1)
+    b, hb = models.standard_model(small, epochs=2)
     np.testing.assert_array_equal(a.get_weights()[0], b.get_weights()[0])
+    assert ha == hb and len(ha["val_accuracy"]) == 2 and len(ha["time"]) == 2

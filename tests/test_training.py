@@ -103,3 +103,26 @@ def test_bad_data(small):
         training.adversarial_train(fresh(small), small.x_train[:10], small.y_train[:9], eps=0.1, epochs=1)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         training.adversarial_train(fresh(small), small.x_train[:10] * 255, small.y_train[:10], eps=0.1, epochs=1)
+
+
+def test_adversarial_model_is_cached_with_its_history(small, tmp_path):
+    args = dict(attack="fgsm", eps=0.1, epochs=2, mode="double", directory=tmp_path)
+    tiny = small.subset(200, 50)
+    m1, h1 = training.adversarial_model(tiny, **args)
+    m2, h2 = training.adversarial_model(tiny, **args)
+    assert h1 == h2 and len(h1["val_adv_accuracy"]) == 2
+    np.testing.assert_array_equal(m1.get_weights()[0], m2.get_weights()[0])
+    training.adversarial_model(tiny, **dict(args, eps=0.2))
+    assert len(list(tmp_path.glob("*.keras"))) == 2
+    with pytest.raises(ValueError, match="attack='cw'"):
+        training.adversarial_model(tiny, **dict(args, attack="cw"))
+
+
+def test_course_model_recipes(small, tmp_path):
+    with pytest.raises(ValueError, match="kind='robust'"):
+        training.course_model(small, "robust", directory=tmp_path)
+    tiny = small.subset(100, 20)
+    a, ha = training.course_model(tiny, "standard", directory=tmp_path)
+    b, _ = training.course_model(tiny, "transfer", directory=tmp_path)
+    assert len(ha["loss"]) == 10
+    assert not np.array_equal(a.get_weights()[0], b.get_weights()[0])  # another seed, another model
