@@ -1,18 +1,7 @@
 """Shared fixtures: a small model trained once per test session on the bundled data (cached in a temp folder)."""
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("MPLBACKEND", "Agg")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-
-def pytest_collectstart(collector):
-    # nbval: TensorFlow's C++ log lines land on stderr and vary; stdout and results are what we compare.
-    if collector.fspath and collector.fspath.ext == ".ipynb":
-        collector.skip_compare += ("stderr",)
+import numpy as np
+import pytest
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,16 @@
+"""Root pytest configuration: applies to tests/ and to the notebooks checked by ``pytest --nbval``."""
+
+import os
+
+# Before TensorFlow is imported anywhere (kernels started by nbval inherit the environment too).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Generated or copied notebooks are not lessons; nbval must not collect them.
+collect_ignore_glob = ["build/*", ".venv/*", "venv/*", ".cache/*"]
+
+
+def pytest_collectstart(collector):
+    # nbval: TensorFlow's C++ log lines land on stderr and vary from run to run; compare stdout and results.
+    if collector.fspath and collector.fspath.ext == ".ipynb":
+        collector.skip_compare += ("stderr",)
