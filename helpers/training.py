@@ -213,7 +213,8 @@ def course_model(ds, kind: str = "standard", *, eps: float | None = None, seed: 
     - ``"standard"``: the CNN, 10 epochs of ordinary training (notebook 01);
     - ``"transfer"``: the same recipe with another seed, a stand-in for "someone else's model" (transfer attacks);
     - ``"fgsm"``: FGSM adversarial training, double batch (clean + adversarial), 10 epochs, batch 64;
-    - ``"pgd"``: PGD-7 adversarial training on adversarial examples only (Madry et al.), 20 epochs, batch 64.
+    - ``"pgd"``: PGD-7 adversarial training on adversarial examples only (Madry et al.), 20 epochs, batch 64,
+      learning rate warmed up to 2e-3 then decayed (``warmup_cosine``).
     ``eps`` (for the adversarial recipes) defaults to the dataset's standard budget.
     """
     from .data import standard_eps
@@ -227,5 +228,23 @@ def course_model(ds, kind: str = "standard", *, eps: float | None = None, seed: 
     if kind == "fgsm":
         return adversarial_model(ds, attack="fgsm", eps=eps, epochs=10, batch_size=64, mode="double", seed=seed,
                                  directory=directory)
+    # A warm-up to a peak learning rate of 2e-3, then cosine decay: measured on mnist_5k, it lifts PGD-40
+    # accuracy at ε = 0.3 from 0.75 (constant 1e-3) to 0.85 in the same 20 epochs (benchmarks/bench_quality.py).
+    schedule = warmup_cosine(2e-3, steps=20 * -(-len(ds.x_train) // 64))
     return adversarial_model(ds, attack="pgd", eps=eps, epochs=20, batch_size=64, mode="adversarial",
-                             attack_kwargs={"steps": 7}, seed=seed, directory=directory)
+                             attack_kwargs={"steps": 7}, seed=seed, learning_rate=schedule, directory=directory)
+
+
+def warmup_cosine(peak: float, steps: int, *, warmup: float = 0.2):
+    """Learning-rate schedule: linear warm-up from 0 to ``peak`` over the first ``warmup`` fraction of ``steps``
+    optimiser steps, then cosine decay to 0 (Keras' ``CosineDecay`` with ``warmup_target``).
+
+    Robust training at a large ε starts slowly (the adversarial loss is flat and high at first); a gentle start
+    avoids the collapse to chance that a high constant rate can cause, and the decay settles the weights.
+    """
+    check_eps(peak, "peak")
+    steps = check_positive_int(steps, "steps")
+    if not 0.0 <= warmup < 1.0:
+        raise ValueError(f"warmup={warmup!r} must be a fraction in [0, 1)")
+    n_warm = int(warmup * steps)
+    return keras.optimizers.schedules.CosineDecay(0.0, steps - n_warm, warmup_target=peak, warmup_steps=n_warm)

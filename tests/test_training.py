@@ -126,3 +126,14 @@ def test_course_model_recipes(small, tmp_path):
     b, _ = training.course_model(tiny, "transfer", directory=tmp_path)
     assert len(ha["loss"]) == 10
     assert not np.array_equal(a.get_weights()[0], b.get_weights()[0])  # another seed, another model
+
+
+def test_warmup_cosine_schedule():
+    sched = training.warmup_cosine(2e-3, 100, warmup=0.2)
+    lrs = [float(sched(s)) for s in (0, 10, 20, 60, 100)]
+    assert lrs[0] == pytest.approx(0.0, abs=1e-9) and lrs[1] == pytest.approx(1e-3, rel=1e-3)
+    assert lrs[2] == pytest.approx(2e-3, rel=1e-3) and lrs[2] > lrs[3] > lrs[4]
+    with pytest.raises(ValueError, match="warmup=1.5"):
+        training.warmup_cosine(1e-3, 10, warmup=1.5)
+    with pytest.raises(ValueError, match="steps=0"):
+        training.warmup_cosine(1e-3, 0)
