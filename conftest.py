@@ -4,7 +4,6 @@ import os
 
 # Before TensorFlow is imported anywhere (kernels started by nbval inherit the environment too).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 # Generated or copied notebooks are not lessons; nbval must not collect them.
 collect_ignore_glob = ["build/*", ".venv/*", "venv/*", ".cache/*"]

@@ -1,7 +1,11 @@
 """Shared fixtures: a small model trained once per test session on the bundled data (cached in a temp folder)."""
 
+import matplotlib
+
 import numpy as np
 import pytest
+
+matplotlib.use("Agg")  # unit tests draw off-screen (set here, not in the environment that notebook kernels inherit)
 
 
 @pytest.fixture(scope="session")
