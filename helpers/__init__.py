@@ -26,6 +26,9 @@ if "tensorflow" not in _sys.modules and _os.environ.get("COURSE_VERBOSE_TF") != 
         try:
             import tensorflow as _tf  # noqa: F401
             _tf.config.list_physical_devices("GPU")  # the CUDA probe logs on first use: get it over with now
+            # The attacks compile one tf.function per (model, configuration) on purpose; TensorFlow's "excessive
+            # retracing" warning would misread that as a mistake.
+            _tf.get_logger().setLevel("ERROR")
         finally:
             _os.dup2(_saved, 2)
             _os.close(_saved)

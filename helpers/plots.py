@@ -113,8 +113,12 @@ def show_attack(x, x_adv, *, labels=None, clean_preds=None, clean_conf=None, adv
     return fig
 
 
-def plot_accuracy_vs_eps(curves: dict, *, title="Accuracy under attack", ax=None, chance=None, xlabel=None):
-    """One line per entry of ``curves`` (``{label: {eps: accuracy}}``); ε in pixel units of [0, 1]."""
+def plot_accuracy_vs_eps(curves: dict, *, title="Accuracy under attack", ax=None, chance=None, xlabel=None,
+                         ylabel="accuracy"):
+    """One line per entry of ``curves`` (``{label: {eps: value}}``); ε in pixel units of [0, 1].
+
+    ``ylabel`` names what the values are (accuracy by default; e.g. "targeted success rate").
+    """
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
     markers = "osD^v<>ph*"
@@ -124,7 +128,7 @@ def plot_accuracy_vs_eps(curves: dict, *, title="Accuracy under attack", ax=None
     if chance is not None:
         ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
     ax.set_xlabel(xlabel or "ε (perturbation budget, pixel units of [0, 1])")
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)
     ax.grid(alpha=0.3)

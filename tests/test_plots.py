@@ -29,7 +29,9 @@ def test_show_images_and_attack_grids(shape):
 
 def test_curves_and_matrices():
     ax = plots.plot_accuracy_vs_eps({"FGSM": {0.0: 0.99, 0.1: 0.5}, "noise": {0.0: 0.99, 0.1: 0.98}}, chance=0.1)
-    assert len(ax.lines) == 3 and "ε" in ax.get_xlabel()
+    assert len(ax.lines) == 3 and "ε" in ax.get_xlabel() and ax.get_ylabel() == "accuracy"
+    ax = plots.plot_accuracy_vs_eps({"PGD": {0.1: 0.9}}, ylabel="targeted success rate")
+    assert ax.get_ylabel() == "targeted success rate"
     m = np.full((3, 3), 0.5)
     np.fill_diagonal(m, np.nan)
     ax = plots.plot_matrix(m, class_names=["a", "b", "c"])
