@@ -1,0 +1,322 @@
+"""The instructor's build: execute the series, export HTML that works from disk, make student versions.
+
+``python -m helpers.course build [--out build] [--dataset NAME] [--only PATTERN] [--timeout SECONDS]``
+
+1. Every ``notebooks/NN_*.ipynb`` runs top to bottom in a fresh kernel, on a *copy* (the sources are never
+   written), with a progress line per notebook.  ``--dataset`` overrides the ``DATASET`` of the ``parameters`` cell
+   by inserting a cell tagged ``injected-parameters`` after it (as papermill does).
+2. ``OUT/html/NN_name.html``: one page per executed notebook (nbconvert's lab template, figures inline, solutions
+   kept, MathJax served from ``OUT/html/mathjax`` so formulas render without internet) and ``OUT/html/index.html``,
+   a course index with each notebook's title, learning goals and run time.
+3. ``OUT/student/NN_name.ipynb``: the source notebooks with outputs cleared and every ``solution`` cell replaced by
+   an exercise stub (a ``# TODO`` and placeholders for names that later cells use).
+
+Everything is written to a temporary folder beside ``OUT`` and moved into place only when every notebook succeeded:
+a failing notebook stops the build with its name, the failing cell and the error, and leaves ``OUT`` as it was.
+This module stands apart from the course vocabulary (``data → … → plots``) and never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import html
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+DATASETS = ("mnist_5k", "mnist", "fashion_mnist", "cifar10")
+NOTEBOOK_PATTERN = re.compile(r"^\d\d_[\w-]+\.ipynb$")
+DEFAULT_NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
+STUB = "# TODO (exercise): write your solution here."
+MARKDOWN_STUB = "*Solution removed — try the exercise above first.*"
+
+
+class BuildError(RuntimeError):
+    """A notebook failed to execute; carries where and why."""
+
+    def __init__(self, notebook: str, cell_index: int | None, source: str, error: str):
+        self.notebook, self.cell_index, self.source, self.error = notebook, cell_index, source, error
+        where = f"cell {cell_index}" if cell_index is not None else "before any cell ran"
+        excerpt = "\n".join("    " + line for line in source.splitlines()[:6])
+        super().__init__(f"{notebook} failed in {where}:\n{excerpt}\n{error}")
+
+
+@dataclass
+class NotebookResult:
+    name: str
+    title: str
+    goals: list = field(default_factory=list)
+    runtime: str = ""
+    seconds: float = 0.0
+
+
+# ------------------------------------------------------------------------------------------------ reading
+def notebook_info(nb) -> dict:
+    """Title (first ``# heading``), learning goals (bullets under a "Learning goals" heading) and stated run time."""
+    title, goals, runtime = "", [], ""
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        in_goals = False
+        for line in cell.source.splitlines():
+            stripped = line.strip()
+            if not title and stripped.startswith("# "):
+                title = stripped[2:].strip()
+            elif re.match(r"^(#+\s*|\*\*)learning goals", stripped, re.I):
+                in_goals = True
+            elif in_goals and re.match(r"^[-*]\s+", stripped):
+                goals.append(re.sub(r"^[-*]\s+", "", stripped))
+            elif in_goals and stripped:
+                in_goals = False
+            m = re.search(r"\*\*Run time:\*\*\s*(.+)", stripped)
+            if m and not runtime:
+                runtime = m.group(1).strip()
+        if title and goals and runtime:
+            break
+    return {"title": title, "goals": goals, "runtime": runtime}
+
+
+def find_notebooks(notebooks_dir, only: str | None = None) -> list[Path]:
+    folder = Path(notebooks_dir)
+    if not folder.is_dir():
+        raise BuildError(str(folder), None, "", f"FileNotFoundError: notebook folder {folder} does not exist")
+    paths = sorted(p for p in folder.iterdir() if NOTEBOOK_PATTERN.match(p.name))
+    if only:
+        paths = [p for p in paths if only in p.name]
+    if not paths:
+        what = f" matching {only!r}" if only else ""
+        raise BuildError(str(folder), None, "", f"no notebooks named NN_name.ipynb{what} in {folder}")
+    return paths
+
+
+# ------------------------------------------------------------------------------------------------ transforming
+def _tags(cell) -> list:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def inject_parameters(nb, dataset: str):
+    """Return a copy of ``nb`` with ``DATASET = dataset`` in a cell tagged ``injected-parameters``."""
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset={dataset!r} is not supported; allowed values are "
+                         f"{', '.join(map(repr, DATASETS))}")
+    nb = copy.deepcopy(nb)
+    cell = nbformat.v4.new_code_cell(f"DATASET = {dataset!r}  # injected by helpers.course build --dataset")
+    cell.metadata["tags"] = ["injected-parameters"]
+    index = next((i + 1 for i, c in enumerate(nb.cells) if "parameters" in _tags(c)), 0)
+    nb.cells.insert(index, cell)
+    return nb
+
+
+def _assigned_names(source: str) -> list:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append((node.name, "def" if not isinstance(node, ast.ClassDef) else "value"))
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.append((node.id, "value"))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.extend(((a.asname or a.name).split(".")[0], "value") for a in node.names)
+    seen, out = set(), []
+    for name, kind in names:
+        if name not in seen:
+            seen.add(name)
+            out.append((name, kind))
+    return out
+
+
+def _read_names(source: str) -> set:
+    try:
+        return {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    except SyntaxError:  # IPython magics and the like: fall back to words
+        return set(re.findall(r"[A-Za-z_]\w*", source))
+
+
+def make_student_version(nb):
+    """Return a copy of ``nb`` for students: outputs cleared, ``solution`` cells replaced by exercise stubs.
+
+    A stubbed code cell keeps placeholders for the names it defined that a later cell reads, so later cells still
+    run: ``NAME = None  # TODO: replace with your result``, or a function that raises ``NotImplementedError``.
+    """
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in _tags(c)]
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        if "solution" not in _tags(cell):
+            continue
+        if cell.cell_type == "markdown":
+            cell.source = MARKDOWN_STUB
+            continue
+        later = set().union(*(_read_names(c.source) for c in nb.cells[i + 1:] if c.cell_type == "code"), set())
+        lines = [STUB]
+        for name, kind in _assigned_names(cell.source):
+            if name in later:
+                lines.append(f"def {name}(*args, **kwargs):\n    raise NotImplementedError(\"exercise\")"
+                             if kind == "def" else f"{name} = None  # TODO: replace with your result")
+        cell.source = "\n".join(lines)
+        cell.metadata["tags"] = [t for t in _tags(cell) if t != "solution"] + ["exercise"]
+    nb.metadata.pop("widgets", None)
+    nbformat.validate(nb)
+    return nb
+
+
+# ------------------------------------------------------------------------------------------------ running
+def execute(nb, *, name: str, cwd, timeout: int = 600):
+    """Execute ``nb`` (in place) in a fresh ``python3`` kernel with working directory ``cwd``."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
+    saved = os.environ.pop("MPLBACKEND", None)  # the kernel must use its inline backend, or figures vanish
+    try:
+        client.execute()
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
+        index = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
+            o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+        if index is None:  # timeout / dead kernel: the first code cell without a result is where it stopped
+            index = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+                          and c.get("execution_count") is None and c.source.strip()), None)
+        ename = getattr(err, "ename", type(err).__name__)
+        evalue = getattr(err, "evalue", str(err).strip().splitlines()[-1] if str(err).strip() else "")
+        source = nb.cells[index].source if index is not None else ""
+        raise BuildError(name, index, source, f"{ename}: {evalue}") from None
+    finally:
+        if saved is not None:
+            os.environ["MPLBACKEND"] = saved
+    return nb
+
+
+def export_html(nb, title: str) -> str:
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", embed_images=True,
+                            mathjax_url=f"mathjax/MathJax.js?config={MATHJAX_CONFIG}")
+    nb = copy.deepcopy(nb)
+    nb.metadata["title"] = title
+    body, _ = exporter.from_notebook_node(nb)
+    return body
+
+
+def _copy_mathjax(dest: Path) -> None:
+    """MathJax 2 from the ``jupyter-server-mathjax`` package, so formulas render offline."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError:  # pages stay readable; formulas show as TeX source
+        return
+    shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", dest)
+
+
+def render_index(results: list, *, course_title: str, dataset: str | None) -> str:
+    items = []
+    for r in results:
+        goals = "".join(f"<li>{html.escape(g)}</li>" for g in r.goals)
+        items.append(
+            f'<li class="nb"><a href="{html.escape(r.name)}.html"><b>{html.escape(r.title or r.name)}</b></a>'
+            f'<div class="meta">stated run time: {html.escape(r.runtime or "not stated")}; '
+            f"this build: {r.seconds:.0f} s</div>"
+            + (f"<div>Learning goals:</div><ul>{goals}</ul>" if goals else "") + "</li>")
+    total = sum(r.seconds for r in results)
+    data = html.escape(dataset or "each notebook's default (the bundled mnist_5k)")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(course_title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 52rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.45; }}
+li.nb {{ margin: 1rem 0; }} .meta {{ color: #555; font-size: 0.9rem; }} ol {{ padding-left: 1.4rem; }}
+</style></head><body>
+<h1>{html.escape(course_title)}</h1>
+<p>Executed on {data}; {len(results)} notebooks in {total:.0f} s. Each page works offline, sliders included.
+Student versions (solutions replaced by exercise stubs): <a href="../student/">../student/</a>.</p>
+<ol>{"".join(items)}</ol>
+</body></html>
+"""
+
+
+# ------------------------------------------------------------------------------------------------ building
+def build(notebooks_dir=DEFAULT_NOTEBOOKS, out_dir="build", *, dataset: str | None = None, timeout: int = 600,
+          only: str | None = None, log=None, course_title="Adversarial examples and adversarial training"):
+    """Build the course (see the module docstring); returns one ``NotebookResult`` per notebook.
+
+    ``log`` receives one progress line at a time (default: print to standard output).
+    """
+    log = log or (lambda line: print(line, flush=True))
+    if dataset is not None and dataset not in DATASETS:
+        raise ValueError(f"dataset={dataset!r} is not supported; allowed values are "
+                         f"{', '.join(map(repr, DATASETS))}")
+    notebooks_dir, out_dir = Path(notebooks_dir).resolve(), Path(out_dir).resolve()
+    paths = find_notebooks(notebooks_dir, only)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".course-build-", dir=out_dir.parent))
+    results = []
+    start_all = time.perf_counter()
+    try:
+        (staging / "html").mkdir()
+        (staging / "student").mkdir()
+        for k, path in enumerate(paths, 1):
+            source = nbformat.read(path, as_version=4)
+            info = notebook_info(source)
+            log(f"[{k}/{len(paths)}] {path.stem}: running")
+            nb = inject_parameters(source, dataset) if dataset else copy.deepcopy(source)
+            t = time.perf_counter()
+            try:
+                execute(nb, name=path.name, cwd=notebooks_dir, timeout=timeout)
+            except BuildError:
+                log(f"[{k}/{len(paths)}] {path.stem}: FAILED")
+                raise
+            seconds = time.perf_counter() - t
+            (staging / "html" / f"{path.stem}.html").write_text(export_html(nb, info["title"] or path.stem),
+                                                                encoding="utf-8")
+            nbformat.write(make_student_version(source), staging / "student" / path.name)
+            results.append(NotebookResult(path.stem, info["title"], info["goals"], info["runtime"], seconds))
+            log(f"[{k}/{len(paths)}] {path.stem}: ok  {seconds:.1f} s")
+        (staging / "html" / "index.html").write_text(
+            render_index(results, course_title=course_title, dataset=dataset), encoding="utf-8")
+        _copy_mathjax(staging / "html" / "mathjax")
+        for sub in ("html", "student"):  # swap in: the old output is moved aside, then removed
+            target = out_dir / sub
+            if target.exists():
+                target.rename(staging / f"old-{sub}")
+            (staging / sub).rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log(f"built {len(results)} notebooks in {time.perf_counter() - start_all:.0f} s: {out_dir / 'html' / 'index.html'}")
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.course", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="execute the notebooks, export HTML and student versions")
+    b.add_argument("--out", default="build", help="output folder (default: build)")
+    b.add_argument("--dataset", choices=DATASETS, help="run every notebook on this dataset instead of its default")
+    b.add_argument("--notebooks", default=str(DEFAULT_NOTEBOOKS), help="folder of NN_name.ipynb notebooks")
+    b.add_argument("--only", help="build only notebooks whose file name contains this text (e.g. 02)")
+    b.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default: 600)")
+    args = parser.parse_args(argv)
+    try:
+        build(args.notebooks, args.out, dataset=args.dataset, timeout=args.timeout, only=args.only)
+    except BuildError as err:
+        print(f"\nBuild failed: {err}\nNothing was written to {args.out}.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\nBuild interrupted. Nothing was written to {args.out}.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

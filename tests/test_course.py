@@ -1,0 +1,154 @@
+"""The instructor's build, end to end on tiny notebooks (no TensorFlow, a few seconds each)."""
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from helpers import course
+
+
+def _nb(cells):
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    return nb
+
+
+def _tagged(cell, *tags):
+    cell.metadata["tags"] = list(tags)
+    return cell
+
+
+def write_fixture(folder: Path, broken: bool = False) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    alpha = _nb([
+        new_markdown_cell("# 01 · Alpha lesson\n\nIntro.\n\n## Learning goals\n- learn <one> thing\n- learn another"
+                          "\n\n**Run time:** about 2 s on 2 CPU cores."),
+        _tagged(new_code_cell('DATASET = "mnist_5k"\nSEED = 0'), "parameters"),
+        new_code_cell('print("dataset is", DATASET)'),
+        new_markdown_cell("**Exercise.** Square the seed plus four."),
+        _tagged(new_code_cell("answer = (SEED + 4) ** 2\ndef helper(v):\n    return v + 1\nprint('SOLVED', answer)"),
+                "solution"),
+        new_code_cell("print('later cell sees', answer is not None, callable(helper))"),
+        new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0])\nplt.title('a line')\nplt.show()"),
+        new_code_cell("from IPython.display import HTML\nHTML('<input type=\"range\" oninput=\"this.title=1\">'"
+                      "'<script>var courseProbe = 1;</script>')"),
+        new_markdown_cell("Formula: $x' = x + \\varepsilon$"),
+    ])
+    beta = _nb([
+        new_markdown_cell("# 02 · Beta lesson\n\n## Learning goals\n- two\n\n**Run time:** about 1 s."),
+        _tagged(new_code_cell('DATASET = "mnist_5k"'), "parameters"),
+        new_code_cell("print(sum(range(5)))"),
+    ])
+    nbformat.write(alpha, folder / "01_alpha.ipynb")
+    nbformat.write(beta, folder / "02_beta.ipynb")
+    (folder / "notes.ipynb").write_text("not a lesson: ignored (no NN_ prefix)")
+    if broken:
+        nbformat.write(_nb([new_markdown_cell("# 03 · Broken"), new_code_cell("x = 1"),
+                            new_code_cell("raise ValueError('deliberate failure')")]), folder / "03_broken.ipynb")
+    return folder
+
+
+def digest(folder: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    src = write_fixture(tmp_path_factory.mktemp("src"))
+    before = digest(src)
+    out = tmp_path_factory.mktemp("out")
+    lines = []
+    results = course.build(src, out, log=lines.append)
+    return src, before, out, results, lines
+
+
+def test_html_pages_and_index(built):
+    src, _, out, results, lines = built
+    assert [r.name for r in results] == ["01_alpha", "02_beta"]
+    assert any("[1/2] 01_alpha: ok" in line for line in lines) and any("[2/2] 02_beta: ok" in line for line in lines)
+    page = (out / "html" / "01_alpha.html").read_text()
+    assert "<title>01 · Alpha lesson</title>" in page
+    assert "dataset is mnist_5k" in page and "SOLVED 16" in page  # executed, solutions kept
+    assert "data:image/png;base64," in page  # the figure is inside the page
+    assert "var courseProbe = 1;" in page and 'oninput="this.title=1"' in page  # sliders' HTML/JS kept
+    assert "mathjax/MathJax.js" in page and (out / "html" / "mathjax" / "MathJax.js").exists()
+    index = (out / "html" / "index.html").read_text()
+    assert 'href="01_alpha.html"' in index and 'href="02_beta.html"' in index
+    assert "learn &lt;one&gt; thing" in index and "about 2 s on 2 CPU cores" in index
+    assert "notes" not in index
+
+
+def test_student_versions(built):
+    _, _, out, _, _ = built
+    nb = nbformat.read(out / "student" / "01_alpha.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    text = "\n".join(c.source for c in nb.cells)
+    assert "SOLVED" not in text and "(SEED + 4) ** 2" not in text
+    stub = next(c for c in code if "exercise" in c.metadata.get("tags", []))
+    assert course.STUB in stub.source
+    assert "answer = None  # TODO" in stub.source and "def helper(*args, **kwargs)" in stub.source
+    # The student copy runs: later cells find their placeholders.
+    from nbclient import NotebookClient
+
+    NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+    later = next(c for c in nb.cells if c.cell_type == "code" and "later cell sees" in c.source)
+    assert "later cell sees False True" in later.outputs[0]["text"]
+
+
+def test_sources_untouched(built):
+    src, before, _, _, _ = built
+    assert digest(src) == before
+
+
+def test_dataset_injection(tmp_path):
+    src = write_fixture(tmp_path / "src")
+    out = tmp_path / "out"
+    course.build(src, out, dataset="fashion_mnist", only="01", log=lambda line: None)
+    page = (out / "html" / "01_alpha.html").read_text()
+    assert "dataset is fashion_mnist" in page
+    student = nbformat.read(out / "student" / "01_alpha.ipynb", as_version=4)
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in student.cells)
+    with pytest.raises(ValueError, match=r"dataset='svhn'.*'mnist_5k'"):
+        course.build(src, out, dataset="svhn", log=lambda line: None)
+
+
+def test_failure_is_reported_and_leaves_output_untouched(tmp_path):
+    src = write_fixture(tmp_path / "src", broken=True)
+    out = tmp_path / "out"
+    (out / "html").mkdir(parents=True)
+    (out / "html" / "index.html").write_text("previous build")
+    with pytest.raises(course.BuildError) as info:
+        course.build(src, out, log=lambda line: None)
+    err = info.value
+    assert err.notebook == "03_broken.ipynb" and err.cell_index == 2
+    assert "ValueError: deliberate failure" in str(err) and "raise ValueError" in str(err)
+    assert (out / "html" / "index.html").read_text() == "previous build"
+    assert sorted(p.name for p in out.iterdir()) == ["html"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".course-build-")]  # no staging left
+
+
+def test_cli_reports_failure(tmp_path):
+    src = write_fixture(tmp_path / "src", broken=True)
+    proc = subprocess.run([sys.executable, "-m", "helpers.course", "build", "--notebooks", str(src), "--out",
+                           str(tmp_path / "out"), "--only", "03"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "03_broken.ipynb failed in cell 2" in proc.stderr and "deliberate failure" in proc.stderr
+    assert "[1/1] 03_broken: FAILED" in proc.stdout
+    assert not (tmp_path / "out" / "html").exists()
+
+
+def test_no_notebooks_is_a_clear_error(tmp_path):
+    with pytest.raises(course.BuildError, match="no notebooks named NN_name.ipynb"):
+        course.build(tmp_path, tmp_path / "out", log=lambda line: None)
+
+
+def test_notebook_info_of_the_real_series():
+    for path in sorted(course.DEFAULT_NOTEBOOKS.glob("0*.ipynb")):
+        info = course.notebook_info(nbformat.read(path, as_version=4))
+        assert info["title"] and len(info["goals"]) >= 3 and "CPU" in info["runtime"], path.name
