@@ -62,28 +62,43 @@ class NotebookResult:
 
 # ------------------------------------------------------------------------------------------------ reading
 def notebook_info(nb) -> dict:
-    """Title (first ``# heading``), learning goals (bullets under a "Learning goals" heading) and stated run time."""
+    """Title (first ``# heading``), learning goals (bullets under a "Learning goals" heading) and stated run time
+    (the text after ``**Run time:**`` up to the end of its paragraph), from the notebook's markdown cells."""
     title, goals, runtime = "", [], ""
     for cell in nb.cells:
         if cell.cell_type != "markdown":
             continue
         in_goals = False
-        for line in cell.source.splitlines():
-            stripped = line.strip()
-            if not title and stripped.startswith("# "):
-                title = stripped[2:].strip()
-            elif re.match(r"^(#+\s*|\*\*)learning goals", stripped, re.I):
+        for paragraph in re.split(r"\n\s*\n", cell.source):
+            lines = paragraph.splitlines()
+            first = lines[0].strip() if lines else ""
+            if not title and first.startswith("# "):
+                title = first[2:].strip()
+            if re.match(r"^(#+\s*|\*\*)learning goals", first, re.I):
                 in_goals = True
-            elif in_goals and re.match(r"^[-*]\s+", stripped):
-                goals.append(re.sub(r"^[-*]\s+", "", stripped))
-            elif in_goals and stripped:
-                in_goals = False
-            m = re.search(r"\*\*Run time:\*\*\s*(.+)", stripped)
+                lines = lines[1:]
+            elif in_goals and not re.match(r"^[-*]\s+", first):
+                in_goals = False  # the paragraph after the list
+            if in_goals:
+                for line in lines:
+                    if re.match(r"^\s*[-*]\s+", line):
+                        goals.append(re.sub(r"^\s*[-*]\s+", "", line).strip())
+                    elif goals and line.strip() and not line.lstrip().startswith("#"):
+                        goals[-1] += " " + line.strip()  # a bullet continued on the next line
+            m = re.search(r"\*\*Run time:\*\*\s*(.+)", paragraph, re.S)
             if m and not runtime:
-                runtime = m.group(1).strip()
+                runtime = " ".join(m.group(1).split())
         if title and goals and runtime:
             break
     return {"title": title, "goals": goals, "runtime": runtime}
+
+
+def _inline_markdown(text: str) -> str:
+    """Markdown of one line (bold, code, emphasis) as HTML, without the paragraph around it."""
+    import mistune
+
+    render = mistune.create_markdown(escape=True)  # raw HTML in a goal is shown, not interpreted
+    return re.sub(r"^<p>|</p>\s*$", "", render(text).strip())
 
 
 def find_notebooks(notebooks_dir, only: str | None = None) -> list[Path]:
@@ -224,7 +239,7 @@ def _copy_mathjax(dest: Path) -> None:
 def render_index(results: list, *, course_title: str, dataset: str | None) -> str:
     items = []
     for r in results:
-        goals = "".join(f"<li>{html.escape(g)}</li>" for g in r.goals)
+        goals = "".join(f"<li>{_inline_markdown(g)}</li>" for g in r.goals)
         items.append(
             f'<li class="nb"><a href="{html.escape(r.name)}.html"><b>{html.escape(r.title or r.name)}</b></a>'
             f'<div class="meta">stated run time: {html.escape(r.runtime or "not stated")}; '
@@ -234,6 +249,8 @@ def render_index(results: list, *, course_title: str, dataset: str | None) -> st
     data = html.escape(dataset or "each notebook's default (the bundled mnist_5k)")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(course_title)}</title>
+<script type="text/x-mathjax-config">MathJax.Hub.Config({{tex2jax: {{inlineMath: [["$", "$"]]}}}});</script>
+<script src="mathjax/MathJax.js?config={MATHJAX_CONFIG}"></script>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 52rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.45; }}
 li.nb {{ margin: 1rem 0; }} .meta {{ color: #555; font-size: 0.9rem; }} ol {{ padding-left: 1.4rem; }}
