@@ -88,7 +88,8 @@ def main(argv=None):
     print(f"forward+backward pass, batch 512: {base * 1000:.1f} ms;  model.fit epoch (4000 images, batch 128): "
           f"{fit_epoch:.2f} s")
     print(f"PGD loop shipped: {shipped!r} (unrolled up to {attacks.UNROLL_MAX_STEPS} steps)")
-    print(f"{'measure (ratio to one forward+backward pass)':44s} {'ratio':>7s} {'bound':>7s}")
+    print("ratios: attacks to one forward+backward pass of the batch; *_epoch to one model.fit epoch")
+    print(f"{'measure':44s} {'ratio':>7s} {'bound':>7s}")
     ok = True
     for name, ratio in results.items():
         bound = BOUNDS.get(name)
