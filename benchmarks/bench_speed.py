@@ -72,7 +72,7 @@ def main(argv=None):
     def epoch_fit():
         m = models.compile_model(models.build_model(ds.input_shape, ds.num_classes))
         m.fit(ds.x_train, ds.y_train, batch_size=128, epochs=args.epochs + 1, verbose=0,
-              callbacks=[timer := EpochTimer()])
+              callbacks=[timer := models.EpochTimer()])
         return statistics.median(timer.times[1:])
 
     def epoch_adv(**kw):
@@ -97,17 +97,6 @@ def main(argv=None):
         ok &= bound is None or ratio <= bound
         print(f"{name:44s} {ratio:7.2f} {bound if bound else '':>7} {flag}")
     return 0 if ok else 1
-
-
-class EpochTimer(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._t)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import numpy as np
 
 from ._checks import check_choice, check_eps, check_images, check_labels, check_positive_int
 
+from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 

@@ -7,6 +7,7 @@ import numpy as np
 from . import attacks
 from ._checks import check_choice, check_eps, check_images, check_labels
 
+from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import tensorflow as tf  # noqa: E402
 
 #: Attacks that ``accuracy_under_attack`` and friends accept by name.

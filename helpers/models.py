@@ -20,7 +20,8 @@ import numpy as np
 
 from ._checks import check_choice, check_images, check_labels, check_positive_int
 
-import keras  # noqa: E402  (after helpers/__init__ has quietened TensorFlow's logging)
+from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
+import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 ARCHITECTURES = ("cnn", "cnn_wide", "mlp")
@@ -190,7 +191,7 @@ def standard_model(ds, *, arch: str = "cnn", epochs: int = 5, batch_size: int = 
     def train():
         keras.utils.set_random_seed(seed)
         model = build_model(ds.input_shape, ds.num_classes, arch=arch, seed=seed)
-        timer = _EpochTimer()
+        timer = EpochTimer()
         hist = train_model(model, ds.x_train, ds.y_train, epochs=epochs, batch_size=batch_size, seed=seed,
                            validation_data=(ds.x_test, ds.y_test), callbacks=[timer])
         history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
@@ -201,7 +202,7 @@ def standard_model(ds, *, arch: str = "cnn", epochs: int = 5, batch_size: int = 
     return model, history
 
 
-class _EpochTimer(keras.callbacks.Callback):
+class EpochTimer(keras.callbacks.Callback):
     """Wall-clock seconds per epoch (for the cost comparisons of the adversarial-training lesson)."""
 
     def on_train_begin(self, logs=None):

@@ -19,11 +19,12 @@ from . import attacks
 from ._checks import check_choice, check_eps, check_images, check_labels, check_positive_int
 from .models import build_model, compile_model, load_or_train
 
+from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 MODES = ("double", "adversarial")
-ATTACKS = ("fgsm", "pgd")
+ATTACKS = ("fgsm", "fgsm_rs", "pgd")
 
 
 @dataclass
@@ -59,6 +60,16 @@ def _make_attack(attack, eps, attack_kwargs):
         if bad:
             raise ValueError(f"attack_kwargs {sorted(bad)} are not accepted by fgsm; allowed: ['targeted']")
         return lambda model, x, y: attacks.fgsm(model, x, y, eps, **kwargs)
+    if attack == "fgsm_rs":
+        # FGSM from a random start with step 1.25·ε (Wong, Rice & Kolter 2020, "Fast is better than free"): one
+        # PGD step from a uniform random point of the ε-ball, projected back.  It resists the catastrophic
+        # overfitting of plain FGSM training at the cost of plain FGSM.
+        bad = set(kwargs) - {"step_size"}
+        if bad:
+            raise ValueError(f"attack_kwargs {sorted(bad)} are not accepted by fgsm_rs; allowed: ['step_size']")
+        step = kwargs.get("step_size")  # default read at trace time, so it follows a warming-up ε
+        return lambda model, x, y: attacks.pgd(model, x, y, eps, steps=1, random_start=True,
+                                               step_size=1.25 * eps if step is None else step)
     bad = set(kwargs) - {"steps", "step_size", "norm", "random_start"}
     if bad:
         raise ValueError(f"attack_kwargs {sorted(bad)} are not accepted for training with pgd; allowed: "
@@ -69,11 +80,14 @@ def _make_attack(attack, eps, attack_kwargs):
 
 def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: int, batch_size: int = 128,
                       mode: str = "double", attack_kwargs: dict | None = None, seed: int = 0,
-                      learning_rate=1e-3, validation_data=None, progress: bool = False) -> TrainingHistory:
+                      learning_rate=1e-3, validation_data=None, progress: bool = False, eps_warmup: int = 0,
+                      early_stopping: int | None = None, validation_attack=None,
+                      validation_attack_kwargs: dict | None = None) -> TrainingHistory:
     """Train ``model`` in place on adversarial examples generated at every step; return a ``TrainingHistory``.
 
     Args:
-        attack: ``"fgsm"``, ``"pgd"`` (default 7 steps, step 2.5·ε/7, random start) or a callable
+        attack: ``"fgsm"``, ``"fgsm_rs"`` (FGSM from a random start, step 1.25·ε; Wong et al. 2020), ``"pgd"``
+            (default 7 steps, step 2.5·ε/7, random start) or a callable
             ``(model, x, y, eps) -> x_adv`` written in TensorFlow ops (it is traced into the training step).
         eps: the attack budget in pixel units of [0, 1] (L∞ unless ``attack_kwargs={"norm": "l2"}``).
         mode: ``"double"`` trains on clean + adversarial batches (twice the batch), ``"adversarial"`` on
@@ -82,6 +96,14 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
         learning_rate: float or a ``keras.optimizers.schedules`` schedule (used if the model is not compiled).
         validation_data: optional ``(x_val, y_val)`` evaluated clean and under the training attack each epoch.
         progress: print one line per epoch.
+        eps_warmup: ramp ε linearly over this many epochs (ε·1/n, ε·2/n, …, then ε), so training at a large ε
+            does not start from an attack the fresh model cannot fit; 0 (default) trains at ε from the start.
+        early_stopping: stop when ``val_adv_accuracy`` has not improved for this many epochs and restore the
+            weights of the best epoch (needs ``validation_data``).
+        validation_attack, validation_attack_kwargs: the attack of the end-of-epoch check (same forms as
+            ``attack``; default: the training attack).  A multi-step check (``"pgd"``) while training with FGSM
+            detects catastrophic overfitting — PGD accuracy collapsing while FGSM accuracy stays high — and with
+            ``early_stopping`` restores the weights from before the collapse.
     """
     check_images(x)
     check_labels(y, len(x))
@@ -90,8 +112,26 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
     batch_size = check_positive_int(batch_size, "batch_size")
     check_choice("mode", mode, MODES)
     if not (callable(attack) or isinstance(attack, str)):
-        raise TypeError(f"attack must be 'fgsm', 'pgd' or a callable (model, x, y, eps) -> x_adv, got {attack!r}")
-    attack_fn = _make_attack(attack, eps, attack_kwargs)
+        raise TypeError(f"attack must be 'fgsm', 'fgsm_rs', 'pgd' or a callable (model, x, y, eps) -> x_adv, "
+                        f"got {attack!r}")
+    check_positive_int(eps_warmup, "eps_warmup", minimum=0)
+    if early_stopping is not None:
+        check_positive_int(early_stopping, "early_stopping")
+        if validation_data is None:
+            raise ValueError("early_stopping monitors val_adv_accuracy and needs validation_data=(x_val, y_val)")
+    # With a warm-up, ε is a variable so it can change between epochs without retracing the compiled step.
+    # Without one it stays a constant: the traced graph (and so the op seeds of PGD's random starts) is then
+    # exactly the one the cached course models were trained with.
+    eps_var = tf.Variable(eps, dtype=tf.float32, trainable=False, name="attack_eps") if eps_warmup else None
+    attack_eps = eps_var if eps_warmup else eps
+    attack_fn = _make_attack(attack, attack_eps, attack_kwargs)
+    if validation_attack is None:
+        val_attack_fn = attack_fn
+    elif callable(validation_attack) or isinstance(validation_attack, str):
+        val_attack_fn = _make_attack(validation_attack, attack_eps, validation_attack_kwargs)
+    else:
+        raise TypeError(f"validation_attack must be 'fgsm', 'fgsm_rs', 'pgd', a callable or None, "
+                        f"got {validation_attack!r}")
     if validation_data is not None:
         xv, yv = validation_data
         check_images(xv, "validation x")
@@ -134,7 +174,7 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
 
     @tf.function(input_signature=[x_spec, y_spec])
     def eval_step(xb, yb):
-        x_adv = attack_fn(model, xb, yb)
+        x_adv = val_attack_fn(model, xb, yb)
         def correct(xx):
             pred = tf.argmax(model(xx, training=False), -1, output_type=tf.int64)
             return tf.reduce_sum(tf.cast(tf.equal(pred, yb), tf.float32))
@@ -146,7 +186,10 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
     history = TrainingHistory(params=dict(attack=attack if isinstance(attack, str) else getattr(
         attack, "__name__", "callable"), eps=eps, epochs=epochs, batch_size=batch_size, mode=mode,
         attack_kwargs=dict(attack_kwargs or {}), seed=seed))
+    best = (-1.0, None, -1)  # (val_adv_accuracy, weights, epoch)
     for epoch in range(epochs):
+        if eps_warmup:
+            eps_var.assign(eps * min(1.0, (epoch + 1) / eps_warmup))
         start = time.perf_counter()
         order = rng.permutation(len(x))
         tot_loss = tot_clean = tot_adv = 0.0
@@ -166,11 +209,22 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
                 va += float(a)
             values.update(val_clean_accuracy=vc / len(xv), val_adv_accuracy=va / len(xv))
         values["time"] = time.perf_counter() - start
+        values["eps"] = float(eps_var.numpy()) if eps_warmup else eps
         history.append(epoch, **values)
         if progress:
             extra = "".join(f"  {k} {values[k]:.3f}" for k in ("val_clean_accuracy", "val_adv_accuracy") if k in values)
             print(f"epoch {epoch + 1}/{epochs}  loss {values['loss']:.3f}  clean acc {values['clean_accuracy']:.3f}"
                   f"  adv acc {values['adv_accuracy']:.3f}{extra}  ({values['time']:.1f} s)", flush=True)
+        if early_stopping is not None:
+            if values["val_adv_accuracy"] > best[0]:
+                best = (values["val_adv_accuracy"], model.get_weights(), epoch)
+            elif epoch - best[2] >= early_stopping:
+                if progress:
+                    print(f"early stopping: no gain for {early_stopping} epochs; restoring epoch {best[2] + 1}")
+                break
+    if early_stopping is not None and best[1] is not None:
+        model.set_weights(best[1])
+        history.params["best_epoch"] = best[2]
     return history
 
 

@@ -83,8 +83,13 @@ def test_training_is_reproducible(small):
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(mode="triple"), r"mode='triple'.*'double', 'adversarial'"),
-    (dict(attack="cw"), r"attack='cw'.*'fgsm', 'pgd'"),
-    (dict(attack=3), r"attack must be 'fgsm', 'pgd' or a callable"),
+    (dict(attack="cw"), r"attack='cw'.*'fgsm', 'fgsm_rs', 'pgd'"),
+    (dict(attack=3), r"attack must be 'fgsm', 'fgsm_rs', 'pgd' or a callable"),
+    (dict(eps_warmup=-1), r"eps_warmup=-1"),
+    (dict(early_stopping=2), r"needs validation_data"),
+    (dict(early_stopping=0, validation_data=None), r"early_stopping=0"),
+    (dict(validation_attack=5), r"validation_attack must be"),
+    (dict(attack="fgsm_rs", attack_kwargs={"steps": 2}), r"\['steps'\]"),
     (dict(eps=-0.1), r"eps=-0.1"),
     (dict(epochs=0), r"epochs=0"),
     (dict(batch_size=0), r"batch_size=0"),
@@ -137,3 +142,34 @@ def test_warmup_cosine_schedule():
         training.warmup_cosine(1e-3, 10, warmup=1.5)
     with pytest.raises(ValueError, match="steps=0"):
         training.warmup_cosine(1e-3, 0)
+
+
+def test_eps_warmup_ramps_the_budget(small):
+    h = training.adversarial_train(fresh(small), small.x_train[:128], small.y_train[:128], attack="fgsm", eps=0.3,
+                                   epochs=4, batch_size=64, eps_warmup=3)
+    np.testing.assert_allclose(h["eps"], [0.1, 0.2, 0.3, 0.3], rtol=1e-6)
+
+
+def test_fgsm_rs_is_one_random_start_step(small):
+    model = fresh(small)
+    h = training.adversarial_train(model, small.x_train[:256], small.y_train[:256], attack="fgsm_rs", eps=0.1,
+                                   epochs=2, batch_size=64, validation_data=(small.x_test[:64], small.y_test[:64]))
+    assert len(h["val_adv_accuracy"]) == 2 and h.params["attack"] == "fgsm_rs"
+    fn = training._make_attack("fgsm_rs", 0.1, None)
+    x, y = small.x_test[:16], small.y_test[:16]
+    x_adv = tf.function(lambda a, b: fn(model, a, b))(tf.constant(x), tf.constant(y)).numpy()
+    assert np.abs(x_adv - x).max() <= 0.1 + 1e-6 and not np.array_equal(x_adv, attacks.fgsm(model, x, y, 0.1))
+
+
+def test_early_stopping_restores_the_best_epoch(small):
+    model = fresh(small)
+    val = (small.x_test[:64], small.y_test[:64])
+    h = training.adversarial_train(model, small.x_train[:256], small.y_train[:256], attack="fgsm", eps=0.1,
+                                   epochs=12, batch_size=64, validation_data=val, early_stopping=1,
+                                   validation_attack="pgd", validation_attack_kwargs={"steps": 3})
+    best = h.params["best_epoch"]
+    accs = h["val_adv_accuracy"]
+    assert accs[best] == max(accs)
+    assert len(accs) == 12 or len(accs) == best + 2  # stopped one epoch after the last improvement
+    # The restored weights are the best epoch's: re-evaluating gives its (deterministic, clean) accuracy.
+    assert evaluate.accuracy(model, *val) == pytest.approx(h["val_clean_accuracy"][best])
