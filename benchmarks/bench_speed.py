@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-import helpers  # noqa: F401  (quietens TensorFlow logging)
+from helpers import _quiet  # noqa: F401  (TensorFlow without its start-up chatter)
 import keras
 import tensorflow as tf
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import attacks
 from ._checks import check_choice, check_eps, check_images, check_labels, check_positive_int
-from .models import build_model, compile_model, load_or_train
+from .models import build_model, compile_model, load_or_train, op_determinism_enabled
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import keras  # noqa: E402
@@ -82,7 +82,7 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
                       mode: str = "double", attack_kwargs: dict | None = None, seed: int = 0,
                       learning_rate=1e-3, validation_data=None, progress: bool = False, eps_warmup: int = 0,
                       early_stopping: int | None = None, validation_attack=None,
-                      validation_attack_kwargs: dict | None = None) -> TrainingHistory:
+                      validation_attack_kwargs: dict | None = None, jit_compile: bool = False) -> TrainingHistory:
     """Train ``model`` in place on adversarial examples generated at every step; return a ``TrainingHistory``.
 
     Args:
@@ -104,9 +104,25 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
             ``attack``; default: the training attack).  A multi-step check (``"pgd"``) while training with FGSM
             detects catastrophic overfitting — PGD accuracy collapsing while FGSM accuracy stays high — and with
             ``early_stopping`` restores the weights from before the collapse.
+        jit_compile: compile the training step with XLA (off by default: on a CPU it saves little and costs a
+            long first compile; on a GPU it often pays).
+
+    ``x`` may also be a ``tf.data.Dataset`` of ``(images, labels)`` *batches* (then ``y`` must be ``None`` and
+    ``batch_size`` is the dataset's): data that does not fit in memory, e.g. full CIFAR-10, streams through it.
+    Distributed training: build the model and call this function inside the same
+    ``tf.distribute.Strategy.scope()`` (e.g. ``MirroredStrategy`` over several GPUs); each batch is then split
+    across the replicas, the gradients are summed and every replica attacks its share of the batch.
+    Mixed precision: build the model with ``models.build_model(..., mixed_precision=True)``; the loss is then
+    scaled automatically (Keras' ``LossScaleOptimizer``).  Both pay on GPUs, not on this course's CPUs.
     """
-    check_images(x)
-    check_labels(y, len(x))
+    streaming = isinstance(x, tf.data.Dataset)
+    if streaming:
+        if y is not None:
+            raise ValueError("x is a tf.data.Dataset of (images, labels) batches, so y must be None")
+        _check_dataset_spec(x, model)
+    else:
+        check_images(x)
+        check_labels(y, len(x))
     eps = check_eps(eps)
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -119,6 +135,10 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
         check_positive_int(early_stopping, "early_stopping")
         if validation_data is None:
             raise ValueError("early_stopping monitors val_adv_accuracy and needs validation_data=(x_val, y_val)")
+    if jit_compile and op_determinism_enabled():
+        raise ValueError("jit_compile=True cannot run while TensorFlow's op determinism is on (XLA has no "
+                         "deterministic max-pool gradient); call models.seed_everything(seed, "
+                         "deterministic=False) first, or train without jit_compile")
     # With a warm-up, ε is a variable so it can change between epochs without retracing the compiled step.
     # Without one it stays a constant: the traced graph (and so the op seeds of PGD's random starts) is then
     # exactly the one the cached course models were trained with.
@@ -147,8 +167,11 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     x_spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
     y_spec = tf.TensorSpec((None,), tf.int64)
+    strategy = tf.distribute.get_strategy()
+    distributed = streaming or tf.distribute.has_strategy()
+    jit = True if jit_compile else None
 
-    @tf.function(input_signature=[x_spec, y_spec])
+    @tf.function(input_signature=[x_spec, y_spec], jit_compile=jit)
     def train_step(xb, yb):
         # The attack sees the model as it is now; stop_gradient: we train on the adversarial points,
         # not through the computation that produced them.
@@ -161,7 +184,8 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
         with tf.GradientTape() as tape:
             logits = model(x_in, training=True)
             loss = loss_fn(y_in, logits)
-        grads = tape.gradient(loss, model.trainable_variables)
+            scaled = optimizer.scale_loss(loss)  # the loss itself unless mixed precision scales it
+        grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         if mode == "double":
             clean_logits, adv_logits = logits[:n], logits[n:]
@@ -172,6 +196,51 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
             return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(lg, -1, output_type=tf.int64), yb), tf.float32))
         return loss, correct(clean_logits), correct(adv_logits)
 
+    def replica_step(xb, yb):
+        # One replica's share of a (possibly distributed) batch.  The loss is summed here and divided by the
+        # *global* batch size, so that the optimizer's sum of the replicas' gradients is the gradient of the mean.
+        xb = tf.ensure_shape(tf.cast(xb, tf.float32), x_spec.shape)
+        yb = tf.cast(tf.reshape(yb, [-1]), tf.int64)
+        checks = [tf.debugging.assert_greater_equal(xb, 0.0, message="images must lie in [0, 1]"),
+                  tf.debugging.assert_less_equal(xb, 1.0, message="images must lie in [0, 1]")]
+        with tf.control_dependencies(checks):
+            xb = tf.identity(xb)
+        n = tf.shape(xb)[0]
+        global_n = tf.distribute.get_replica_context().all_reduce("sum", tf.cast(n, tf.float32))
+        x_adv = tf.stop_gradient(attack_fn(model, xb, yb))
+        x_in = tf.concat([xb, x_adv], 0) if mode == "double" else x_adv
+        y_in = tf.concat([yb, yb], 0) if mode == "double" else yb
+        per_batch = 2.0 * global_n if mode == "double" else global_n
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(x_in, training=True), tf.float32)
+            loss_sum = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(
+                y_in, logits, from_logits=True))
+            scaled = optimizer.scale_loss(loss_sum / per_batch)
+        grads = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        if mode == "double":
+            clean_logits, adv_logits = logits[:n], logits[n:]
+        else:
+            adv_logits = logits
+            clean_logits = model(xb, training=False)
+
+        def correct(lg):
+            return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(lg, -1, output_type=tf.int64), yb), tf.float32))
+        return loss_sum * (global_n / per_batch), tf.cast(n, tf.float32), correct(clean_logits), correct(adv_logits)
+
+    def distributed_step(batch):
+        values = strategy.run(replica_step, args=batch)
+        return [strategy.reduce("sum", v, axis=None) for v in values]
+
+    def batches(epoch_order):
+        """The epoch's batches for the distributed/streaming path."""
+        if streaming:
+            return strategy.experimental_distribute_dataset(x)
+        d = tf.data.Dataset.from_tensor_slices((x[epoch_order], y[epoch_order])).batch(batch_size)
+        return strategy.experimental_distribute_dataset(d)
+
+    compiled_distributed_step = None
+
     @tf.function(input_signature=[x_spec, y_spec])
     def eval_step(xb, yb):
         x_adv = val_attack_fn(model, xb, yb)
@@ -180,8 +249,9 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
             return tf.reduce_sum(tf.cast(tf.equal(pred, yb), tf.float32))
         return correct(xb), correct(x_adv)
 
-    x = np.asarray(x, np.float32)
-    y = np.asarray(y, np.int64)
+    if not streaming:
+        x = np.asarray(x, np.float32)
+        y = np.asarray(y, np.int64)
     rng = np.random.default_rng(seed)
     history = TrainingHistory(params=dict(attack=attack if isinstance(attack, str) else getattr(
         attack, "__name__", "callable"), eps=eps, epochs=epochs, batch_size=batch_size, mode=mode,
@@ -191,15 +261,37 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
         if eps_warmup:
             eps_var.assign(eps * min(1.0, (epoch + 1) / eps_warmup))
         start = time.perf_counter()
-        order = rng.permutation(len(x))
+        order = None if streaming else rng.permutation(len(x))
         tot_loss = tot_clean = tot_adv = 0.0
-        for i in range(0, len(x), batch_size):
-            idx = order[i:i + batch_size]
-            loss, c_clean, c_adv = train_step(tf.constant(x[idx]), tf.constant(y[idx]))
-            tot_loss += float(loss) * len(idx)
-            tot_clean += float(c_clean)
-            tot_adv += float(c_adv)
-        values = dict(loss=tot_loss / len(x), clean_accuracy=tot_clean / len(x), adv_accuracy=tot_adv / len(x))
+        if distributed:
+            seen = 0.0
+            dist_batches = batches(order)
+            if compiled_distributed_step is None:
+                compiled_distributed_step = tf.function(distributed_step, input_signature=[dist_batches.element_spec],
+                                                        jit_compile=jit)
+            for batch in dist_batches:
+                try:
+                    loss, n_b, c_clean, c_adv = compiled_distributed_step(batch)
+                except tf.errors.InvalidArgumentError as err:
+                    if "images must lie in [0, 1]" in str(err):
+                        raise ValueError("the training data holds images outside [0, 1]; scale them to [0, 1] "
+                                         "(e.g. divide uint8 pixels by 255)") from None
+                    raise
+                tot_loss += float(loss)
+                seen += float(n_b)
+                tot_clean += float(c_clean)
+                tot_adv += float(c_adv)
+            if seen == 0:
+                raise ValueError("the training data yielded no examples")
+        else:
+            seen = len(x)
+            for i in range(0, len(x), batch_size):
+                idx = order[i:i + batch_size]
+                loss, c_clean, c_adv = train_step(tf.constant(x[idx]), tf.constant(y[idx]))
+                tot_loss += float(loss) * len(idx)
+                tot_clean += float(c_clean)
+                tot_adv += float(c_adv)
+        values = dict(loss=tot_loss / seen, clean_accuracy=tot_clean / seen, adv_accuracy=tot_adv / seen)
         if validation_data is not None:
             vc = va = 0.0
             for i in range(0, len(xv), attacks.EVAL_BATCH):
@@ -228,27 +320,55 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
     return history
 
 
+def _check_dataset_spec(dataset, model):
+    """Fail early, with a clear message, on a ``tf.data.Dataset`` that cannot feed ``model``."""
+    spec = dataset.element_spec
+    if not (isinstance(spec, tuple) and len(spec) == 2):
+        raise ValueError(f"the tf.data.Dataset must yield (images, labels) batches, but yields {spec}")
+    xs, ys = spec
+    want = tuple(model.input_shape[1:])
+    if xs.shape.rank != len(want) + 1 or not xs.shape[1:].is_compatible_with(want):
+        raise ValueError(f"the dataset yields images of shape {xs.shape} but the model expects batches of "
+                         f"{(None, *want)}; batch the dataset (dataset.batch(n)) and check the image size")
+    if xs.dtype != tf.float32:
+        raise TypeError(f"the dataset yields images of dtype {xs.dtype.name}; images must be float32 in [0, 1] "
+                        "(e.g. dataset.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y)))")
+    if not ys.dtype.is_integer or ys.shape.rank not in (1, 2):
+        raise TypeError(f"the dataset yields labels of dtype {ys.dtype.name} and shape {ys.shape}; labels must "
+                        "be integer class indices, one per image")
+
+
 #: Test images evaluated (clean and under the training attack) after every epoch by ``adversarial_model``.
 VALIDATION_SIZE = 500
 
 
 def adversarial_model(ds, *, attack="pgd", eps, epochs: int, batch_size: int = 64, mode: str = "adversarial",
                       attack_kwargs: dict | None = None, arch: str = "cnn", seed: int = 0, learning_rate=1e-3,
-                      directory=None, retrain: bool = False):
+                      directory=None, retrain: bool = False, validation_size: int = VALIDATION_SIZE,
+                      **train_kwargs):
     """An adversarially trained classifier for dataset ``ds``, trained with ``adversarial_train`` or from cache.
 
     Returns ``(model, history)`` where ``history`` is the ``TrainingHistory.history`` dict of the run that trained
-    it (validation figures on the first ``VALIDATION_SIZE`` test images: attacking them every epoch is not free).
-    The cache key holds every argument that changes the weights.
-    ``attack`` must be a name here (``"fgsm"`` or ``"pgd"``): a callable has no stable identity to cache under.
+    it (validation figures on the first ``validation_size`` test images: attacking them every epoch is not free).
+    ``train_kwargs`` go to ``adversarial_train`` (``eps_warmup``, ``early_stopping``, ``validation_attack``,
+    ``validation_attack_kwargs``).  The cache key holds every argument that changes the weights or the history.
+    ``attack`` must be a name here (``"fgsm"``, ``"fgsm_rs"`` or ``"pgd"``): a callable has no stable identity to
+    cache under.
     """
     check_choice("attack", attack, ATTACKS)
     eps = check_eps(eps)
+    allowed = {"eps_warmup", "early_stopping", "validation_attack", "validation_attack_kwargs"}
+    if set(train_kwargs) - allowed:
+        raise TypeError(f"adversarial_model got unexpected arguments {sorted(set(train_kwargs) - allowed)}; "
+                        f"allowed besides its own: {sorted(allowed)}")
+    if callable(train_kwargs.get("validation_attack")):
+        raise TypeError("validation_attack must be a name here ('fgsm', 'fgsm_rs' or 'pgd'), not a callable")
     key = dict(dataset=ds.name, data=ds.fingerprint(), arch=arch, recipe=f"adv-{attack}-{mode}", epochs=epochs,
                eps=eps, batch_size=batch_size, attack_kwargs=attack_kwargs or {}, seed=seed,
                learning_rate=keras.optimizers.schedules.serialize(learning_rate)
                if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule) else learning_rate,
-               validation=VALIDATION_SIZE, keras=keras.__version__)
+               validation=validation_size, keras=keras.__version__)
+    key.update({k: v for k, v in train_kwargs.items() if v is not None})  # old keys stay valid without extras
 
     def train():
         keras.utils.set_random_seed(seed)
@@ -256,15 +376,17 @@ def adversarial_model(ds, *, attack="pgd", eps, epochs: int, batch_size: int = 6
         h = adversarial_train(model, ds.x_train, ds.y_train, attack=attack, eps=eps, epochs=epochs,
                               batch_size=batch_size, mode=mode, attack_kwargs=attack_kwargs, seed=seed,
                               learning_rate=learning_rate,
-                              validation_data=(ds.x_test[:VALIDATION_SIZE], ds.y_test[:VALIDATION_SIZE]))
-        return model, h.history
+                              validation_data=(ds.x_test[:validation_size], ds.y_test[:validation_size]),
+                              **train_kwargs)
+        return model, dict(h.history, **({"best_epoch": [h.params["best_epoch"]]} if "best_epoch" in h.params
+                                         else {}))
 
     model, history, _ = load_or_train(key, train, directory=directory, retrain=retrain)
     return model, history
 
 
 #: The models the lessons share (notebooks 01, 05 and 06 train or reload exactly these, so the cache is shared).
-COURSE_MODELS = ("standard", "transfer", "fgsm", "pgd")
+COURSE_MODELS = ("standard", "transfer", "fgsm", "pgd", "robust")
 
 
 def course_model(ds, kind: str = "standard", *, eps: float | None = None, seed: int = 0, directory=None):
@@ -274,7 +396,9 @@ def course_model(ds, kind: str = "standard", *, eps: float | None = None, seed: 
     - ``"transfer"``: the same recipe with another seed, a stand-in for "someone else's model" (transfer attacks);
     - ``"fgsm"``: FGSM adversarial training, double batch (clean + adversarial), 10 epochs, batch 64;
     - ``"pgd"``: PGD-7 adversarial training on adversarial examples only (Madry et al.), 20 epochs, batch 64,
-      learning rate warmed up to 2e-3 then decayed (``warmup_cosine``).
+      learning rate warmed up to 2e-3 then decayed (``warmup_cosine``);
+    - ``"robust"``: the ``"pgd"`` recipe for 40 epochs (the schedule stretched to match): the project's most
+      robust model (notebook 07, ``benchmarks/robustness_report.py``), about 2.5 minutes on 2 CPU cores.
     ``eps`` (for the adversarial recipes) defaults to the dataset's standard budget.
     """
     from .data import standard_eps
@@ -290,9 +414,52 @@ def course_model(ds, kind: str = "standard", *, eps: float | None = None, seed: 
                                  directory=directory)
     # A warm-up to a peak learning rate of 2e-3, then cosine decay: measured on mnist_5k, it lifts PGD-40
     # accuracy at ε = 0.3 from 0.75 (constant 1e-3) to 0.85 in the same 20 epochs (benchmarks/bench_quality.py).
-    schedule = warmup_cosine(2e-3, steps=20 * -(-len(ds.x_train) // 64))
-    return adversarial_model(ds, attack="pgd", eps=eps, epochs=20, batch_size=64, mode="adversarial",
+    epochs = 40 if kind == "robust" else 20
+    schedule = warmup_cosine(2e-3, steps=epochs * -(-len(ds.x_train) // 64))
+    return adversarial_model(ds, attack="pgd", eps=eps, epochs=epochs, batch_size=64, mode="adversarial",
                              attack_kwargs={"steps": 7}, seed=seed, learning_rate=schedule, directory=directory)
+
+
+@keras.saving.register_keras_serializable(package="course")
+class Cyclic(keras.optimizers.schedules.LearningRateSchedule):
+    """One triangular learning-rate cycle: linear from 0 up to ``peak`` at ``peak_at`` of ``steps``, then linear
+    back down to 0 at ``steps`` (and 0 after).  The "one cycle" schedule of Wong, Rice & Kolter (2020), which lets
+    FGSM training converge in few epochs."""
+
+    def __init__(self, peak: float, steps: int, peak_at: float = 0.4):
+        self.peak, self.steps, self.peak_at = float(peak), int(steps), float(peak_at)
+
+    def __call__(self, step):
+        t = tf.cast(step, tf.float32) / float(self.steps)
+        up = t / self.peak_at
+        down = (1.0 - t) / (1.0 - self.peak_at)
+        return self.peak * tf.clip_by_value(tf.minimum(up, down), 0.0, 1.0)
+
+    def get_config(self):
+        return dict(peak=self.peak, steps=self.steps, peak_at=self.peak_at)
+
+
+def cyclic(peak: float, steps: int, *, peak_at: float = 0.4) -> Cyclic:
+    """Triangular one-cycle schedule over ``steps`` optimiser steps (see ``Cyclic``), for ``learning_rate=``."""
+    check_eps(peak, "peak")
+    steps = check_positive_int(steps, "steps")
+    if not 0.0 < peak_at < 1.0:
+        raise ValueError(f"peak_at={peak_at!r} must be a fraction in (0, 1)")
+    return Cyclic(peak, steps, peak_at)
+
+
+def piecewise(values, boundaries):
+    """Piecewise-constant learning rate: ``values[i]`` until optimiser step ``boundaries[i]`` (Keras'
+    ``PiecewiseConstantDecay``; ``len(values) == len(boundaries) + 1``), e.g. ``piecewise([1e-3, 1e-4], [1000])``.
+    """
+    values = [float(check_eps(v, "learning rate")) for v in values]
+    boundaries = [int(b) for b in boundaries]
+    if len(values) != len(boundaries) + 1:
+        raise ValueError(f"piecewise needs one more value than boundaries, got {len(values)} values and "
+                         f"{len(boundaries)} boundaries")
+    if any(b <= a for a, b in zip(boundaries, boundaries[1:])) or (boundaries and boundaries[0] < 0):
+        raise ValueError(f"boundaries must be increasing non-negative step numbers, got {boundaries}")
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
 def warmup_cosine(peak: float, steps: int, *, warmup: float = 0.2):

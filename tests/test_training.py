@@ -1,3 +1,9 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -124,8 +130,8 @@ def test_adversarial_model_is_cached_with_its_history(small, tmp_path):
 
 
 def test_course_model_recipes(small, tmp_path):
-    with pytest.raises(ValueError, match="kind='robust'"):
-        training.course_model(small, "robust", directory=tmp_path)
+    with pytest.raises(ValueError, match="kind='sturdy'"):
+        training.course_model(small, "sturdy", directory=tmp_path)
     tiny = small.subset(100, 20)
     a, ha = training.course_model(tiny, "standard", directory=tmp_path)
     b, _ = training.course_model(tiny, "transfer", directory=tmp_path)
@@ -173,3 +179,112 @@ def test_early_stopping_restores_the_best_epoch(small):
     assert len(accs) == 12 or len(accs) == best + 2  # stopped one epoch after the last improvement
     # The restored weights are the best epoch's: re-evaluating gives its (deterministic, clean) accuracy.
     assert evaluate.accuracy(model, *val) == pytest.approx(h["val_clean_accuracy"][best])
+
+
+def test_cyclic_and_piecewise_schedules():
+    sched = training.cyclic(5e-3, 100, peak_at=0.4)
+    lrs = [float(sched(s)) for s in (0, 20, 40, 70, 100, 150)]
+    np.testing.assert_allclose(lrs, [0.0, 2.5e-3, 5e-3, 2.5e-3, 0.0, 0.0], atol=1e-9)
+    assert isinstance(keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(sched)),
+                      training.Cyclic)
+    pw = training.piecewise([1e-3, 1e-4], [50])
+    assert float(pw(10)) == pytest.approx(1e-3) and float(pw(60)) == pytest.approx(1e-4)
+    with pytest.raises(ValueError, match="peak_at=1.0"):
+        training.cyclic(1e-3, 10, peak_at=1.0)
+    with pytest.raises(ValueError, match="one more value than boundaries"):
+        training.piecewise([1e-3], [5])
+    with pytest.raises(ValueError, match="increasing"):
+        training.piecewise([1e-3, 1e-4, 1e-5], [50, 20])
+
+
+def test_schedule_is_followed_by_the_training_loop(small):
+    model = fresh(small)
+    sched = training.piecewise([1e-3, 0.0], [2])  # two real steps, then a learning rate of zero
+    training.adversarial_train(model, small.x_train[:256], small.y_train[:256], attack="fgsm", eps=0.1,
+                               epochs=1, batch_size=64, learning_rate=sched)
+    after = [w.copy() for w in model.get_weights()]
+    training.adversarial_train(model, small.x_train[:256], small.y_train[:256], attack="fgsm", eps=0.1,
+                               epochs=1, batch_size=64)
+    assert int(model.optimizer.iterations) == 8
+    for a, b in zip(after, model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # the optimizer kept its schedule: steps 4..7 had rate 0
+
+
+def sgd_model(ds):
+    model = fresh(ds)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_dataset_input_trains_like_arrays(small):
+    x, y = small.x_train[:256], small.y_train[:256]
+    a = sgd_model(small)
+    ha = training.adversarial_train(a, x, y, attack="fgsm", eps=0.1, epochs=1, batch_size=64, mode="double")
+    order = np.random.default_rng(0).permutation(len(x))  # the array path's shuffle for seed 0
+    batches = tf.data.Dataset.from_tensor_slices((x[order], y[order].astype(np.int32))).batch(64)
+    b = sgd_model(small)
+    hb = training.adversarial_train(b, batches, None, attack="fgsm", eps=0.1, epochs=1, mode="double")
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, atol=1e-6)
+    assert hb["loss"][0] == pytest.approx(ha["loss"][0], rel=1e-5)
+    assert hb["adv_accuracy"] == ha["adv_accuracy"]
+
+
+def test_bad_datasets(small):
+    x, y = small.x_train[:64], small.y_train[:64]
+    d = tf.data.Dataset.from_tensor_slices
+    cases = [
+        ((d((x, y)).batch(32), y), ValueError, "y must be None"),
+        ((d((x, y)), None), ValueError, "batch the dataset"),
+        ((d(x).batch(32), None), ValueError, r"\(images, labels\)"),
+        ((d(((x * 255).astype(np.uint8), y)).batch(32), None), TypeError, "float32 in"),
+        ((d((x, y.astype(np.float32))).batch(32), None), TypeError, "integer class indices"),
+        ((d((x * 2, y)).batch(32), None), ValueError, r"outside \[0, 1\]"),
+        ((d((x[:0], y[:0])).batch(32), None), ValueError, "no examples"),
+    ]
+    for (data_x, data_y), err, match in cases:
+        with pytest.raises(err, match=match):
+            training.adversarial_train(fresh(small), data_x, data_y, attack="fgsm", eps=0.1, epochs=1)
+
+
+def test_mirrored_strategy_on_two_devices_matches_one_device():
+    # A fresh interpreter: TensorFlow's CPU can be split into two logical devices only before it is first used.
+    script = Path(__file__).with_name("distributed_check.py")
+    for mode in ("double", "adversarial"):
+        out = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        assert result["replicas"] == 2
+        # Same batches, same start, plain SGD: summing two half-batch gradients must give the full-batch step.
+        assert result["max_weight_diff"] < 1e-5, result
+        assert result["multi"]["adv_accuracy"] == result["single"]["adv_accuracy"]
+        assert result["multi"]["val_adv_accuracy"] == result["single"]["val_adv_accuracy"]
+
+
+def test_mixed_precision_model_trains_with_loss_scaling(small):
+    model = models.build_model(small.input_shape, small.num_classes, seed=0, mixed_precision=True)
+    assert model.get_layer("conv1").compute_dtype == "float16" and model.output.dtype == "float32"
+    h = training.adversarial_train(model, small.x_train[:256], small.y_train[:256], attack="fgsm", eps=0.1,
+                                   epochs=2, batch_size=64)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert np.isfinite(h["loss"]).all() and h["loss"][1] < h["loss"][0]
+    x_adv = attacks.fgsm(model, small.x_test[:32], small.y_test[:32], 0.1)
+    assert x_adv.dtype == np.float32 and np.abs(x_adv - small.x_test[:32]).max() <= 0.1 + 1e-6
+
+
+def test_xla_compiled_step_matches_the_plain_one(small):
+    x, y = small.x_train[:128], small.y_train[:128]
+    plain, xla = sgd_model(small), sgd_model(small)
+    models.seed_everything(0)  # deterministic: XLA must refuse clearly
+    with pytest.raises(ValueError, match="jit_compile=True cannot run while TensorFlow's op determinism is on"):
+        training.adversarial_train(xla, x, y, attack="fgsm", eps=0.1, epochs=1, jit_compile=True)
+    models.seed_everything(0, deterministic=False)
+    try:
+        assert not models.op_determinism_enabled()
+        training.adversarial_train(plain, x, y, attack="fgsm", eps=0.1, epochs=1, batch_size=64)
+        training.adversarial_train(xla, x, y, attack="fgsm", eps=0.1, epochs=1, batch_size=64, jit_compile=True)
+    finally:
+        models.seed_everything(0)
+    assert models.op_determinism_enabled()
+    for a, b in zip(plain.get_weights(), xla.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-4)

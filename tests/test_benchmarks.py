@@ -1,0 +1,49 @@
+"""The robustness report's sanity checks flag what they should (on hand-made results, no training)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+spec = importlib.util.spec_from_file_location(
+    "robustness_report", Path(__file__).resolve().parents[1] / "benchmarks" / "robustness_report.py")
+report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(report)
+
+
+def results(**override):
+    res = {"noise": {0.0: 0.97, 0.3: 0.95}, "FGSM": {0.0: 0.97, 0.3: 0.9}, "PGD-20": {0.0: 0.97, 0.3: 0.85},
+           "PGD-40×3": {0.0: 0.97, 0.3: 0.84}, "PGD-100×3": {0.3: 0.83}, "transfer PGD-40": {0.0: 0.97, 0.3: 0.9},
+           "L2 PGD-40": {2.0: 0.8}, "large ε": {1.0: 0.0}}
+    for k, v in override.items():
+        res[k.replace("_", " ")] = v
+    return res
+
+
+def checks(res):
+    return {c: ok for _, c, ok, _ in report.sanity_checks("m", res, restarts=3, n=1000)}
+
+
+def test_a_healthy_evaluation_passes():
+    assert all(checks(results()).values())
+
+
+@pytest.mark.parametrize("override,failing", [
+    ({"PGD-100×3": {0.3: 0.86}}, "more steps/restarts never help"),
+    ({"PGD-40×3": {0.0: 0.97, 0.3: 0.87}}, "more steps/restarts never help"),
+    ({"large ε": {1.0: 0.05}}, "accuracy 0 at ε = 1"),
+    ({"transfer PGD-40": {0.0: 0.97, 0.3: 0.5}}, "white-box ≥ transfer"),
+    ({"noise": {0.0: 0.97, 0.3: 0.6}}, "noise weaker than PGD"),
+])
+def test_each_violation_is_flagged(override, failing):
+    res = results()
+    res.update(override)
+    got = checks(res)
+    assert not got[failing]
+    assert all(ok for c, ok in got.items() if c != failing)
+
+
+def test_one_example_of_noise_is_tolerated():
+    res = results()
+    res["PGD-100×3"] = {0.3: 0.831}  # one example out of 1,000
+    assert checks(res)["more steps/restarts never help"]
