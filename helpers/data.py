@@ -27,7 +27,7 @@ import numpy as np
 
 from helpers._checks import check_choice, check_positive_int
 
-__all__ = ["DATASETS", "SOURCES", "Dataset", "DatasetUnavailableError", "load_dataset", "MNIST_5K_SHA256"]
+__all__ = ["DATASETS", "SOURCES", "Dataset", "DatasetUnavailableError", "load_dataset", "stream", "MNIST_5K_SHA256"]
 
 DATASETS = ("mnist_5k", "mnist", "fashion_mnist", "cifar10")
 SOURCES = ("auto", "bundled", "tfds")
@@ -282,17 +282,18 @@ def _decode_mnist_5k(raw: bytes, path: Path) -> dict[str, np.ndarray]:
 
 # --- tensorflow-datasets ----------------------------------------------------------------------------------------
 
-def _load_tfds(name: str, *, data_dir, download: bool) -> Dataset:
+def _tfds_load(name: str, *, data_dir, download: bool, **load_kwargs):
+    """``tfds.load(name, **load_kwargs)`` from prepared data, else (if ``download``) after a reachability probe;
+    every failure becomes a ``DatasetUnavailableError`` naming the bundled alternative.  Returns (tfds, result)."""
     import tensorflow_datasets as tfds  # lazy: importing TensorFlow takes seconds
 
     folder = os.path.expanduser(os.fspath(data_dir)) if data_dir is not None else None
 
     def attempt(dl: bool):
-        return tfds.load(name, split=["train", "test"], as_supervised=True, batch_size=-1, with_info=True,
-                         data_dir=folder, try_gcs=False, download=dl)
+        return tfds.load(name, as_supervised=True, data_dir=folder, try_gcs=False, download=dl, **load_kwargs)
 
     try:
-        (train, test), info = attempt(False)  # data already prepared: never touches the network
+        return tfds, attempt(False)  # data already prepared: never touches the network
     except Exception as first:  # noqa: BLE001 - tfds raises AssertionError & co. when the data is not there
         if not download:
             raise _unavailable(name, folder, first, tfds, tried_download=False) from first
@@ -301,16 +302,55 @@ def _load_tfds(name: str, *, data_dir, download: bool) -> Dataset:
             reason = OSError("cannot connect to " + "; ".join(unreachable))
             raise _unavailable(name, folder, reason, tfds, tried_download=True) from first
         try:
-            (train, test), info = attempt(True)
+            return tfds, attempt(True)
         except Exception as exc:  # noqa: BLE001 - network, checksum, missing optional module, ...
             raise _unavailable(name, folder, exc, tfds, tried_download=True) from exc
 
+
+def _load_tfds(name: str, *, data_dir, download: bool) -> Dataset:
+    tfds, ((train, test), info) = _tfds_load(name, data_dir=data_dir, download=download, split=["train", "test"],
+                                             batch_size=-1, with_info=True)
     (x_train, y_train), (x_test, y_test) = tfds.as_numpy(train), tfds.as_numpy(test)
     return Dataset(
         x_train=_to_unit_float(x_train), y_train=np.asarray(y_train, dtype=np.int64),
         x_test=_to_unit_float(x_test), y_test=np.asarray(y_test, dtype=np.int64),
         class_names=_class_names(name, info), name=name,
     )
+
+
+def stream(name: str = "mnist_5k", split: str = "train", *, batch_size: int = 128, shuffle: bool = True,
+           seed: int = 0, data_dir=None, download: bool = True):
+    """The ``split`` of dataset ``name`` as a ``tf.data.Dataset`` of ``(images, labels)`` batches, read from disk
+    as it is consumed (tensorflow-datasets) instead of loaded into memory: float32 NHWC images in [0, 1], int64
+    labels, reshuffled every epoch when ``shuffle``.  Feed it to ``training.adversarial_train(model, batches,
+    None, ...)`` to train on full CIFAR-10 or MNIST without holding them as arrays.  ``"mnist_5k"`` streams from
+    the bundled file.  Offline, unprepared tfds data fails like ``load_dataset``.
+    """
+    check_choice("name", name, DATASETS)
+    check_choice("split", split, ("train", "test"))
+    batch_size = check_positive_int(batch_size, "batch_size")
+    from . import _quiet  # noqa: F401  (TensorFlow without its start-up chatter)
+    import tensorflow as tf
+
+    if name in BUNDLED:
+        ds = load_dataset(name, source="bundled", data_dir=data_dir)
+        x, y = (ds.x_train, ds.y_train) if split == "train" else (ds.x_test, ds.y_test)
+        batches = tf.data.Dataset.from_tensor_slices((x, y))
+        buffer = len(x)
+    else:
+        _, batches = _tfds_load(name, data_dir=data_dir, download=download, split=split)
+
+        def to_unit(image, label):
+            image = tf.cast(image, tf.float32) / 255.0
+            if image.shape.rank == 2:
+                image = image[..., tf.newaxis]
+            return image, tf.cast(label, tf.int64)
+
+        batches = batches.map(to_unit, num_parallel_calls=tf.data.AUTOTUNE)
+        buffer = 10_000
+    if shuffle:
+        batches = batches.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    return batches.batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)
 
 
 def _to_unit_float(images) -> np.ndarray:

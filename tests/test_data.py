@@ -530,3 +530,45 @@ def test_standard_eps_and_fingerprint():
     ds = load_dataset("mnist_5k")
     assert ds.fingerprint() == load_dataset("mnist_5k").fingerprint()
     assert ds.subset(100, 10, seed=0).fingerprint() != ds.subset(100, 10, seed=1).fingerprint()
+
+
+def test_cifar10_streams_from_tfds_into_adversarial_training(tfds, tmp_path, monkeypatch):
+    _mock_metadata(tfds, tmp_path, "cifar10", 12)
+    _forbid_network(monkeypatch)
+    with tfds.testing.mock_data(num_examples=12, data_dir=str(tmp_path), policy=tfds.testing.MockPolicy.USE_FILES):
+        batches = data.stream("cifar10", batch_size=5, data_dir=tmp_path, seed=1)
+        seen = list(batches.as_numpy_iterator())
+        from helpers import models, training
+
+        model = models.build_model((32, 32, 3), 10, seed=0)
+        h = training.adversarial_train(model, batches, None, attack="fgsm", eps=8 / 255, epochs=1)
+    assert [len(xb) for xb, _ in seen] == [5, 5, 2]
+    for xb, yb in seen:
+        assert xb.dtype == np.float32 and xb.shape[1:] == (32, 32, 3) and 0.0 <= xb.min() and xb.max() <= 1.0
+        assert yb.dtype == np.int64 and 0 <= yb.min() and yb.max() < 10
+    assert len(h["loss"]) == 1 and np.isfinite(h["loss"][0])
+
+
+def test_bundled_set_streams_too(mnist):
+    batches = data.stream("mnist_5k", "test", batch_size=300, shuffle=False)
+    xs, ys = zip(*batches.as_numpy_iterator())
+    np.testing.assert_array_equal(np.concatenate(xs), mnist.x_test)
+    np.testing.assert_array_equal(np.concatenate(ys), mnist.y_test)
+    shuffled = np.concatenate([y for _, y in data.stream("mnist_5k", batch_size=1000).as_numpy_iterator()])
+    assert sorted(shuffled.tolist()) == sorted(mnist.y_train.tolist()) and not np.array_equal(shuffled, mnist.y_train)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(name="svhn"), "name='svhn'"),
+    (dict(split="validation"), "split='validation'"),
+    (dict(batch_size=0), "batch_size=0"),
+])
+def test_stream_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        data.stream(**kwargs)
+
+
+def test_stream_offline_fails_with_the_bundled_alternative(tfds, tmp_path, monkeypatch):
+    _forbid_network(monkeypatch)
+    with pytest.raises(DatasetUnavailableError, match='load_dataset\\("mnist_5k"\\)'):
+        data.stream("cifar10", data_dir=tmp_path, download=False)
