@@ -36,7 +36,16 @@ import nbformat
 DATASETS = ("mnist_5k", "mnist", "fashion_mnist", "cifar10")
 NOTEBOOK_PATTERN = re.compile(r"^\d\d_[\w-]+\.ipynb$")
 DEFAULT_NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
+#: MathJax 2 configuration: the standard combined one, Safe mode, and ``local/course`` (written by ``_copy_mathjax``),
+#: which points the output at the STIX-Web fonts that the bundled MathJax carries.  Without it MathJax looks for
+#: its TeX fonts, which the bundle lacks, and formulas with a prime (x') fail with "[Math Processing Error]".
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe,local/course"
+MATHJAX_LOCAL_CONFIG = """MathJax.Hub.Config({
+  "HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null},
+  SVG: {font: "STIX-Web"}
+});
+MathJax.Ajax.loadComplete("[MathJax]/config/local/course.js");
+"""
 STUB = "# TODO (exercise): write your solution here."
 MARKDOWN_STUB = "*Solution removed — try the exercise above first.*"
 
@@ -234,6 +243,8 @@ def _copy_mathjax(dest: Path) -> None:
     except ImportError:  # pages stay readable; formulas show as TeX source
         return
     shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", dest)
+    (dest / "config" / "local").mkdir(parents=True, exist_ok=True)
+    (dest / "config" / "local" / "course.js").write_text(MATHJAX_LOCAL_CONFIG, encoding="utf-8")
 
 
 def render_index(results: list, *, course_title: str, dataset: str | None) -> str:

@@ -3,7 +3,8 @@
 Usage: ``python scripts/check_html_in_browser.py [build/html] [--shots DIR]`` after ``python -m helpers.course
 build``.  Needs Debian's ``chromium`` and ``chromium-driver`` and ``pip install selenium`` (not course
 requirements).  The browser runs with networking features off, as a student opening the files from disk would.
-Exits non-zero if a page fails to show its slider or moving the slider does not change the image.
+Exits non-zero if a page fails to show its slider, moving the slider does not change the image, or a formula on
+any page fails to typeset.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
 
 
 def visible_frame(slider_root):
@@ -66,6 +68,19 @@ def main(argv=None) -> int:
                                      ".length")
         print(f"02 formulas typeset by the bundled MathJax: {math}")
         ok &= math > 0
+
+        # Every page: formulas must typeset, not fail ("[Math Processing Error]" when MathJax lacks a font).
+        for page in sorted(html.glob("*.html")):
+            driver.get(page.as_uri())
+            driver.execute_script("return 0")
+            WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+                "return !window.MathJax || !MathJax.Hub || MathJax.Hub.queue.pending === 0 "
+                "&& MathJax.Hub.queue.running === 0"))
+            errors = driver.execute_script(
+                "return (document.body.innerText.match(/Math Processing Error|Math input error/g) || []).length")
+            typeset = driver.execute_script("return document.querySelectorAll('.MathJax, mjx-container').length")
+            print(f"{page.name}: {typeset} formulas typeset, {errors} errors")
+            ok &= errors == 0
     finally:
         driver.quit()
     print("browser check", "passed" if ok else "FAILED", f"(screenshots in {shots})")

@@ -77,7 +77,12 @@ def test_html_pages_and_index(built):
     assert "data:image/png;base64," in page  # the figure is inside the page
     assert "var courseProbe = 1;" in page and 'oninput="this.title=1"' in page  # sliders' HTML/JS kept
     assert "mathjax/MathJax.js" in page and (out / "html" / "mathjax" / "MathJax.js").exists()
+    # The bundled MathJax has only STIX-Web fonts: every page must load the local config that selects them.
+    local = out / "html" / "mathjax" / "config" / "local" / "course.js"
+    assert 'webFont: "STIX-Web"' in local.read_text() and "loadComplete" in local.read_text()
     index = (out / "html" / "index.html").read_text()
+    for text in (page, index):
+        assert "config=TeX-AMS-MML_HTMLorMML-full,Safe,local/course" in text
     assert 'href="01_alpha.html"' in index and 'href="02_beta.html"' in index
     assert "learn &lt;one&gt; thing" in index and "about 2 s on 2 CPU cores" in index
     assert "notes" not in index
