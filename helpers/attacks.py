@@ -32,9 +32,10 @@ NORMS = ("inf", "l2")
 EVAL_BATCH = 1024  # examples per compiled call: large enough to amortise overhead, small enough for CIFAR memory
 _TINY = 1e-12
 #: How PGD's loop is compiled: ``"unrolled"`` (a Python loop, one copy of the ops per step), ``"range"`` (a
-#: ``tf.range`` graph loop) or ``"auto"``: unrolled up to ``UNROLL_MAX_STEPS`` steps, where it ran ~20 % faster
-#: on CPU, a graph loop beyond, where unrolling stops paying and tracing gets slow (5 s for 100 steps against
-#: 0.2 s).  ``benchmarks/bench_speed.py`` measures both; see the README for the figures.
+#: ``tf.range`` graph loop) or ``"auto"``: unrolled up to ``UNROLL_MAX_STEPS`` steps, where it ran 20-45 % faster
+#: on CPU, a graph loop beyond, where tracing an unrolled loop gets slow (3.5-5 s for 100 steps against 0.2 s;
+#: whether the unrolled loop then also runs faster varied between machines).  ``benchmarks/bench_speed.py``
+#: measures both; see the README for the figures.
 PGD_LOOP = "auto"
 UNROLL_MAX_STEPS = 20
 
