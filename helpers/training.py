@@ -171,6 +171,18 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
     distributed = streaming or tf.distribute.has_strategy()
     jit = True if jit_compile else None
 
+    def batch_correct(logits, xb, yb, n):
+        """Correct predictions on the clean and the adversarial part of a training step (TF code)."""
+        if mode == "double":
+            clean_logits, adv_logits = logits[:n], logits[n:]
+        else:
+            adv_logits = logits
+            clean_logits = model(xb, training=False)
+
+        def correct(lg):
+            return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(lg, -1, output_type=tf.int64), yb), tf.float32))
+        return correct(clean_logits), correct(adv_logits)
+
     @tf.function(input_signature=[x_spec, y_spec], jit_compile=jit)
     def train_step(xb, yb):
         # The attack sees the model as it is now; stop_gradient: we train on the adversarial points,
@@ -187,14 +199,7 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
             scaled = optimizer.scale_loss(loss)  # the loss itself unless mixed precision scales it
         grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        if mode == "double":
-            clean_logits, adv_logits = logits[:n], logits[n:]
-        else:
-            adv_logits = logits
-            clean_logits = model(xb, training=False)
-        def correct(lg):
-            return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(lg, -1, output_type=tf.int64), yb), tf.float32))
-        return loss, correct(clean_logits), correct(adv_logits)
+        return (loss, *batch_correct(logits, xb, yb, n))
 
     def replica_step(xb, yb):
         # One replica's share of a (possibly distributed) batch.  The loss is summed here and divided by the
@@ -218,15 +223,7 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
             scaled = optimizer.scale_loss(loss_sum / per_batch)
         grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        if mode == "double":
-            clean_logits, adv_logits = logits[:n], logits[n:]
-        else:
-            adv_logits = logits
-            clean_logits = model(xb, training=False)
-
-        def correct(lg):
-            return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(lg, -1, output_type=tf.int64), yb), tf.float32))
-        return loss_sum * (global_n / per_batch), tf.cast(n, tf.float32), correct(clean_logits), correct(adv_logits)
+        return (loss_sum * (global_n / per_batch), tf.cast(n, tf.float32), *batch_correct(logits, xb, yb, n))
 
     def distributed_step(batch):
         values = strategy.run(replica_step, args=batch)
