@@ -350,7 +350,7 @@ def stream(name: str = "mnist_5k", split: str = "train", *, batch_size: int = 12
         buffer = 10_000
     if shuffle:
         batches = batches.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    return batches.batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)
+    return batches.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _to_unit_float(images) -> np.ndarray:

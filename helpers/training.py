@@ -24,6 +24,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 MODES = ("double", "adversarial")
+_RANGE_MESSAGE = "images must lie in [0, 1]"  # the in-graph check of streamed batches, turned into a ValueError
 ATTACKS = ("fgsm", "fgsm_rs", "pgd")
 
 
@@ -206,8 +207,8 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
         # *global* batch size, so that the optimizer's sum of the replicas' gradients is the gradient of the mean.
         xb = tf.ensure_shape(tf.cast(xb, tf.float32), x_spec.shape)
         yb = tf.cast(tf.reshape(yb, [-1]), tf.int64)
-        checks = [tf.debugging.assert_greater_equal(xb, 0.0, message="images must lie in [0, 1]"),
-                  tf.debugging.assert_less_equal(xb, 1.0, message="images must lie in [0, 1]")]
+        checks = [tf.debugging.assert_greater_equal(xb, 0.0, message=_RANGE_MESSAGE),
+                  tf.debugging.assert_less_equal(xb, 1.0, message=_RANGE_MESSAGE)]
         with tf.control_dependencies(checks):
             xb = tf.identity(xb)
         n = tf.shape(xb)[0]
@@ -270,7 +271,7 @@ def adversarial_train(model: keras.Model, x, y, *, attack="pgd", eps, epochs: in
                 try:
                     loss, n_b, c_clean, c_adv = compiled_distributed_step(batch)
                 except tf.errors.InvalidArgumentError as err:
-                    if "images must lie in [0, 1]" in str(err):
+                    if _RANGE_MESSAGE in str(err):
                         raise ValueError("the training data holds images outside [0, 1]; scale them to [0, 1] "
                                          "(e.g. divide uint8 pixels by 255)") from None
                     raise
@@ -395,7 +396,7 @@ def course_model(ds, kind: str = "standard", *, eps: float | None = None, seed: 
     - ``"pgd"``: PGD-7 adversarial training on adversarial examples only (Madry et al.), 20 epochs, batch 64,
       learning rate warmed up to 2e-3 then decayed (``warmup_cosine``);
     - ``"robust"``: the ``"pgd"`` recipe for 40 epochs (the schedule stretched to match): the project's most
-      robust model (notebook 07, ``benchmarks/robustness_report.py``), about 2.5 minutes on 2 CPU cores.
+      robust model (notebook 07, ``benchmarks/robustness_report.py``), trained in 109 s on 2 CPU cores.
     ``eps`` (for the adversarial recipes) defaults to the dataset's standard budget.
     """
     from .data import standard_eps

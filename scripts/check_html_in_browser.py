@@ -72,7 +72,6 @@ def main(argv=None) -> int:
         # Every page: formulas must typeset, not fail ("[Math Processing Error]" when MathJax lacks a font).
         for page in sorted(html.glob("*.html")):
             driver.get(page.as_uri())
-            driver.execute_script("return 0")
             WebDriverWait(driver, 30).until(lambda d: d.execute_script(
                 "return !window.MathJax || !MathJax.Hub || MathJax.Hub.queue.pending === 0 "
                 "&& MathJax.Hub.queue.running === 0"))
