@@ -1,7 +1,7 @@
 """Robustness of the course's PGD-trained models on the bundled data, against the issues' quality bars.
 
 Run: ``python benchmarks/bench_quality.py [--recipe pgd robust]``.  Trains each recipe of
-``helpers.training.course_model`` from scratch (no cache) and reports the wall-clock training time, clean test
+``helpers.recipes.course_model`` from scratch (no cache) and reports the wall-clock training time, clean test
 accuracy and accuracy under PGD-40 (step 0.01, random start) with 3 and with 5 restarts at ε = 0.3 on the 1,000
 test images.  Recipes (PGD-7 adversarial training at ε = 0.3, batch 64, adversarial examples only, learning rate
 warmed up to 2e-3 then cosine-decayed): ``pgd`` 20 epochs (notebooks 05-06), ``robust`` 40 epochs (notebook 07).
@@ -17,7 +17,7 @@ import tempfile
 import time
 
 from helpers import _quiet  # noqa: F401  (TensorFlow without its start-up chatter)
-from helpers import attacks, data, evaluate, models, training
+from helpers import attacks, data, evaluate, models, recipes, training
 
 BARS = {"pgd": dict(clean=0.93, restarts=3, robust=0.80, seconds=None),
         "robust": dict(clean=0.96, restarts=5, robust=0.85, seconds=300)}
@@ -37,7 +37,7 @@ def main(argv=None):
         models.seed_everything(args.seed)
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            model, _ = training.course_model(ds, recipe, seed=args.seed, directory=tmp)
+            model, _ = recipes.course_model(ds, recipe, seed=args.seed, directory=tmp)
             train_time = time.perf_counter() - start
         clean = evaluate.accuracy(model, ds.x_test, ds.y_test)
         robust = {}

@@ -24,7 +24,7 @@ import tensorflow as tf
 from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
 from art.estimators.classification import TensorFlowV2Classifier
 
-from helpers import attacks, data, evaluate, training
+from helpers import attacks, data, evaluate, recipes
 
 
 def wrap(model, ds):
@@ -85,9 +85,9 @@ def main(argv=None):
     parser.add_argument("--robust", action="store_true", help="also compare on the PGD-trained course model")
     args = parser.parse_args(argv)
     ds = data.load_dataset("mnist_5k")
-    models_ = [("standard", training.course_model(ds, "standard")[0])]
+    models_ = [("standard", recipes.course_model(ds, "standard")[0])]
     if args.robust:
-        models_.append(("PGD-trained", training.course_model(ds, "pgd")[0]))
+        models_.append(("PGD-trained", recipes.course_model(ds, "pgd")[0]))
     rows = [r for label, m in models_ for r in rows_for(m, ds, label)]
     print("| model | attack | ours | ART | ours (s) | ART (s) |")
     print("| --- | --- | --- | --- | --- | --- |")

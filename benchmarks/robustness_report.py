@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/robustness_report.py [--dataset mnist_5k] [--n 500] [--restarts 5] [--out DIR]``.
 Models come from the model cache (``.cache/models``) or are trained on first use: the course's ``standard``,
-``fgsm``, ``pgd`` and ``robust`` recipes (``helpers.training.course_model``); the ``transfer`` model (standard
+``fgsm``, ``pgd`` and ``robust`` recipes (``helpers.recipes.course_model``); the ``transfer`` model (standard
 recipe, another seed) is the source of the transfer attack.  Writes ``DIR/robustness.md`` (a summary table at the
 dataset's standard ε and the full ε grids) and ``DIR/robustness.png`` (accuracy-vs-ε curves, L∞ and L2), then
 asserts the sanity checks of a trustworthy evaluation and exits non-zero if one fails:
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers import _quiet  # noqa: F401  (TensorFlow without its start-up chatter)
-from helpers import attacks, data, evaluate, models, training
+from helpers import attacks, data, evaluate, models, recipes, training
 
 import matplotlib  # noqa: E402
 
@@ -129,10 +129,10 @@ def main(argv=None):
     eps_std = data.standard_eps(args.dataset)
     x, y = ds.x_test[:args.n], ds.y_test[:args.n]
     models.seed_everything(args.seed)
-    transfer_model, _ = training.course_model(ds, "transfer", seed=args.seed)
+    transfer_model, _ = recipes.course_model(ds, "transfer", seed=args.seed)
     results, checks = {}, []
     for name in args.models:
-        model, _ = training.course_model(ds, name, seed=args.seed)
+        model, _ = recipes.course_model(ds, name, seed=args.seed)
         t = time.perf_counter()
         results[name] = evaluate_model(name, model, transfer_model, x, y, eps_std, args.restarts, args.seed)
         checks += sanity_checks(name, results[name], args.restarts, len(x))

@@ -13,6 +13,13 @@ def check_choice(name: str, value, allowed) -> None:
         raise ValueError(f"{name}={value!r} is not supported; allowed values are {', '.join(map(repr, allowed))}")
 
 
+def check_bool(name: str, value) -> bool:
+    """Return ``value`` as a bool, or raise TypeError unless it is ``True`` or ``False``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} of type {type(value).__name__}")
+    return bool(value)
+
+
 def check_eps(eps, name: str = "eps") -> float:
     """Return ``eps`` as a float, or raise if it is not a finite number >= 0."""
     if isinstance(eps, bool) or not isinstance(eps, (numbers.Real, np.floating, np.integer)):

@@ -17,11 +17,12 @@ so the same attack can be used inside adversarial training.
 
 from __future__ import annotations
 
-import weakref
+from functools import partial
 
 import numpy as np
 
-from ._checks import check_choice, check_eps, check_images, check_labels, check_positive_int
+from ._checks import check_bool, check_choice, check_eps, check_images, check_labels, check_positive_int
+from ._compiled import EVAL_BATCH, batched, chunk_seed, compiled, input_specs, tracing
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import keras  # noqa: E402
@@ -29,33 +30,61 @@ import tensorflow as tf  # noqa: E402
 
 SCALES = ("raw", "max", "l2", "sign")
 NORMS = ("inf", "l2")
-EVAL_BATCH = 1024  # examples per compiled call: large enough to amortise overhead, small enough for CIFAR memory
 _TINY = 1e-12
-#: How PGD's loop is compiled: ``"unrolled"`` (a Python loop, one copy of the ops per step), ``"range"`` (a
-#: ``tf.range`` graph loop) or ``"auto"``: unrolled up to ``UNROLL_MAX_STEPS`` steps, where it ran 20-45 % faster
-#: on CPU, a graph loop beyond, where tracing an unrolled loop gets slow (3.5-5 s for 100 steps against 0.2 s;
-#: whether the unrolled loop then also runs faster varied between machines).  ``benchmarks/bench_speed.py``
-#: measures both; see the README for the figures.
-PGD_LOOP = "auto"
+#: Inside your own ``tf.function`` (e.g. a training step) PGD is unrolled up to this many steps (fastest on CPU)
+#: and becomes a graph loop (``tf.while_loop``) beyond, where tracing an unrolled loop gets slow.
 UNROLL_MAX_STEPS = 20
+#: Called eagerly, PGD runs as compiled blocks of up to this many unrolled steps, called from Python: as fast as
+#: unrolling (the step is one input-gradient pass: compute-bound), quick to trace, and it lets ``early_stop`` drop
+#: finished examples between blocks.  ``benchmarks/bench_speed.py`` measures it.
+BLOCK_STEPS = 10
+__all__ = ["SCALES", "NORMS", "per_example_loss", "input_gradient", "step_rule", "project", "gradient_attack",
+           "fgsm", "default_step_size", "pgd", "random_noise", "EVAL_BATCH"]
 
 
 # ----------------------------------------------------------------------------------- the three pieces (TF code)
+def cross_entropy(logits, y):
+    """Cross-entropy of each example (shape ``(N,)``) from logits, in float32."""
+    return keras.losses.sparse_categorical_crossentropy(y, tf.cast(logits, tf.float32), from_logits=True)
+
+
 def per_example_loss(model, x, y):
     """Cross-entropy of each example (shape ``(N,)``), computed from the model's logits."""
-    logits = model(x, training=False)
-    return keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+    return cross_entropy(model(x, training=False), y)
+
+
+def _computes_in_float16(model) -> bool:
+    return any(getattr(layer, "compute_dtype", "float32") == "float16" for layer in getattr(model, "layers", ()))
+
+
+def _loss_gradient(model, x, y, targeted=False, loss_fn=cross_entropy):
+    """``(per-example loss, gradient of the attacker's objective w.r.t. x, logits)`` as TF code.
+
+    The objective is the summed loss (each example's gradient is then its own, whatever the batch size), negated
+    when ``targeted``.  On a mixed-precision model (float16 inside, float32 logits) the gradient of a confidently
+    classified image underflows in float16 and ``sign(0) = 0`` would leave its pixels unmoved; so the gradient is
+    back-propagated from the logits scaled per example to a largest entry of 1, then unscaled in float32: the
+    attack sees the gradient the same weights give in float32.
+    """
+    x = tf.convert_to_tensor(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)  # x is a plain tensor, not a variable: the tape must be told to record it
+        logits = tf.cast(model(x, training=False), tf.float32)
+    with tf.GradientTape() as head:
+        head.watch(logits)
+        losses = loss_fn(logits, y)
+        objective = tf.reduce_sum(-losses if targeted else losses)
+    g_logits = head.gradient(objective, logits)
+    if not _computes_in_float16(model):
+        return losses, tape.gradient(logits, x, output_gradients=g_logits), logits
+    scale = 1.0 / tf.maximum(tf.reduce_max(tf.abs(g_logits), axis=-1, keepdims=True), _TINY)
+    grad = tape.gradient(logits, x, output_gradients=g_logits * scale)
+    return losses, grad / tf.reshape(scale, [-1] + [1] * (len(x.shape) - 1)), logits
 
 
 def _objective_gradient(model, x, y, targeted):
     """Gradient of the attacker's objective w.r.t. ``x`` (TF code; no validation)."""
-    x = tf.convert_to_tensor(x, tf.float32)
-    with tf.GradientTape() as tape:
-        tape.watch(x)  # x is a plain tensor, not a variable: the tape must be told to record it
-        # Summing (not averaging) keeps each example's gradient independent of the batch size.
-        loss = tf.reduce_sum(per_example_loss(model, x, y))
-    grad = tape.gradient(loss, x)
-    return -grad if targeted else grad
+    return _loss_gradient(model, x, y, targeted)[1]
 
 
 def _reduce_axes(t):
@@ -109,57 +138,80 @@ def _random_in_ball(shape, eps, norm, seed):
     return direction * radius * eps
 
 
+def _start(x, eps, norm, seed, random_start):
+    """Where an iterative attack starts: ``x`` itself, or a uniform random point of the ε-ball (clipped)."""
+    if not random_start:
+        return x
+    return tf.clip_by_value(x + _random_in_ball(tf.shape(x), eps, norm, seed), 0.0, 1.0)
+
+
+def _success(logits, y, targeted):
+    pred = tf.argmax(logits, axis=-1, output_type=tf.int64)
+    return tf.equal(pred, y) if targeted else tf.not_equal(pred, y)
+
+
 def _fgsm_graph(model, x, y, eps, scale="sign", targeted=False):
     grad = _objective_gradient(model, x, y, targeted)
     return tf.clip_by_value(x + step_rule(grad, eps, scale), 0.0, 1.0)
 
 
-def _pgd_graph(model, x, y, eps, step_size, seed, *, steps, norm, random_start, targeted):
-    """PGD as TF code: (random start) then ``steps`` × (gradient step, projection, clip to [0, 1]).
+def _pgd_steps(model, x, x_adv, y, eps, step_size, *, steps, norm, targeted, freeze=False, unroll=True):
+    """``steps`` × (gradient step, projection into the ε-ball around ``x``, clip to [0, 1]) from ``x_adv``.
 
-    Short loops are unrolled when traced, long ones become a graph loop (see ``PGD_LOOP``).  ``steps`` is
-    static, so each value traces its own graph.
+    Returns ``(x_adv, done)``.  With ``freeze``, an example stops moving at the first iterate where the attack
+    already succeeds (``done``), so it is never walked back out of success.  TF code: unrolled when ``unroll``,
+    else a ``tf.while_loop``.
     """
     x = tf.convert_to_tensor(x, tf.float32)
-    eps = tf.cast(eps, tf.float32)
-    step_size = tf.cast(step_size, tf.float32)
+    eps, step_size = tf.cast(eps, tf.float32), tf.cast(step_size, tf.float32)
     rule = "sign" if norm == "inf" else "l2"
-    if random_start:
-        delta = _random_in_ball(tf.shape(x), eps, norm, seed)
-        x_adv = tf.clip_by_value(x + delta, 0.0, 1.0)
-    else:
-        x_adv = x
-    unroll = PGD_LOOP == "unrolled" or (PGD_LOOP == "auto" and steps <= UNROLL_MAX_STEPS)
-    loop = range(steps) if unroll else tf.range(steps)
-    for _ in loop:
-        grad = _objective_gradient(model, x_adv, y, targeted)
+
+    def step(x_adv, done):
+        _, grad, logits = _loss_gradient(model, x_adv, y, targeted)
+        if freeze:
+            done = tf.logical_or(done, _success(logits, y, targeted))
+            grad = tf.where(tf.reshape(done, [-1, 1, 1, 1]), tf.zeros_like(grad), grad)
         x_adv = x_adv + step_rule(grad, step_size, rule)
-        x_adv = tf.clip_by_value(x + project(x_adv - x, eps, norm), 0.0, 1.0)
-    return tf.stop_gradient(x_adv)
+        return tf.clip_by_value(x + project(x_adv - x, eps, norm), 0.0, 1.0), done
+
+    state = (tf.convert_to_tensor(x_adv, tf.float32), tf.zeros(tf.shape(x)[:1], tf.bool))
+    if unroll:
+        for _ in range(steps):
+            state = step(*state)
+        return state
+    _, x_adv, done = tf.while_loop(lambda i, *_: i < steps, lambda i, *s: (i + 1, *step(*s)), (0, *state))
+    return x_adv, done
 
 
-# ------------------------------------------------------------------------------- compiled, cached entry points
-_compiled: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
+def _score_graph(model, x, y, targeted):
+    """Per-example score that ranks attack results: success first, then the attacker's objective."""
+    logits = tf.cast(model(x, training=False), tf.float32)
+    loss = cross_entropy(logits, y)
+    objective = -loss if targeted else loss
+    # Objective values are squashed into (-1, 1) so any success (score >= 1) outranks any failure.
+    return tf.cast(_success(logits, y, targeted), tf.float32) * 2.0 + tf.tanh(objective)
 
 
-def _compiled_fn(model, kind, config, make):
-    """One ``tf.function`` per (model, attack kind, static configuration), traced once for any batch size."""
-    per_model = _compiled.setdefault(model, {})
-    key = (kind, config)
-    if key not in per_model:
-        per_model[key] = make()
-    return per_model[key]
+def _pgd_graph(model, x, y, eps, step_size, seed, *, steps, norm, random_start, targeted, restarts):
+    """PGD as TF code, for use inside your own ``tf.function`` (e.g. a training step): every restart from its own
+    random start, the best result per example kept.  Unrolled up to ``UNROLL_MAX_STEPS`` steps."""
+    best = best_score = None
+    for r in range(restarts):
+        start = _start(x, eps, norm, tf.random.experimental.stateless_fold_in(seed, r), random_start)
+        x_adv, _ = _pgd_steps(model, x, start, y, eps, step_size, steps=steps, norm=norm, targeted=targeted,
+                              unroll=steps <= UNROLL_MAX_STEPS)
+        if restarts == 1:
+            return tf.stop_gradient(x_adv)
+        score = _score_graph(model, x_adv, y, targeted)
+        if best is None:
+            best, best_score = x_adv, score
+        else:
+            best = tf.where(tf.reshape(score > best_score, [-1, 1, 1, 1]), x_adv, best)
+            best_score = tf.maximum(score, best_score)
+    return tf.stop_gradient(best)
 
 
-def _specs(model):
-    shape = tuple(model.input_shape[1:])
-    return tf.TensorSpec((None, *shape), tf.float32), tf.TensorSpec((None,), tf.int64)
-
-
-def _tracing(*tensors) -> bool:
-    return not tf.executing_eagerly() or any(tf.is_symbolic_tensor(t) for t in tensors if tf.is_tensor(t))
-
-
+# ------------------------------------------------------------------------------------------------ entry points
 def _validate(model, x, y, eps, targeted=False):
     if not callable(model):
         raise TypeError(f"model must be a Keras model (or callable returning logits), got {type(model).__name__}")
@@ -179,13 +231,12 @@ def _validate(model, x, y, eps, targeted=False):
     return check_eps(eps)
 
 
-def _batched(fn, x, y, *extra):
-    """Run ``fn(x_batch, y_batch, *extra)`` over fixed-size chunks; returns a float32 NumPy array."""
-    x = np.asarray(x, np.float32)
-    y = np.asarray(y, np.int64)
-    out = [fn(tf.constant(x[i:i + EVAL_BATCH]), tf.constant(y[i:i + EVAL_BATCH]), *extra).numpy()
-           for i in range(0, len(x), EVAL_BATCH)]
-    return np.concatenate(out) if out else x.copy()
+def _arrays(x, y):
+    return np.asarray(x, np.float32), np.asarray(y, np.int64)
+
+
+_SCALAR = tf.TensorSpec((), tf.float32)
+_SEED = tf.TensorSpec((2,), tf.int64)
 
 
 def input_gradient(model, x, y, *, targeted: bool = False):
@@ -196,13 +247,13 @@ def input_gradient(model, x, y, *, targeted: bool = False):
     moving along it makes the targets *more likely*.  Either way, adding it helps the attacker.
     Same shape as ``x``; the loss is summed over the batch, so each example's gradient is its own.
     """
-    if _tracing(x, y):
+    targeted = check_bool("targeted", targeted)
+    if tracing(x, y):
         return _objective_gradient(model, x, y, targeted)
     _validate(model, x, y, 0.0, targeted)
-    xs, ys = _specs(model)
-    fn = _compiled_fn(model, "grad", (bool(targeted),), lambda: tf.function(
-        lambda xb, yb: _objective_gradient(model, xb, yb, targeted), input_signature=[xs, ys]))
-    return _batched(fn, x, y)
+    fn = compiled(model, "grad", (targeted,), partial(_objective_gradient, targeted=targeted), input_specs(model))
+    out = batched(fn, _arrays(x, y))
+    return np.asarray(x, np.float32).copy() if out is None else out
 
 
 def gradient_attack(model, x, y, eps, *, scale: str = "sign", targeted: bool = False):
@@ -211,15 +262,14 @@ def gradient_attack(model, x, y, eps, *, scale: str = "sign", targeted: bool = F
     ``x' = clip(x + step_rule(∇ₓ objective, eps, scale), 0, 1)``.  With ``scale="sign"`` this is FGSM.
     """
     check_choice("scale", scale, SCALES)
-    check_choice("targeted", targeted, (False, True))
-    if _tracing(x, y, eps):
+    targeted = check_bool("targeted", targeted)
+    if tracing(x, y, eps):
         return _fgsm_graph(model, x, y, eps, scale, targeted)
     eps = _validate(model, x, y, eps, targeted)
-    xs, ys = _specs(model)
-    fn = _compiled_fn(model, "step", (scale, bool(targeted)), lambda: tf.function(
-        lambda xb, yb, e: _fgsm_graph(model, xb, yb, e, scale, targeted),
-        input_signature=[xs, ys, tf.TensorSpec((), tf.float32)]))
-    return _batched(fn, x, y, tf.constant(eps, tf.float32))
+    fn = compiled(model, "step", (scale, targeted), partial(_fgsm_graph, scale=scale, targeted=targeted),
+                  [*input_specs(model), _SCALAR])
+    out = batched(fn, _arrays(x, y), (tf.constant(eps, tf.float32),))
+    return np.asarray(x, np.float32).copy() if out is None else out
 
 
 def fgsm(model, x, y, eps, *, targeted: bool = False):
@@ -244,7 +294,8 @@ def _new_seed(seed):
 
 
 def pgd(model, x, y, eps, *, steps: int = 10, step_size: float | None = None, norm: str = "inf",
-        random_start: bool = True, targeted: bool = False, restarts: int = 1, seed: int | None = None):
+        random_start: bool = True, targeted: bool = False, restarts: int = 1, seed: int | None = None,
+        early_stop: bool = False):
     """Projected Gradient Descent (Madry et al. 2018); with ``random_start=False`` and L∞ it is BIM.
 
     From a random point of the ε-ball (``random_start``), repeat ``steps`` times: step along the steepest-ascent
@@ -252,64 +303,83 @@ def pgd(model, x, y, eps, *, steps: int = 10, step_size: float | None = None, no
     ``step_size`` (default 2.5·ε/steps), project back into the ε-ball around ``x``, clip to [0, 1].
 
     ``restarts`` > 1 runs the attack from several random starts and keeps, per example, the most successful
-    result (misclassified — or, targeted, classified as the target — first, then highest objective).
-    ``seed`` fixes the random starts (default: drawn from NumPy's global generator).
+    result (misclassified — or, targeted, classified as the target — first, then highest objective); it needs
+    ``random_start=True`` (without it every restart would repeat the same deterministic attack).
+    ``seed`` fixes the random starts (default: drawn from NumPy's global generator); every chunk of
+    ``EVAL_BATCH`` images and every restart draws its own.
+    ``early_stop=True`` (for measuring accuracy) freezes each example at the first iterate where the attack
+    succeeds and does not restart it: the same or a lower accuracy than without, in much less time.  Leave it off
+    when you want the loss-maximising points (adversarial training, confidence plots).
     The result always satisfies ``||x' - x|| <= eps`` in the chosen norm and ``0 <= x' <= 1``.
+    Called while tracing (inside your ``tf.function``) it returns a tensor; ``early_stop`` is then not available.
     """
     check_choice("norm", norm, NORMS)
-    check_choice("targeted", targeted, (False, True))
-    check_choice("random_start", random_start, (False, True))
+    targeted = check_bool("targeted", targeted)
+    random_start = check_bool("random_start", random_start)
+    early_stop = check_bool("early_stop", early_stop)
     steps = check_positive_int(steps, "steps")
     restarts = check_positive_int(restarts, "restarts")
-    if _tracing(x, y, eps):
+    if restarts > 1 and not random_start:
+        raise ValueError(f"restarts={restarts} needs random_start=True: without a random start every restart "
+                         "repeats the same deterministic attack")
+    if tracing(x, y, eps):
+        if early_stop:
+            raise ValueError("early_stop=True is for eager evaluation; inside a tf.function use early_stop=False")
         eps_t = tf.cast(eps, tf.float32)
         size = default_step_size(eps_t, steps) if step_size is None else step_size
-        if seed is None:
-            # A fresh seed at every call of the traced function (e.g. every training step); the stateful op
-            # follows the global seed, so a seeded run stays reproducible.
-            seed_t = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
-        else:
-            seed_t = tf.constant([int(seed), 0], tf.int64)
-        return _pgd_graph(model, x, y, eps_t, size, seed_t, steps=steps, norm=norm,
-                          random_start=random_start, targeted=targeted)
+        # seed=None: a fresh seed at every call of the traced function (e.g. every training step); the stateful op
+        # follows the global seed, so a seeded run stays reproducible.
+        seed_t = (tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64) if seed is None
+                  else tf.constant([int(seed), 0], tf.int64))
+        return _pgd_graph(model, x, y, eps_t, size, seed_t, steps=steps, norm=norm, random_start=random_start,
+                          targeted=targeted, restarts=restarts)
     eps = _validate(model, x, y, eps, targeted)
     step_size = default_step_size(eps, steps) if step_size is None else check_eps(step_size, "step_size")
-    xs, ys = _specs(model)
-    scalar = tf.TensorSpec((), tf.float32)
-    fn = _compiled_fn(model, "pgd", (steps, norm, bool(random_start), bool(targeted), PGD_LOOP), lambda: tf.function(
-        lambda xb, yb, e, a, s: _pgd_graph(model, xb, yb, e, a, s, steps=steps, norm=norm,
-                                           random_start=random_start, targeted=targeted),
-        input_signature=[xs, ys, scalar, scalar, tf.TensorSpec((2,), tf.int64)]))
-    args = (tf.constant(eps, tf.float32), tf.constant(step_size, tf.float32))
-    rng_seed = _new_seed(seed)
-    runs = restarts if random_start else 1
-    best = _batched(fn, x, y, *args, tf.constant(rng_seed))
-    if runs > 1:
-        best_score = _attack_score(model, best, y, targeted)
-    for r in range(1, runs):
-        x_adv = _batched(fn, x, y, *args, tf.constant(rng_seed + np.array([0, r], np.int64)))
-        score = _attack_score(model, x_adv, y, targeted)
-        better = score > best_score
-        best = np.where(better[:, None, None, None], x_adv, best)
-        best_score = np.where(better, score, best_score)
+    x, y = _arrays(x, y)
+    out, base_seed = x.copy(), _new_seed(seed)
+    config = dict(steps=steps, norm=norm, random_start=random_start, targeted=targeted, restarts=restarts,
+                  early_stop=early_stop)
+    for c, i in enumerate(range(0, len(x), EVAL_BATCH)):
+        out[i:i + EVAL_BATCH] = _pgd_chunk(model, x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH], eps, step_size,
+                                           chunk_seed(base_seed, c), **config)
+    return out
+
+
+def _pgd_chunk(model, x, y, eps, step_size, seed, *, steps, norm, random_start, targeted, restarts, early_stop):
+    """Eager PGD on one chunk: restarts and blocks of compiled steps driven from Python (see ``BLOCK_STEPS``)."""
+    best, best_score = x.copy(), np.full(len(x), -np.inf, np.float32)
+    todo = np.arange(len(x))
+    scalars = (tf.constant(eps, tf.float32), tf.constant(step_size, tf.float32))
+    for r in range(restarts):
+        start = _start(tf.constant(x[todo]), scalars[0], norm, tf.random.experimental.stateless_fold_in(
+            tf.constant(seed), r), random_start)
+        x_adv, active, left = start.numpy(), np.arange(len(todo)), steps
+        while left and active.size:
+            k = min(BLOCK_STEPS, left)
+            fn = compiled(model, "pgd-steps", (k, norm, targeted, early_stop), partial(
+                _pgd_steps, steps=k, norm=norm, targeted=targeted, freeze=early_stop),
+                [input_specs(model)[0], *input_specs(model), _SCALAR, _SCALAR])
+            moved, done = fn(tf.constant(x[todo][active]), tf.constant(x_adv[active]),
+                             tf.constant(y[todo][active]), *scalars)
+            x_adv[active] = moved.numpy()
+            active = active[~done.numpy()] if early_stop else active
+            left -= k
+        if restarts == 1 and not early_stop:
+            return x_adv
+        score = _attack_score(model, x_adv, y[todo], targeted)
+        better = score > best_score[todo]
+        best[todo[better]], best_score[todo[better]] = x_adv[better], score[better]
+        if early_stop:
+            todo = todo[best_score[todo] < 1.0]  # succeeded once: never attacked again
+        if not todo.size:
+            break
     return best
 
 
 def _attack_score(model, x_adv, y, targeted):
     """Per-example score used to pick among restarts: success counts first, then the objective."""
-    fn = _compiled_fn(model, "score", (bool(targeted),), lambda: tf.function(
-        lambda xb, yb: _score_graph(model, xb, yb, targeted), input_signature=list(_specs(model))))
-    return _batched(fn, x_adv, y)
-
-
-def _score_graph(model, x, y, targeted):
-    logits = model(x, training=False)
-    loss = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-    pred = tf.argmax(logits, axis=-1, output_type=tf.int64)
-    success = tf.equal(pred, y) if targeted else tf.not_equal(pred, y)
-    objective = -loss if targeted else loss
-    # Objective values are squashed into (-1, 1) so any success outranks any failure.
-    return tf.cast(success, tf.float32) * 2.0 + tf.tanh(objective)
+    fn = compiled(model, "score", (targeted,), partial(_score_graph, targeted=targeted), list(input_specs(model)))
+    return batched(fn, _arrays(x_adv, y))
 
 
 def random_noise(x, eps, *, norm: str = "inf", seed: int | None = None):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from . import attacks
 from ._checks import check_choice, check_eps, check_images, check_labels
+from ._compiled import batched, compiled, input_specs
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import tensorflow as tf  # noqa: E402
@@ -15,13 +18,15 @@ ATTACK_NAMES = ("fgsm", "pgd", "noise", "raw", "max", "l2", "sign")
 
 
 def predict_logits(model, x) -> np.ndarray:
-    """Logits for ``x`` (compiled forward pass, whole batches of ``attacks.EVAL_BATCH``)."""
+    """Logits for ``x`` (compiled forward pass, whole batches of ``attacks.EVAL_BATCH``), as float32."""
     check_images(x)
-    x = np.asarray(x, np.float32)
-    fn = attacks._compiled_fn(model, "logits", (), lambda: tf.function(
-        lambda xb: model(xb, training=False), input_signature=[attacks._specs(model)[0]]))
-    out = [fn(tf.constant(x[i:i + attacks.EVAL_BATCH])).numpy() for i in range(0, len(x), attacks.EVAL_BATCH)]
-    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+    fn = compiled(model, "logits", (), _logits, [input_specs(model)[0]])
+    out = batched(fn, (np.asarray(x, np.float32),))
+    return np.zeros((0, model.output_shape[-1]), np.float32) if out is None else out
+
+
+def _logits(model, x):
+    return tf.cast(model(x, training=False), tf.float32)
 
 
 def predict(model, x):
@@ -48,7 +53,8 @@ def resolve_attack(attack):
     if attack == "fgsm":
         return attacks.fgsm
     if attack == "pgd":
-        return attacks.pgd
+        # Accuracy only asks whether each image *can* be misclassified: stop each one at its first success.
+        return partial(attacks.pgd, early_stop=True)
     if attack == "noise":
         return lambda model, x, y, eps, **kw: attacks.random_noise(x, eps, **kw)
     return lambda model, x, y, eps, **kw: attacks.gradient_attack(model, x, y, eps, scale=attack, **kw)

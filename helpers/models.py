@@ -1,20 +1,12 @@
-"""Models: a small CNN that returns logits, a training helper, seeding, and an on-disk model cache.
+"""Models: a small CNN that returns logits, standard training with ``fit``, and seeding for reproducible runs.
 
-The cache lets every notebook run on its own (it trains when the model is missing) while the series as a whole
-trains each model once.  Files are keyed by everything that changes the weights (dataset, architecture, epochs,
-seed, training recipe) and written atomically, so an interrupted run never leaves a half-written model behind.
+Which models the course trains, and the on-disk cache that shares them between notebooks, live in
+``helpers.recipes``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 import time
-import warnings
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -26,7 +18,6 @@ import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework import config as _tf_config  # noqa: E402  (op determinism: no public getter)
 
 ARCHITECTURES = ("cnn", "cnn_wide", "mlp")
-CACHE_ENV = "COURSE_CACHE_DIR"
 
 
 def seed_everything(seed: int = 0, *, deterministic: bool = True) -> None:
@@ -111,119 +102,31 @@ def compile_model(model: keras.Model, *, learning_rate=1e-3) -> keras.Model:
     return model
 
 
-def train_model(model: keras.Model, x, y, *, epochs: int = 5, batch_size: int = 128, learning_rate=1e-3,
+def train_model(model: keras.Model, x, y, *, epochs: int = 5, batch_size: int = 128, learning_rate=None,
                 validation_data=None, seed: int = 0, verbose: int = 0, callbacks=None):
     """Standard (non-adversarial) training with ``model.fit``; returns the Keras ``History``.
 
-    ``verbose=0`` by default: progress bars make notebook outputs large and differ from run to run.
+    An uncompiled model is compiled with ``compile_model`` (Adam, ``learning_rate`` or 1e-3); a compiled one keeps
+    its optimizer (then ``learning_rate`` must be left out).  ``verbose=0`` by default: progress bars make notebook
+    outputs large and differ from run to run.
     """
     check_images(x)
-    check_labels(y, len(x))
+    check_labels(y, len(x), num_classes=int(model.output_shape[-1]))
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
     keras.utils.set_random_seed(seed)
-    if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
-        compile_model(model, learning_rate=learning_rate)
+    if getattr(model, "optimizer", None) is None:
+        compile_model(model, learning_rate=1e-3 if learning_rate is None else learning_rate)
+    elif learning_rate is not None:
+        raise ValueError(f"the model is already compiled with {type(model.optimizer).__name__}, whose learning rate "
+                         "would silently win over learning_rate=; recompile it (models.compile_model) instead")
     return model.fit(np.asarray(x, np.float32), np.asarray(y, np.int64), epochs=epochs, batch_size=batch_size,
                      validation_data=validation_data, shuffle=True, verbose=verbose,
                      callbacks=callbacks)
 
 
-# --------------------------------------------------------------------------------------------- model cache
-def cache_dir(path=None) -> Path:
-    """The model cache folder: ``path``, else ``$COURSE_CACHE_DIR``, else ``<repo>/.cache/models`` (git-ignored)."""
-    if path is None:
-        path = os.environ.get(CACHE_ENV) or Path(__file__).resolve().parent.parent / ".cache" / "models"
-    return Path(path)
-
-
-def cache_key(**key) -> str:
-    """A readable, collision-safe file stem for a training recipe (keys sorted, values JSON-encoded)."""
-    blob = json.dumps(key, sort_keys=True, default=str)
-    digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
-    readable = "-".join(str(key[k]) for k in ("dataset", "arch", "recipe", "epochs", "seed") if k in key)
-    readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in readable)
-    return f"{readable}-{digest}" if readable else digest
-
-
-def save_model_atomic(model: keras.Model, path) -> Path:
-    """Save ``model`` to ``path`` (``.keras``) via a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _write_json_atomic(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_or_train(key: dict, train_fn: Callable, *, directory=None, retrain: bool = False):
-    """Return ``(model, history, from_cache)`` for the training recipe ``key``.
-
-    ``train_fn()`` returns ``(model, history)`` where ``history`` is a JSON-able dict (per-epoch figures) or None.
-    It runs only when no readable cached model exists; its results are then cached: the history first, the model
-    last, each through a temporary file and an atomic rename, so a model file is only ever complete.
-    A cached file that cannot be read (for example from an older Keras) is retrained and replaced with a warning.
-    """
-    folder = cache_dir(directory)
-    stem = cache_key(**key)
-    path, meta = folder / f"{stem}.keras", folder / f"{stem}.json"
-    if path.exists() and not retrain:
-        try:
-            model = keras.models.load_model(path, compile=False)
-            history = json.loads(meta.read_text())["history"] if meta.exists() else None
-            return model, history, True
-        except Exception as err:  # noqa: BLE001 - any unreadable cache entry is rebuilt
-            warnings.warn(f"Ignoring unreadable cached model {path} ({err!r}); retraining.", stacklevel=2)
-    model, history = train_fn()
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic({"key": key, "history": history}, meta)
-    save_model_atomic(model, path)
-    return model, history, False
-
-
-def standard_model(ds, *, arch: str = "cnn", epochs: int = 5, batch_size: int = 128, seed: int = 0,
-                   directory=None, retrain: bool = False):
-    """The course's standard classifier for dataset ``ds`` (a ``helpers.data.Dataset``), trained or from cache.
-
-    Returns ``(model, history)``: ``history`` holds the per-epoch ``loss``, ``accuracy``, ``val_loss``,
-    ``val_accuracy`` (on ``ds``'s test split) and ``time`` (seconds) of the run that trained it.
-    """
-    check_choice("arch", arch, ARCHITECTURES)
-    key = dict(dataset=ds.name, data=ds.fingerprint(), arch=arch, recipe="standard", epochs=epochs,
-               batch_size=batch_size, seed=seed, keras=keras.__version__)
-
-    def train():
-        keras.utils.set_random_seed(seed)
-        model = build_model(ds.input_shape, ds.num_classes, arch=arch, seed=seed)
-        timer = EpochTimer()
-        hist = train_model(model, ds.x_train, ds.y_train, epochs=epochs, batch_size=batch_size, seed=seed,
-                           validation_data=(ds.x_test, ds.y_test), callbacks=[timer])
-        history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-        history["time"] = timer.times
-        return model, history
-
-    model, history, _ = load_or_train(key, train, directory=directory, retrain=retrain)
-    return model, history
-
-
 class EpochTimer(keras.callbacks.Callback):
-    """Wall-clock seconds per epoch (for the cost comparisons of the adversarial-training lesson)."""
+    """Wall-clock seconds per epoch, logged as ``time`` (so ``History`` keeps them) and kept in ``times``."""
 
     def on_train_begin(self, logs=None):
         self.times = []
@@ -233,3 +136,5 @@ class EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.times.append(time.perf_counter() - self._start)
+        if logs is not None:
+            logs["time"] = self.times[-1]

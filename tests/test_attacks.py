@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import attacks, evaluate
+from helpers import _compiled, attacks, evaluate, models
 
 
 def softmax(z):
@@ -172,7 +172,7 @@ def test_noise_much_weaker_than_fgsm(trained_model, batch):
 def test_compiled_once_per_configuration(trained_model, batch):
     x, y = batch
     attacks.fgsm(trained_model, x, y, 0.1)
-    fn = attacks._compiled[trained_model][("step", ("sign", False))]
+    fn = _compiled._cache[trained_model][("step", ("sign", False))]
     before = fn.experimental_get_tracing_count()
     attacks.fgsm(trained_model, x[:17], y[:17], 0.2)  # other batch size and ε: no new trace
     attacks.fgsm(trained_model, x[:100], y[:100], 0.05)
@@ -207,6 +207,8 @@ def test_usable_inside_tf_function(trained_model, batch):
     (lambda m, x, y: attacks.pgd(m, x, y, 0.1, steps=0), r"steps=0"),
     (lambda m, x, y: attacks.pgd(m, x, y, 0.1, steps=2.5), r"steps must be an integer"),
     (lambda m, x, y: attacks.pgd(m, x, y, 0.1, restarts=0), r"restarts=0"),
+    (lambda m, x, y: attacks.pgd(m, x, y, 0.1, restarts=3, random_start=False), r"restarts=3 needs random_start"),
+    (lambda m, x, y: attacks.pgd(m, x, y, 0.1, early_stop=1), r"early_stop must be True or False, got 1"),
     (lambda m, x, y: attacks.pgd(m, x, y, 0.1, step_size=-1.0), r"step_size=-1.0"),
     (lambda m, x, y: attacks.random_noise(x, 0.1, norm="l0"), r"norm='l0'"),
     (lambda m, x, y: attacks.random_noise(x, -1), r"eps=-1"),
@@ -215,3 +217,86 @@ def test_bad_arguments_raise_clear_errors(trained_model, batch, call, match):
     x, y = batch
     with pytest.raises((ValueError, TypeError), match=match):
         call(trained_model, x[:4], y[:4])
+
+
+def test_restarts_run_inside_a_tf_function(trained_model, batch, monkeypatch):
+    x, y = batch
+    x, y = tf.constant(x[:64]), tf.constant(y[:64])
+    starts = []
+    real = attacks._random_in_ball
+    monkeypatch.setattr(attacks, "_random_in_ball", lambda *a: starts.append(1) or real(*a))
+
+    def traced(restarts):
+        return tf.function(lambda xb, yb: attacks.pgd(trained_model, xb, yb, 0.1, steps=2, seed=5,
+                                                      restarts=restarts))(x, y).numpy()
+
+    one, four = traced(1), traced(4)
+    assert len(starts) == 1 + 4  # one random start per restart, traced into the graph
+    score = attacks._attack_score
+    s1, s4 = score(trained_model, one, y.numpy(), False), score(trained_model, four, y.numpy(), False)
+    assert np.all(s4 >= s1 - 1e-6)  # the first restart is the single run: keeping the best can only help
+    assert np.any(s4 > s1 + 1e-3)
+
+
+def test_every_chunk_draws_its_own_random_start(trained_model, batch, monkeypatch):
+    x, y = batch
+    monkeypatch.setattr(attacks, "EVAL_BATCH", 4)
+    same = np.repeat(x[:1], 8, axis=0)
+    adv = attacks.pgd(trained_model, same, np.repeat(y[:1], 8), 0.2, steps=1, step_size=0.0, seed=0)
+    assert len({a.tobytes() for a in adv}) == 8  # 8 copies, 2 chunks: 8 different random starts
+
+
+def test_early_stop_is_at_least_as_strong_and_stops(trained_model, batch):
+    x, y = batch
+    full = attacks.pgd(trained_model, x, y, 0.1, steps=20, seed=1)
+    early = attacks.pgd(trained_model, x, y, 0.1, steps=20, seed=1, early_stop=True)
+    assert evaluate.accuracy(trained_model, early, y) <= evaluate.accuracy(trained_model, full, y)
+    fooled = evaluate.predict(trained_model, early)[0] != y
+    # frozen at the first success: fooled images moved less than the loss-maximising run moved them
+    moved_early = np.abs(early - x)[fooled].mean()
+    moved_full = np.abs(full - x)[fooled].mean()
+    assert moved_early < moved_full
+    restarted = attacks.pgd(trained_model, x, y, 0.1, steps=20, seed=1, early_stop=True, restarts=3)
+    assert evaluate.accuracy(trained_model, restarted, y) <= evaluate.accuracy(trained_model, early, y)
+    assert np.abs(restarted - x).max() <= 0.1 + 1e-6
+
+
+def test_a_dropped_model_is_freed(mnist):
+    import gc
+    import weakref
+
+    model = models.build_model(mnist.input_shape, mnist.num_classes, seed=3)
+    x, y = mnist.x_val[:32], mnist.y_val[:32]
+    attacks.fgsm(model, x, y, 0.1)
+    attacks.pgd(model, x, y, 0.1, steps=2, restarts=2)
+    attacks.input_gradient(model, x, y)
+    evaluate.accuracy(model, x, y)
+    assert len(_compiled.cached_kinds(model)) >= 4
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None, "the compiled-function cache keeps a dropped model alive"
+
+
+def test_mixed_precision_attacks_see_the_float32_gradient(trained_model, mnist):
+    x, y = mnist.x_test[:300], mnist.y_test[:300]
+    # A confident model (logits × 3, as after long training): in float16 back-propagation its input gradients
+    # underflow to exactly 0 on about half of these images, and FGSM's sign(0) = 0 would not move them.
+    weights = trained_model.get_weights()
+    weights[-2], weights[-1] = 3 * weights[-2], 3 * weights[-1]
+    full = models.build_model(mnist.input_shape, mnist.num_classes)
+    half = models.build_model(mnist.input_shape, mnist.num_classes, mixed_precision=True)
+    full.set_weights(weights)
+    half.set_weights(weights)
+    g32 = attacks.input_gradient(full, x, y)
+    g16 = attacks.input_gradient(half, x, y)
+    zero32 = np.all(g32.reshape(len(x), -1) == 0, axis=1)
+    zero16 = np.all(g16.reshape(len(x), -1) == 0, axis=1)
+    assert zero16.sum() <= zero32.sum()  # float16 back-propagation must not zero out confident images
+    # the same direction as float32 (cosine near 1) wherever float32 has a gradient
+    flat32, flat16 = g32.reshape(len(x), -1)[~zero32], g16.reshape(len(x), -1)[~zero32]
+    cos = (flat32 * flat16).sum(1) / np.linalg.norm(flat32, axis=1) / np.maximum(np.linalg.norm(flat16, axis=1), 1e-30)
+    assert np.median(cos) > 0.99 and cos.min() > 0.9
+    acc32 = evaluate.accuracy(full, attacks.fgsm(full, x, y, 0.15), y)
+    acc16 = evaluate.accuracy(half, attacks.fgsm(half, x, y, 0.15), y)
+    assert acc16 <= acc32 + 0.02  # as strong as on the float32 model

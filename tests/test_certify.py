@@ -1,0 +1,380 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+
+from helpers import attacks, certify, evaluate, models
+
+L = keras.layers
+
+
+def _seeded(model, seed):
+    """Give ``model`` reproducible random weights: kernels N(0, 1/fan_in), biases N(0, 0.25) (so they matter)."""
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(size=w.shape) / np.sqrt(np.prod(w.shape[:-1])) if w.ndim > 1 else
+               0.5 * rng.normal(size=w.shape) for w in model.get_weights()]
+    model.set_weights([w.astype(np.float32) for w in weights])
+    return model
+
+
+def small_cnn(seed=0):
+    """Conv2D+ReLU, MaxPool, Conv2D ('same', linear) + ReLU layer, Flatten, Dense+relu, Dropout, Activation, Dense."""
+    inputs = keras.Input((8, 8, 1))
+    h = L.Conv2D(4, 3, activation="relu")(inputs)
+    h = L.MaxPooling2D(2)(h)
+    h = L.Conv2D(3, 2, padding="same", strides=1)(h)
+    h = L.ReLU()(h)
+    h = L.Flatten()(h)
+    h = L.Dense(6)(h)
+    h = L.Activation("relu")(h)
+    h = L.Dropout(0.5)(h)
+    return _seeded(keras.Model(inputs, L.Dense(4)(h)), seed)
+
+
+def small_mlp(seed=1):
+    return _seeded(keras.Sequential([keras.Input((6, 6, 1)), L.Flatten(), L.Dense(16, activation="relu"),
+                                     L.Dense(8, activation="relu"), L.Dense(3)]), seed)
+
+
+def unit_batch(shape, n, seed):
+    """Random images in [0, 1] with some pixels exactly 0 and 1, so clipping to [0, 1] matters."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(size=(n, *shape)).astype(np.float32)
+    x[rng.uniform(size=x.shape) < 0.2] = 0.0
+    x[rng.uniform(size=x.shape) < 0.1] = 1.0
+    return x
+
+
+def points_in_ball(x, eps, per_image, seed):
+    """``per_image`` points of the L∞ ball ∩ [0, 1] around each image: half uniform, half corners (±eps)."""
+    rng = np.random.default_rng(seed)
+    reps = np.repeat(x, per_image, axis=0)
+    delta = rng.uniform(-eps, eps, size=reps.shape)
+    corner = rng.uniform(size=len(reps)) < 0.5
+    delta[corner] = eps * np.sign(delta[corner])
+    return np.clip(reps + delta, 0.0, 1.0).astype(np.float32)
+
+
+def margins(z, y):
+    return z[np.arange(len(y)), y][:, None] - z
+
+
+def assert_sound(model, x, y, eps, points, labels_of_points):
+    """The logits and margins of ``points`` lie within the bounds of the images they came from."""
+    lo, up = certify.interval_bounds(model, x, eps)
+    mb = certify.margin_bounds(model, x, y, eps)
+    idx = np.repeat(np.arange(len(x)), len(points) // len(x)) if labels_of_points is None else labels_of_points
+    z = evaluate.predict_logits(model, points)
+    tol = 1e-4 + 1e-5 * np.abs(z)
+    assert np.all(lo[idx] <= z + tol), np.max(lo[idx] - z)
+    assert np.all(z <= up[idx] + tol), np.max(z - up[idx])
+    assert np.all(margins(z, y[idx]) >= mb[idx] - 1e-4 - 1e-5 * np.abs(z).max())
+
+
+@pytest.fixture(scope="module")
+def tiny_trained():
+    """The course CNN after one epoch on 500 digits (trained here: a few seconds)."""
+    from helpers import data
+
+    ds = data.load_dataset("mnist_5k").subset(500, 100)
+    models.seed_everything(0)
+    model = models.build_model(ds.input_shape, ds.num_classes, arch="cnn", seed=0)
+    models.train_model(model, ds.x_train, ds.y_train, epochs=1, batch_size=32)
+    return model, ds.x_test[:48].copy(), ds.y_test[:48].copy()
+
+
+def ibp_train(model, x, y, *, eps, epochs, batch_size, warmup_steps, ramp_steps, kappa=0.5, learning_rate=1e-3):
+    """A minimal IBP training loop: loss = κ·CE(z, y) + (1-κ)·CE(ẑ, y), ε ramped linearly after a clean warm-up."""
+    opt = keras.optimizers.Adam(learning_rate)
+    eps_now = tf.Variable(0.0, trainable=False)  # assigned between steps: no retracing
+
+    @tf.function
+    def step(xb, yb):
+        with tf.GradientTape() as tape:
+            clean = keras.losses.sparse_categorical_crossentropy(yb, model(xb, training=True), from_logits=True)
+            z_hat = certify.worst_case_logits(model, xb, yb, eps_now)
+            robust = keras.losses.sparse_categorical_crossentropy(yb, z_hat, from_logits=True)
+            loss = tf.reduce_mean(kappa * clean + (1.0 - kappa) * robust)
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    rng, n = np.random.default_rng(0), 0
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        for i in range(0, len(x), batch_size):
+            eps_now.assign(eps * float(np.clip((n - warmup_steps) / ramp_steps, 0.0, 1.0)))
+            step(tf.constant(x[order[i:i + batch_size]]), tf.constant(y[order[i:i + batch_size]]))
+            n += 1
+    return model
+
+
+@pytest.fixture(scope="module")
+def ibp_trained():
+    """The course CNN IBP-trained for ε = 0.1 on 500 digits (10 epochs, ~4 s): it certifies a good share at 0.1."""
+    from helpers import data
+
+    ds = data.load_dataset("mnist_5k").subset(500, 100)
+    models.seed_everything(0)
+    model = models.build_model(ds.input_shape, ds.num_classes, arch="cnn", seed=0)
+    # A clean warm-up and a slow ramp: IBP from an untrained network, or a fast ramp, collapses to one class.
+    ibp_train(model, ds.x_train, ds.y_train, eps=0.1, epochs=10, batch_size=25, warmup_steps=40, ramp_steps=120)
+    return model, ds.x_test.copy(), ds.y_test.copy()
+
+
+# ----------------------------------------------------------------------------------------------------- soundness
+@pytest.mark.parametrize("build,shape,eps", [(small_cnn, (8, 8, 1), 0.05), (small_cnn, (8, 8, 1), 0.3),
+                                             (small_mlp, (6, 6, 1), 0.1)])
+def test_random_networks_bounds_hold_at_random_and_pgd_points(build, shape, eps):
+    model = build()
+    x = unit_batch(shape, 6, seed=3)
+    y = np.argmax(evaluate.predict_logits(model, x), axis=1).astype(np.int64)
+    pts = np.concatenate([x, points_in_ball(x, eps, 200, seed=4)])
+    idx = np.concatenate([np.arange(len(x)), np.repeat(np.arange(len(x)), 200)])
+    assert_sound(model, x, y, eps, pts, idx)
+    k = model.output_shape[-1]
+    for adv in (attacks.pgd(model, x, y, eps, steps=20, seed=0),
+                attacks.pgd(model, x, (y + 1) % k, eps, steps=20, targeted=True, seed=1)):
+        assert np.abs(adv - x).max() <= eps + 1e-6
+        assert_sound(model, x, y, eps, adv, np.arange(len(x)))
+
+
+def test_trained_course_model_bounds_hold(tiny_trained):
+    model, x, y = tiny_trained
+    eps = 0.05
+    pts = points_in_ball(x[:16], eps, 64, seed=5)
+    assert_sound(model, x[:16], y[:16], eps, pts, None)
+    for adv in (attacks.pgd(model, x, y, eps, steps=10, seed=0),
+                attacks.pgd(model, x, (y + 3) % 10, eps, steps=10, targeted=True, seed=0)):
+        assert_sound(model, x, y, eps, adv, np.arange(len(x)))
+
+
+def test_mixed_precision_model_is_bounded_in_float32():
+    model = models.build_model((12, 12, 1), 5, arch="cnn", seed=0, mixed_precision=True)
+    x = unit_batch((12, 12, 1), 4, seed=6)
+    lo, up = certify.interval_bounds(model, x, 0.05)
+    assert lo.dtype == up.dtype == np.float32
+    z = evaluate.predict_logits(model, points_in_ball(x, 0.05, 50, seed=7))
+    idx = np.repeat(np.arange(4), 50)
+    slack = 2e-3 * (1 + np.abs(z))  # the model itself rounds to float16
+    assert np.all(lo[idx] <= z + slack) and np.all(z <= up[idx] + slack)
+
+
+# ------------------------------------------------------------------------------------------ exactness, growth
+@pytest.mark.parametrize("build,shape", [(small_cnn, (8, 8, 1)), (small_mlp, (6, 6, 1))])
+def test_exact_at_eps_zero_and_widening_with_eps(build, shape):
+    model = build()
+    x = unit_batch(shape, 5, seed=8)
+    z = evaluate.predict_logits(model, x)
+    y = np.argmax(z, axis=1).astype(np.int64)
+    lo, up = certify.interval_bounds(model, x, 0.0)
+    np.testing.assert_allclose(lo, z, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(up, z, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(certify.margin_bounds(model, x, y, 0.0), margins(z, y), rtol=1e-5, atol=1e-5)
+    prev_lo, prev_up, prev_m = lo, up, certify.margin_bounds(model, x, y, 0.0)
+    for eps in (0.01, 0.05, 0.1, 0.3, 1.0):
+        lo, up = certify.interval_bounds(model, x, eps)
+        m = certify.margin_bounds(model, x, y, eps)
+        assert np.all(lo <= prev_lo + 1e-5) and np.all(up >= prev_up - 1e-5) and np.all(m <= prev_m + 1e-5)
+        prev_lo, prev_up, prev_m = lo, up, m
+    assert np.all(up - lo > 0)
+    # The input box is clipped to [0, 1]: beyond eps = 1 nothing changes.
+    np.testing.assert_array_equal(certify.interval_bounds(model, x, 5.0)[0], lo)
+
+
+def test_elided_margin_is_never_looser_than_logit_intervals(tiny_trained):
+    model, x, y = tiny_trained
+    lo, up = certify.interval_bounds(model, x, 0.02)
+    mb = certify.margin_bounds(model, x, y, 0.02)
+    naive = lo[np.arange(len(y)), y][:, None] - up
+    naive[np.arange(len(y)), y] = 0.0
+    assert np.all(mb >= naive - 1e-4)
+    assert np.mean(mb > naive + 1e-3) > 0.5  # and much tighter for most pairs
+    np.testing.assert_array_equal(mb[np.arange(len(y)), y], 0.0)
+
+
+# ------------------------------------------------------------------------------------------------ by hand
+def hand_model():
+    """flatten(x) = (x0, x1) -> h = relu(W1ᵀx + b1) -> z = W2ᵀh + b2, with small integer-ish weights."""
+    inputs = keras.Input((1, 2, 1))
+    d1, d2 = L.Dense(2, activation="relu"), L.Dense(2)
+    model = keras.Model(inputs, d2(d1(L.Flatten()(inputs))))
+    d1.set_weights([np.array([[1.0, -1.0], [1.0, 1.0]], np.float32), np.array([0.0, 0.1], np.float32)])
+    d2.set_weights([np.array([[1.0, 2.0], [-1.0, 1.0]], np.float32), np.array([0.0, -1.0], np.float32)])
+    return model
+
+
+def test_hand_computed_two_layer_bounds():
+    model = hand_model()
+    x = np.array([0.5, 0.5, 0.95, 0.05], np.float32).reshape(2, 1, 2, 1)
+    # Image 0, eps 0.1: x0, x1 in [0.4, 0.6].  Pre-activations u0 = x0 + x1 in [0.8, 1.2],
+    # u1 = -x0 + x1 + 0.1 in [-0.1, 0.3]; h0 in [0.8, 1.2], h1 in [0, 0.3].
+    # z0 = h0 - h1 in [0.5, 1.2];  z1 = 2 h0 + h1 - 1 in [0.6, 1.7].
+    # Image 1: the box is clipped to x0 in [0.85, 1.0], x1 in [0.0, 0.15]: u0 in [0.85, 1.15], u1 in [-0.9, -0.6],
+    # so h1 = 0: z0 = h0 in [0.85, 1.15], z1 = 2 h0 - 1 in [0.7, 1.3].
+    lo, up = certify.interval_bounds(model, x, 0.1)
+    np.testing.assert_allclose(lo, [[0.5, 0.6], [0.85, 0.7]], atol=1e-6)
+    np.testing.assert_allclose(up, [[1.2, 1.7], [1.15, 1.3]], atol=1e-6)
+    # Elided margins.  y = 0: z0 - z1 = -h0 - 2 h1 + 1 >= -1.2 - 0.6 + 1 = -0.8 (logit intervals: 0.5 - 1.7 = -1.2);
+    # image 1: -h0 + 1 >= -0.15.  y = 1: z1 - z0 = h0 + 2 h1 - 1 >= 0.8 + 0 - 1 = -0.2; image 1: >= 0.85 - 1.
+    np.testing.assert_allclose(certify.margin_bounds(model, x, np.array([0, 0]), 0.1), [[0, -0.8], [0, -0.15]],
+                               atol=1e-6)
+    np.testing.assert_allclose(certify.margin_bounds(model, x, np.array([1, 1]), 0.1), [[-0.2, 0], [-0.15, 0]],
+                               atol=1e-6)
+    np.testing.assert_allclose(certify.worst_case_logits(model, x, np.array([1, 0]), 0.1).numpy(),
+                               [[0.2, 0], [0, 0.15]], atol=1e-6)
+    # eps = 0.02.  Image 0 as class 1: h0 in [0.96, 1.04], h1 in [0.06, 0.14], z1 - z0 >= 0.96 + 0.12 - 1 = 0.08 > 0:
+    # certified.  Image 1 as class 0: h1 = 0, h0 in [0.96, 1.04], z0 - z1 = 1 - h0 >= -0.04: not certified.
+    assert certify.certified(model, x, np.array([1, 0]), 0.02).tolist() == [True, False]
+
+
+# ----------------------------------------------------------------------------------- accuracies and training use
+@pytest.mark.parametrize("which,eps", [("ibp", 0.05), ("ibp", 0.1), ("standard", 0.001), ("standard", 0.05)])
+def test_certified_below_pgd_below_clean(request, which, eps):
+    model, x, y = request.getfixturevalue("ibp_trained" if which == "ibp" else "tiny_trained")
+    cert = certify.certified(model, x, y, eps)
+    adv = attacks.pgd(model, x, y, eps, steps=20, seed=0)
+    robust = evaluate.predict(model, adv)[0] == y
+    clean = evaluate.predict(model, x)[0] == y
+    assert cert.dtype == bool and cert.shape == (len(x),)
+    assert np.all(robust[cert]) and np.all(clean[cert])  # a proof that PGD cannot break
+    acc = certify.certified_accuracy(model, x, y, eps)
+    assert acc == pytest.approx(cert.mean())
+    assert acc <= robust.mean() <= clean.mean()
+    if which == "ibp":
+        assert acc > 0.2  # IBP training makes the bounds tight enough to prove a good share...
+        assert certify.certified_accuracy(request.getfixturevalue("tiny_trained")[0], x, y, eps) < 0.05  # ...not so
+
+
+def test_ibp_trained_model_bounds_hold(ibp_trained):
+    model, x, y = ibp_trained
+    adv = attacks.pgd(model, x[:64], y[:64], 0.1, steps=20, seed=0)
+    assert_sound(model, x[:64], y[:64], 0.1, adv, np.arange(64))
+
+
+def test_worst_case_logits_trains_inside_tf_function():
+    model = small_mlp()
+    x = unit_batch((6, 6, 1), 16, seed=9)
+    y = np.arange(16, dtype=np.int64) % 3
+    eps = tf.Variable(0.05, trainable=False)  # an ε ramp changes it without retracing
+    opt = keras.optimizers.Adam(1e-2)
+
+    @tf.function
+    def step(xb, yb):
+        with tf.GradientTape() as tape:
+            z_hat = certify.worst_case_logits(model, xb, yb, eps)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(yb, z_hat, from_logits=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, z_hat, grads
+
+    expected = -certify.margin_bounds(model, x, y, 0.05)
+    loss0, z_hat, grads = step(tf.constant(x), tf.constant(y))
+    np.testing.assert_allclose(z_hat.numpy(), expected, rtol=1e-5, atol=1e-5)  # computed before the update
+    assert all(g is not None and np.any(g.numpy() != 0) for g in grads)
+    for _ in range(20):
+        loss, _, _ = step(tf.constant(x), tf.constant(y))
+    assert float(loss) < float(loss0)
+    with tf.GradientTape() as tape:  # eagerly too: a tensor the tape records, not a NumPy array
+        z_hat = certify.worst_case_logits(model, x, y, 0.05)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, z_hat, from_logits=True))
+    assert all(g is not None for g in tape.gradient(loss, model.trainable_variables))
+
+
+def test_traced_calls_return_tensors_equal_to_eager_arrays():
+    model = small_cnn()
+    x = unit_batch((8, 8, 1), 4, seed=10)
+    y = np.array([0, 1, 2, 3], np.int64)
+    eager = (*certify.interval_bounds(model, x, 0.1), certify.margin_bounds(model, x, y, 0.1),
+             certify.certified(model, x, y, 0.0), certify.worst_case_logits(model, x, y, 0.1))
+    assert all(isinstance(a, np.ndarray) for a in eager[:4]) and tf.is_tensor(eager[4])
+    traced = tf.function(lambda xb, yb: (*certify.interval_bounds(model, xb, 0.1),
+                                         certify.margin_bounds(model, xb, yb, 0.1), certify.certified(model, xb, yb, 0.0),
+                                         certify.worst_case_logits(model, xb, yb, 0.1)))(tf.constant(x), tf.constant(y))
+    assert all(tf.is_tensor(t) for t in traced)
+    for a, t in zip(eager, traced):
+        np.testing.assert_allclose(np.asarray(a, np.float32), t.numpy().astype(np.float32), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(eager[4].numpy(), -eager[2], atol=1e-6)
+
+
+def test_dropout_is_the_identity():
+    model = small_cnn()
+    x = unit_batch((8, 8, 1), 3, seed=11)
+    bare = keras.Model(model.inputs, model.layers[-1](model.layers[-3].output))  # skip the Dropout layer
+    assert isinstance(model.layers[-2], L.Dropout)
+    for a, b in zip(certify.interval_bounds(model, x, 0.1), certify.interval_bounds(bare, x, 0.1)):
+        np.testing.assert_array_equal(a, b)
+
+
+# -------------------------------------------------------------------------------------------------- refusals
+def _with(*layers, shape=(4, 4, 1)):
+    return keras.Sequential([keras.Input(shape), *layers])
+
+
+@pytest.mark.parametrize("model,match", [
+    (_with(L.BatchNormalization(name="bn"), L.Flatten(), L.Dense(3)),
+     r"layer 'bn' of class BatchNormalization is not supported.*supported layers: InputLayer, Conv2D, Dense"),
+    (_with(L.Flatten(), L.Dense(3, activation="softmax", name="probs")),
+     r"layer 'probs' \(Dense\) has activation 'softmax'.*allowed activations: relu, linear"),
+    (_with(L.Flatten(), L.Dense(3), L.Activation("tanh", name="act")), r"'act' \(Activation\).*'tanh'"),
+    (_with(L.Conv2D(2, 3, activation="sigmoid", name="c"), L.Flatten(), L.Dense(3)), r"'c' \(Conv2D\).*'sigmoid'"),
+    (_with(L.AveragePooling2D(2, name="avg"), L.Flatten(), L.Dense(3)), r"'avg' of class AveragePooling2D"),
+    (_with(L.Flatten(), L.Dense(3)), None),
+])
+def test_unsupported_layers_are_refused_by_name(model, match):
+    x = np.full((2, 4, 4, 1), 0.5, np.float32)
+    if match is None:
+        certify.interval_bounds(model, x, 0.1)  # the same chain without the bad layer is fine
+        return
+    for call in (lambda: certify.interval_bounds(model, x, 0.1),
+                 lambda: certify.certified_accuracy(model, x, np.array([0, 1]), 0.1)):
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+def test_non_chain_and_subclassed_models_are_refused():
+    inputs = keras.Input((4, 4, 1))
+    flat = L.Flatten()(inputs)
+    residual = keras.Model(inputs, L.Dense(3)(L.Add(name="add")([flat, L.Dense(16)(flat)])))
+    with pytest.raises(ValueError, match=r"'add' \(Add\) takes 2 inputs"):
+        certify.interval_bounds(residual, np.zeros((1, 4, 4, 1), np.float32), 0.1)
+
+    class Sub(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(ValueError, match="functional model or a Sequential model"):
+        certify.interval_bounds(Sub(), np.zeros((1, 4, 4, 1), np.float32), 0.1)
+    with pytest.raises(TypeError, match="keras.Model"):
+        certify.interval_bounds(lambda x: x, np.zeros((1, 4, 4, 1), np.float32), 0.1)
+
+
+@pytest.mark.parametrize("x,y,eps,err,match", [
+    (None, None, -0.1, ValueError, r"eps=-0.1 is not allowed"),
+    (None, None, float("nan"), ValueError, r"eps=nan"),
+    (None, None, [0.1, 0.2], TypeError, r"eps must be a real number"),
+    (np.zeros((2, 6, 6), np.float32), None, 0.1, ValueError, r"4-D batch"),
+    (np.zeros((2, 6, 6, 1), np.uint8), None, 0.1, TypeError, r"divide uint8 images by 255"),
+    (np.full((2, 6, 6, 1), 2.0, np.float32), None, 0.1, ValueError, r"pixel values in \[0, 1\]"),
+    (np.zeros((2, 5, 5, 1), np.float32), None, 0.1, ValueError, r"shape \(5, 5, 1\) but the model expects"),
+    (None, np.array([0.0, 1.0]), 0.1, TypeError, r"integer class labels"),
+    (None, np.array([0, 1, 2]), 0.1, ValueError, r"2 images and 3 labels"),
+    (None, np.array([0, 3]), 0.1, ValueError, r"class indices in \[0, 2\]"),
+])
+def test_bad_arguments_raise_like_the_attacks(x, y, eps, err, match):
+    model = small_mlp()
+    bad_y = y is not None
+    x = np.full((2, 6, 6, 1), 0.5, np.float32) if x is None else x
+    y = np.array([0, 1], np.int64) if y is None else y
+    for fn in (certify.margin_bounds, certify.certified, certify.certified_accuracy, certify.worst_case_logits):
+        with pytest.raises(err, match=match):
+            fn(model, x, y, eps)
+    if not bad_y:
+        with pytest.raises(err, match=match):
+            certify.interval_bounds(model, x, eps)
+
+
+def test_certified_accuracy_needs_examples():
+    with pytest.raises(ValueError, match="at least one example"):
+        certify.certified_accuracy(small_mlp(), np.zeros((0, 6, 6, 1), np.float32), np.zeros(0, np.int64), 0.1)
