@@ -417,7 +417,9 @@ def _filter_validation(name, examples, *, keep_validation: bool):
     is_val = np.zeros(len(labels), bool)
     is_val[validation_indices(labels, _n_val(name, len(labels)))] = True
     mask = tf.constant(is_val if keep_validation else ~is_val)
-    return examples.enumerate().filter(lambda i, xy: tf.gather(mask, i)).map(lambda i, xy: xy)
+    kept = examples.enumerate().filter(lambda i, xy: tf.gather(mask, i)).map(lambda i, xy: xy)
+    # filter() hides the size; it is known, and Keras' fit uses it for its progress bar and epoch ends
+    return kept.apply(tf.data.experimental.assert_cardinality(int(mask.numpy().sum())))
 
 
 def _to_unit_float(images) -> np.ndarray:

@@ -84,6 +84,12 @@ def _write_json_atomic(obj, path: Path) -> None:
         raise
 
 
+def cache_file(key: dict, directory=None) -> Path:
+    """Where the model of recipe ``key`` is cached: the key completed with the code and Keras versions."""
+    full = dict(key, code=code_version(), keras=keras.__version__)
+    return cache_dir(directory) / f"{cache_key(**full)}.keras"
+
+
 def load_or_train(key: dict, train_fn: Callable, *, directory=None, retrain: bool = False):
     """Return ``(model, history, from_cache)`` for the training recipe ``key`` (``code_version()`` is added to it).
 
@@ -92,10 +98,9 @@ def load_or_train(key: dict, train_fn: Callable, *, directory=None, retrain: boo
     last, each through a temporary file and an atomic rename, so a model file is only ever complete.
     A cached file that cannot be read (for example from an older Keras) is retrained and replaced with a warning.
     """
+    path = cache_file(key, directory)
+    folder, meta = path.parent, path.with_suffix(".json")
     key = dict(key, code=code_version(), keras=keras.__version__)
-    folder = cache_dir(directory)
-    stem = cache_key(**key)
-    path, meta = folder / f"{stem}.keras", folder / f"{stem}.json"
     if path.exists() and not retrain:
         try:
             model = keras.models.load_model(path, compile=False)

@@ -196,7 +196,8 @@ def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epoch
                         attack_kwargs=attack_kwargs, validation_attack=validation_attack,
                         validation_attack_kwargs=validation_attack_kwargs, validation_data=validation_data,
                         eps_warmup=eps_warmup, early_stopping=early_stopping)
-    adv.compile(optimizer=_choose_optimizer(model, optimizer, learning_rate), jit_compile=jit_compile)
+    with adv.distribute_strategy.scope():  # a new optimizer must live where the classifier's variables live
+        adv.compile(optimizer=_choose_optimizer(model, optimizer, learning_rate), jit_compile=jit_compile)
     extra = [EpsWarmup(eps_warmup)] if eps_warmup else []
     if early_stopping:
         extra.append(keras.callbacks.EarlyStopping("val_adv_accuracy", mode="max", patience=early_stopping,
@@ -204,7 +205,7 @@ def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epoch
     keras.utils.set_random_seed(seed)
     streaming = isinstance(x, tf.data.Dataset)
     try:
-        history = adv.fit(x, y, batch_size=None if streaming else batch_size, epochs=epochs, shuffle=True,
+        history = adv.fit(x, y, batch_size=None if streaming else batch_size, epochs=epochs, shuffle=not streaming,
                           validation_data=validation_data, callbacks=extra + list(callbacks or []), verbose=verbose)
     except tf.errors.InvalidArgumentError as err:
         if _RANGE_MESSAGE in str(err):

@@ -18,10 +18,10 @@ def mnist():
 @pytest.fixture(scope="session")
 def trained_model(mnist, tmp_path_factory):
     """The course CNN after 3 epochs of standard training (~98 % train accuracy on mnist_5k)."""
-    from helpers import models
+    from helpers import models, recipes
 
     models.seed_everything(0)
-    return models.standard_model(mnist, epochs=3, directory=tmp_path_factory.mktemp("models"))[0]
+    return recipes.standard_model(mnist, epochs=3, directory=tmp_path_factory.mktemp("models"))[0]
 
 
 @pytest.fixture(scope="session")

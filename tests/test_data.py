@@ -578,7 +578,7 @@ def test_cifar10_streams_from_tfds_into_adversarial_training(tfds, tmp_path, mon
     for xb, yb in seen:
         assert xb.dtype == np.float32 and xb.shape[1:] == (32, 32, 3) and 0.0 <= xb.min() and xb.max() <= 1.0
         assert yb.dtype == np.int64 and 0 <= yb.min() and yb.max() < 10
-    assert len(h["loss"]) == 1 and np.isfinite(h["loss"][0])
+    assert len(h.history["loss"]) == 1 and np.isfinite(h.history["loss"][0])
 
 
 def test_bundled_set_streams_too(mnist):

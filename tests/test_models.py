@@ -39,59 +39,9 @@ def test_train_model_learns(mnist):
     assert hist.history["loss"][-1] < 0.7 * hist.history["loss"][0]
 
 
-def _tiny_trainer(calls):
-    def train():
-        calls.append(1)
-        return models.build_model((8, 8, 1), 3, arch="mlp"), {"loss": [1.0, 0.5]}
-    return train
-
-
-def test_cache_trains_once_then_loads(tmp_path):
-    calls = []
-    key = dict(dataset="toy", arch="mlp", epochs=1, seed=0)
-    m1, h1, cached1 = models.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
-    m2, h2, cached2 = models.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
-    assert (cached1, cached2) == (False, True) and len(calls) == 1
-    assert h1 == h2 == {"loss": [1.0, 0.5]}
-    for w1, w2 in zip(m1.get_weights(), m2.get_weights()):
-        np.testing.assert_array_equal(w1, w2)
-    # A different recipe is a different file.
-    models.load_or_train(dict(key, seed=1), _tiny_trainer(calls), directory=tmp_path)
-    assert len(calls) == 2 and len(list(tmp_path.glob("*.keras"))) == 2
-
-
-def test_cache_write_is_atomic(tmp_path, monkeypatch):
-    import keras
-
-    def broken_save(self, path, *a, **k):
-        with open(path, "wb") as fh:
-            fh.write(b"half a model")
-        raise KeyboardInterrupt("interrupted while saving")
-
-    monkeypatch.setattr(keras.Model, "save", broken_save)
-    with pytest.raises(KeyboardInterrupt):
-        models.load_or_train(dict(dataset="toy"), _tiny_trainer([]), directory=tmp_path)
-    # No model file, final or temporary, is left (the history JSON may be: without its model it is never read).
-    assert not list(tmp_path.glob("*.keras")) and not list(tmp_path.glob(".*"))
-
-
-def test_unreadable_cache_entry_is_retrained(tmp_path):
-    key = dict(dataset="toy", arch="mlp")
-    path = tmp_path / f"{models.cache_key(**key)}.keras"
-    path.write_bytes(b"not a keras file")
-    calls = []
-    with pytest.warns(UserWarning, match="unreadable cached model"):
-        _, _, cached = models.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
-    assert not cached and len(calls) == 1
-    models.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
-    assert len(calls) == 1
-
-
-def test_standard_model_uses_cache(mnist, tmp_path, monkeypatch):
-    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path))
-    small = mnist.subset(500, 100)
-    a, ha = models.standard_model(small, epochs=2)
-    assert len(list(tmp_path.glob("*.keras"))) == 1
-    b, hb = models.standard_model(small, epochs=2)
-    np.testing.assert_array_equal(a.get_weights()[0], b.get_weights()[0])
-    assert ha == hb and len(ha["val_accuracy"]) == 2 and len(ha["time"]) == 2
+def test_train_model_refuses_a_learning_rate_it_would_ignore(mnist):
+    model = models.compile_model(models.build_model(mnist.input_shape, mnist.num_classes), learning_rate=1e-3)
+    with pytest.raises(ValueError, match="already compiled with Adam"):
+        models.train_model(model, mnist.x_train[:64], mnist.y_train[:64], epochs=1, learning_rate=1e-2)
+    with pytest.raises(ValueError, match=r"class indices in \[0, 9\]"):
+        models.train_model(model, mnist.x_train[:4], np.array([0, 1, 2, 10]), epochs=1)

@@ -1,0 +1,118 @@
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import models, recipes, training
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def small(mnist):
+    return mnist.subset(800, 200, n_val=200, seed=0)
+
+
+def _tiny_trainer(calls):
+    def train():
+        calls.append(1)
+        return models.build_model((8, 8, 1), 3, arch="mlp"), {"loss": [1.0, 0.5]}
+    return train
+
+
+def test_cache_trains_once_then_loads(tmp_path):
+    calls = []
+    key = dict(dataset="toy", arch="mlp", epochs=1, seed=0)
+    m1, h1, cached1 = recipes.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
+    m2, h2, cached2 = recipes.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
+    assert (cached1, cached2) == (False, True) and len(calls) == 1
+    assert h1 == h2 == {"loss": [1.0, 0.5]}
+    for w1, w2 in zip(m1.get_weights(), m2.get_weights()):
+        np.testing.assert_array_equal(w1, w2)
+    # A different recipe is a different file.
+    recipes.load_or_train(dict(key, seed=1), _tiny_trainer(calls), directory=tmp_path)
+    assert len(calls) == 2 and len(list(tmp_path.glob("*.keras"))) == 2
+
+
+def test_cache_write_is_atomic(tmp_path, monkeypatch):
+    import keras
+
+    def broken_save(self, path, *a, **k):
+        with open(path, "wb") as fh:
+            fh.write(b"half a model")
+        raise KeyboardInterrupt("interrupted while saving")
+
+    monkeypatch.setattr(keras.Model, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        recipes.load_or_train(dict(dataset="toy"), _tiny_trainer([]), directory=tmp_path)
+    # No model file, final or temporary, is left (the history JSON may be: without its model it is never read).
+    assert not list(tmp_path.glob("*.keras")) and not list(tmp_path.glob(".*"))
+
+
+def test_unreadable_cache_entry_is_retrained(tmp_path):
+    key = dict(dataset="toy", arch="mlp")
+    path = recipes.cache_file(key, tmp_path)
+    path.write_bytes(b"not a keras file")
+    calls = []
+    with pytest.warns(UserWarning, match="unreadable cached model"):
+        _, _, cached = recipes.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
+    assert not cached and len(calls) == 1
+    recipes.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
+    assert len(calls) == 1
+
+
+def test_standard_model_uses_cache(mnist, tmp_path, monkeypatch):
+    monkeypatch.setenv(recipes.CACHE_ENV, str(tmp_path))
+    small = mnist.subset(500, 100)
+    a, ha = recipes.standard_model(small, epochs=2)
+    assert len(list(tmp_path.glob("*.keras"))) == 1
+    b, hb = recipes.standard_model(small, epochs=2)
+    np.testing.assert_array_equal(a.get_weights()[0], b.get_weights()[0])
+    assert ha == hb and len(ha["val_accuracy"]) == 2 and len(ha["time"]) == 2
+
+
+def test_a_code_change_is_a_new_cache_entry(tmp_path, monkeypatch):
+    calls = []
+    key = dict(dataset="toy", arch="mlp")
+    recipes.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
+    monkeypatch.setattr(recipes, "code_version", lambda: "changed")
+    recipes.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
+    assert len(calls) == 2  # the old weights are not loaded for the new code
+
+
+def test_code_version_covers_attacks_and_training():
+    assert set(recipes._WEIGHT_MODULES) >= {"models", "attacks", "training", "recipes"}
+    assert re.fullmatch(r"[0-9a-f]{10}", recipes.code_version())
+
+
+def test_adversarial_model_is_cached_with_its_history(small, tmp_path):
+    args = dict(attack="fgsm", eps=0.1, epochs=2, mode="double", directory=tmp_path)
+    tiny = small.subset(200, 50, n_val=60)
+    m1, h1 = recipes.adversarial_model(tiny, **args)
+    m2, h2 = recipes.adversarial_model(tiny, **args)
+    assert h1 == h2 and len(h1["val_adv_accuracy"]) == 2 and len(h1["time"]) == 2
+    np.testing.assert_array_equal(m1.get_weights()[0], m2.get_weights()[0])
+    recipes.adversarial_model(tiny, **dict(args, eps=0.2))
+    assert len(list(tmp_path.glob("*.keras"))) == 2
+    with pytest.raises(ValueError, match="attack='cw'"):
+        recipes.adversarial_model(tiny, **dict(args, attack="cw"))
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        recipes.adversarial_model(tiny, **dict(args, patience=3))
+
+
+def test_course_model_recipes(small, tmp_path):
+    with pytest.raises(ValueError, match="kind='sturdy'"):
+        recipes.course_model(small, "sturdy", directory=tmp_path)
+    tiny = small.subset(100, 20, n_val=20)
+    a, ha = recipes.course_model(tiny, "standard", directory=tmp_path)
+    b, _ = recipes.course_model(tiny, "transfer", directory=tmp_path)
+    assert len(ha["loss"]) == 10 and len(ha["val_accuracy"]) == 10
+    assert not np.array_equal(a.get_weights()[0], b.get_weights()[0])  # another seed, another model
+
+
+def test_no_module_but_data_reads_the_test_split():
+    # Selection and monitoring use the validation split; test images only give the figures a notebook reports.
+    for path in sorted((REPO / "helpers").glob("*.py")):
+        if path.name != "data.py":
+            assert "x_test" not in path.read_text() and "y_test" not in path.read_text(), path.name
