@@ -401,3 +401,248 @@ def random_noise(x, eps, *, norm: str = "inf", seed: int | None = None):
         length = np.sqrt((delta.reshape(len(x), -1) ** 2).sum(axis=1)).reshape(-1, 1, 1, 1)
         delta = eps * delta / np.maximum(length, _TINY)
     return np.clip(x + delta, 0.0, 1.0).astype(np.float32)
+
+
+# ------------------------------------------------------------------------ AutoAttack's attacks: APGD and Square
+#: APGD and Square run their compiled blocks on sub-batches of at most this many images (survivors re-packed
+#: after every block): per image, a step on 256 MNIST images is ~20 % faster than on 512 or 1024 on a CPU, whose
+#: caches then hold the activations (``benchmarks/bench_attack_speed.py``).  The results do not depend on it.
+ATTACK_BATCH = 256
+APGD_LOSSES = ("ce", "dlr")
+_APGD_RHO = 0.75  # halve the step when fewer than this fraction of the steps since the last checkpoint helped
+_APGD_MOMENTUM = 0.75
+#: Square: initial fraction of pixels a square covers (AutoAttack's 0.8), and the query count its schedule of
+#: square sizes is laid out for.  The schedule depends on the query *index* only, never on the budget, so a run
+#: with more queries continues the run with fewer (same seed): more queries can never do worse.
+SQUARE_P_INIT = 0.8
+SQUARE_SCHEDULE_QUERIES = 10_000
+SQUARE_BLOCK = 50  # queries per compiled block; finished images are dropped between blocks
+__all__ += ["ATTACK_BATCH", "APGD_LOSSES", "dlr_loss", "margin", "apgd", "apgd_checkpoints", "square"]
+
+
+def margin(logits, y):
+    """``z_y - max_{j≠y} z_j`` per example (float32): positive while ``y`` wins, ≤ 0 once another class does."""
+    logits = tf.cast(logits, tf.float32)
+    onehot = tf.one_hot(y, tf.shape(logits)[-1], on_value=True, off_value=False)
+    z_y = tf.reduce_sum(tf.where(onehot, logits, 0.0), axis=-1)
+    return z_y - tf.reduce_max(tf.where(onehot, -np.inf, logits), axis=-1)
+
+
+def dlr_loss(logits, y, *, targeted: bool = False):
+    """Difference-of-logits-ratio loss (Croce & Hein 2020), per example, as the attacker's objective (maximised).
+
+    Untargeted (``y`` = true classes): ``-(z_y - max_{j≠y} z_j) / (z_π1 - z_π3 + 1e-12)``, π sorting the logits in
+    decreasing order.  Targeted (``y`` = target classes ``t``): ``-(z_c - z_t) / (z_π1 - (z_π3 + z_π4)/2 + 1e-12)``
+    where ``c`` is the strongest non-target class (the true class while the image is still classified correctly;
+    APGD-T writes the true class there, which the course's targeted convention does not pass).
+    Both are unchanged when every logit of an example is shifted or scaled by a positive factor, so a model cannot
+    hide behind large or saturated logits as it can with the cross-entropy.  Needs ≥ 3 classes (4 targeted).
+    """
+    logits = tf.cast(logits, tf.float32)
+    top = tf.math.top_k(logits, k=4 if targeted else 3).values
+    if targeted:
+        return margin(logits, y) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + _TINY)
+    return -margin(logits, y) / (top[:, 0] - top[:, 2] + _TINY)
+
+
+def _apgd_objective(loss, targeted):
+    """The per-example objective APGD maximises, as ``fn(logits, y)``."""
+    if loss == "dlr":
+        return partial(dlr_loss, targeted=targeted)
+    return _negated_ce if targeted else cross_entropy
+
+
+def _negated_ce(logits, y):
+    return -cross_entropy(logits, y)
+
+
+def apgd_checkpoints(steps: int) -> dict:
+    """``{iteration: window}``: after which (0-based) iterations APGD checks its progress, over how many steps.
+
+    Checkpoints at ``ceil(p_j · steps)`` with p₀ = 0, p₁ = 0.22, p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)
+    (Croce & Hein 2020), computed in whole steps as the reference implementation does.
+    """
+    window, shortest, shrink = max(int(0.22 * steps), 1), max(int(0.06 * steps), 1), max(int(0.03 * steps), 1)
+    checks, since = {}, 0
+    for i in range(steps):
+        since += 1
+        if since == window:
+            checks[i], window, since = window, max(window - shrink, shortest), 0
+    return checks
+
+
+def _apgd_init(model, x, y, eps, seed, *, norm, loss, targeted):
+    """APGD's state at a random start (TF code): a point on the sphere of radius ε (clipped), one gradient pass."""
+    noise = (tf.random.stateless_uniform(tf.shape(x), seed, -1.0, 1.0) if norm == "inf"
+             else tf.random.stateless_normal(tf.shape(x), seed))
+    x_adv = tf.clip_by_value(x + step_rule(noise, eps, "max" if norm == "inf" else "l2"), 0.0, 1.0)
+    obj, grad, logits = _loss_gradient(model, x_adv, y, False, _apgd_objective(loss, targeted))
+    n = tf.shape(x)[:1]
+    # (x_adv, x_prev, grad, step, x_best, grad_best, obj_best, obj_prev, n_up, best_at_check, halved_at_check,
+    #  x_found, found): see _apgd_step
+    return (x_adv, x_adv, grad, tf.fill(n, 2.0 * eps), x_adv, grad, obj, obj, tf.zeros(n), obj, tf.ones(n, tf.bool),
+            x_adv, _success(logits, y, targeted))
+
+
+def _apgd_move(x, x_adv, x_prev, grad, step, eps, norm, momentum):
+    """Gradient step of per-example size ``step``, projection, then momentum (Croce & Hein's eq. 2), projected."""
+    def into_ball(z):
+        return tf.clip_by_value(x + project(z - x, eps, norm), 0.0, 1.0)
+
+    z = into_ball(x_adv + step_rule(grad, tf.reshape(step, [-1, 1, 1, 1]), "sign" if norm == "inf" else "l2"))
+    return into_ball(x_adv + momentum * (z - x_adv) + (1.0 - momentum) * (x_adv - x_prev))
+
+
+def _apgd_step(model, x, y, eps, state, check, window, momentum, *, norm, loss, targeted):
+    """One APGD iteration on a batch (TF code); at a checkpoint (``check``), halve the step where progress stalled."""
+    x_adv, x_prev, grad, step, x_best, grad_best, obj_best, obj_prev, n_up, best_at_check, halved, x_found, found = state
+    new = _apgd_move(x, x_adv, x_prev, grad, step, eps, norm, momentum)
+    obj, grad, logits = _loss_gradient(model, new, y, False, _apgd_objective(loss, targeted))
+    fooled = _success(logits, y, targeted)
+    x_found, found = _where(fooled, new, x_found), found | fooled
+    n_up += tf.cast(obj > obj_prev, tf.float32)
+    better = obj > obj_best
+    x_best, grad_best, obj_best = _where(better, new, x_best), _where(better, grad, grad_best), tf.maximum(obj, obj_best)
+    # Halve where fewer than ρ of the window's steps raised the objective, or where neither the step size nor the
+    # best objective changed since the last checkpoint; the halved examples restart from their best point.
+    halve = check & ((n_up <= window * _APGD_RHO) | (~halved & (best_at_check >= obj_best)))
+    step = tf.where(halve, step / 2.0, step)
+    moved, grad = _where(halve, x_best, new), _where(halve, grad_best, grad)
+    halved, best_at_check = tf.where(check, halve, halved), tf.where(check, obj_best, best_at_check)
+    n_up = tf.where(check, 0.0, n_up)
+    return (moved, x_adv, grad, step, x_best, grad_best, obj_best, obj, n_up, best_at_check, halved, x_found, found)
+
+
+def _where(cond, a, b):
+    """Per-example ``tf.where`` on images: ``cond`` has shape ``(N,)``."""
+    return tf.where(tf.reshape(cond, [-1] + [1] * (len(a.shape) - 1)), a, b)
+
+
+def _apgd_steps(model, x, y, eps, *args, steps, norm, loss, targeted):
+    """``steps`` APGD iterations, unrolled (TF code).  ``args``: the 13 state tensors, then per-step schedules
+    ``checks`` (bool), ``windows`` and ``momenta`` (float32), each of length ``steps``."""
+    state, (checks, windows, momenta) = tuple(args[:13]), args[13:]
+    for j in range(steps):
+        state = _apgd_step(model, x, y, eps, state, checks[j], windows[j], momenta[j], norm=norm, loss=loss,
+                           targeted=targeted)
+    return state
+
+
+def _fold(seed, i):
+    """A new ``[2]`` int64 stateless seed derived from ``seed`` and the integer ``i``."""
+    return tf.cast(tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), i), tf.int64)
+
+
+def _sub_batches(indices):
+    """``indices`` split into near-equal groups of at most ``ATTACK_BATCH`` (no tiny last group)."""
+    return np.array_split(indices, max(1, -(-len(indices) // ATTACK_BATCH))) if len(indices) else []
+
+
+def _already_successful(model, x, y, targeted):
+    """Per example: is the *clean* image already misclassified (targeted: already of the target class)?"""
+    return _attack_score(model, x, y, targeted) >= 1.0
+
+
+def _check_attack_model(model, loss="ce", targeted=False):
+    classes = int(model.output_shape[-1])
+    needed = (4 if targeted else 3) if loss == "dlr" else 2
+    if classes < needed:
+        raise ValueError(f"loss={loss!r}{' targeted' if targeted else ''} needs a model with at least {needed} "
+                         f"classes, got {classes}")
+
+
+def apgd(model, x, y, eps, *, loss: str = "ce", steps: int = 100, restarts: int = 1, norm: str = "inf",
+         targeted: bool = False, seed: int | None = 0):
+    """Auto-PGD (Croce & Hein 2020): PGD with momentum and a step size that tunes itself, per example.
+
+    Threat model: white box (gradients), ``||x' - x|| <= eps`` in the ``norm`` (``"inf"`` or ``"l2"``), pixels in
+    [0, 1]; untargeted (``y`` = true classes), or with ``targeted=True`` toward the classes ``y``.
+    ``loss``: ``"ce"`` (cross-entropy) or ``"dlr"`` (``dlr_loss``: invariant to the scale of the logits, so it
+    sees through models that only saturate their softmax).  From a random point on the ε-sphere, each of
+    ``steps`` iterations takes a steepest-ascent step (sign of the gradient for L∞, its direction for L2) of
+    per-example size η (first 2ε), projects, and adds momentum 0.75.  At checkpoints 22 %, 41 %, 57 %, … of the
+    run (``apgd_checkpoints``) η halves wherever fewer than 75 % of the steps since the last checkpoint raised the
+    objective, or neither η nor the best objective changed since it; those examples restart from their best point.
+    As in AutoAttack, an image counts as broken as soon as one iterate is misclassified: images the model already
+    gets wrong are returned unchanged, broken images drop out of the batch (their misclassified iterate is
+    returned), and each of ``restarts`` random restarts only attacks images not broken yet; for the others the
+    point of highest objective over all restarts is returned.  Costs ``steps + 1`` gradient passes per image and
+    restart at most.  ``seed`` fixes the random starts (``None``: drawn from NumPy's global generator).
+    Eager only (it drives compiled blocks of ``BLOCK_STEPS`` steps on sub-batches of ``ATTACK_BATCH`` images);
+    inside your own ``tf.function`` use ``pgd``.
+    """
+    check_choice("loss", loss, APGD_LOSSES)
+    check_choice("norm", norm, NORMS)
+    targeted = check_bool("targeted", targeted)
+    steps, restarts = check_positive_int(steps, "steps"), check_positive_int(restarts, "restarts")
+    if tracing(x, y, eps):
+        raise TypeError("apgd runs eagerly (compiled blocks driven from Python); inside a tf.function use pgd")
+    eps = _validate(model, x, y, eps, targeted)
+    _check_attack_model(model, loss, targeted)
+    x, y = _arrays(x, y)
+    out, base_seed = x.copy(), _new_seed(seed)
+    if eps == 0.0 or not len(x):
+        return out
+    todo = np.flatnonzero(~_already_successful(model, x, y, targeted))
+    config = dict(steps=steps, restarts=restarts, norm=norm, loss=loss, targeted=targeted)
+    for c, i in enumerate(range(0, len(todo), EVAL_BATCH)):
+        part = todo[i:i + EVAL_BATCH]
+        out[part] = _apgd_chunk(model, x[part], y[part], eps, chunk_seed(base_seed, c), **config)
+    return out
+
+
+def _apgd_chunk(model, x, y, eps, seed, *, steps, restarts, norm, loss, targeted):
+    """APGD with restarts on one chunk: broken images keep their misclassified point, the others their best."""
+    best, best_obj, todo = x.copy(), np.full(len(x), -np.inf, np.float32), np.arange(len(x))
+    for r in range(restarts):
+        state = _apgd_run(model, x[todo], y[todo], eps, _fold(seed, r), steps=steps, norm=norm, loss=loss,
+                          targeted=targeted)
+        found, obj = state[12], state[6]
+        best[todo[found]] = state[11][found]
+        better = ~found & (obj > best_obj[todo])
+        best[todo[better]], best_obj[todo[better]] = state[4][better], obj[better]
+        todo = todo[~found]
+        if not todo.size:
+            break
+    return best
+
+
+def _apgd_specs(model, k):
+    image = input_specs(model)[0]
+    vec, flags = tf.TensorSpec((None,), tf.float32), tf.TensorSpec((None,), tf.bool)
+    state = [image, image, image, vec, image, image, vec, vec, vec, vec, flags, image, flags]
+    schedule = [tf.TensorSpec((k,), tf.bool), tf.TensorSpec((k,), tf.float32), tf.TensorSpec((k,), tf.float32)]
+    return [*input_specs(model), _SCALAR, *state, *schedule]
+
+
+def _apgd_run(model, x, y, eps, seed, *, steps, norm, loss, targeted):
+    """One APGD run from a random start: compiled blocks of ``BLOCK_STEPS`` steps on sub-batches of unbroken
+    images.  Returns the 13 state arrays (see ``_apgd_init``)."""
+    config = dict(norm=norm, loss=loss, targeted=targeted)
+    checks, windows = np.zeros(steps, bool), np.zeros(steps, np.float32)
+    for i, window in apgd_checkpoints(steps).items():
+        checks[i], windows[i] = True, window
+    momenta = np.full(steps, _APGD_MOMENTUM, np.float32)
+    momenta[0] = 1.0  # the first step has no previous step to carry on
+    eps_t = tf.constant(eps, tf.float32)
+    init = compiled(model, "apgd-init", tuple(config.values()), partial(_apgd_init, **config),
+                    [*input_specs(model), _SCALAR, _SEED])
+    state = None
+    for b, sub in enumerate(_sub_batches(np.arange(len(x)))):
+        part = [t.numpy() for t in init(tf.constant(x[sub]), tf.constant(y[sub]), eps_t, _fold(seed, b))]
+        state = [np.empty((len(x), *p.shape[1:]), p.dtype) for p in part] if state is None else state
+        for s, p in zip(state, part):
+            s[sub] = p
+    active, i = np.flatnonzero(~state[12]), 0
+    while i < steps and active.size:
+        k = min(BLOCK_STEPS, steps - i)
+        fn = compiled(model, "apgd-steps", (k, *config.values()), partial(_apgd_steps, steps=k, **config),
+                      _apgd_specs(model, k))
+        schedule = [tf.constant(a[i:i + k]) for a in (checks, windows, momenta)]
+        for sub in _sub_batches(active):
+            outs = fn(tf.constant(x[sub]), tf.constant(y[sub]), eps_t, *[tf.constant(s[sub]) for s in state],
+                      *schedule)
+            for s, o in zip(state, outs):
+                s[sub] = o.numpy()
+        active, i = active[~state[12][active]], i + k
+    return state

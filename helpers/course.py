@@ -9,7 +9,9 @@
    kept, MathJax served from ``OUT/html/mathjax`` so formulas render without internet) and ``OUT/html/index.html``,
    a course index with each notebook's title, learning goals and run time.
 3. ``OUT/student/NN_name.ipynb``: the source notebooks with outputs cleared and every ``solution`` cell replaced by
-   an exercise stub (a ``# TODO`` and placeholders for names that later cells use).
+   an exercise stub (a ``# TODO`` and placeholders for names that later cells use).  A solution cell whose answer
+   lies between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines (as in nbgrader) keeps everything else: only
+   that region becomes a ``# TODO`` and a ``raise NotImplementedError`` — e.g. the body of a method to write.
 
 Everything is written to a temporary folder beside ``OUT`` and moved into place only when every notebook succeeded:
 a failing notebook stops the build with its name, the failing cell and the error, and leaves ``OUT`` as it was.
@@ -47,6 +49,11 @@ MATHJAX_LOCAL_CONFIG = """MathJax.Hub.Config({
 MathJax.Ajax.loadComplete("[MathJax]/config/local/course.js");
 """
 STUB = "# TODO (exercise): write your solution here."
+BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+#: What an exported page shows instead of a live ipywidgets view (which needs a running kernel to do anything).
+WIDGET_NOTE = ("<p style=\"color:#555;font-style:italic\">[A live ipywidgets slider appears here when you run the "
+               "notebook in Jupyter; in this page, use the precomputed slider above.]</p>")
 MARKDOWN_STUB = "*Solution removed — try the exercise above first.*"
 
 
@@ -186,6 +193,10 @@ def make_student_version(nb):
         if cell.cell_type == "markdown":
             cell.source = MARKDOWN_STUB
             continue
+        if BEGIN_SOLUTION in cell.source:
+            cell.source = _stub_regions(cell.source)
+            cell.metadata["tags"] = [t for t in _tags(cell) if t != "solution"] + ["exercise"]
+            continue
         later = set().union(*(_read_names(c.source) for c in nb.cells[i + 1:] if c.cell_type == "code"), set())
         lines = [STUB]
         for name, kind in _assigned_names(cell.source):
@@ -197,6 +208,36 @@ def make_student_version(nb):
     nb.metadata.pop("widgets", None)
     nbformat.validate(nb)
     return nb
+
+
+def _stub_regions(source: str) -> str:
+    """Replace every ``### BEGIN SOLUTION`` … ``### END SOLUTION`` region by a TODO at the region's indentation."""
+    out, inside = [], False
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(BEGIN_SOLUTION):
+            if inside:
+                raise ValueError(f"nested {BEGIN_SOLUTION!r} in a solution cell:\n{source}")
+            inside, indent = True, line[:len(line) - len(line.lstrip())]
+            out += [f"{indent}# TODO (exercise): write this part.", f'{indent}raise NotImplementedError("exercise")']
+        elif stripped.startswith(END_SOLUTION):
+            if not inside:
+                raise ValueError(f"{END_SOLUTION!r} without {BEGIN_SOLUTION!r} in a solution cell:\n{source}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"{BEGIN_SOLUTION!r} without {END_SOLUTION!r} in a solution cell:\n{source}")
+    return "\n".join(out)
+
+
+def _static_widget_outputs(nb):
+    """Replace live widget views (empty boxes without a kernel) by a short note, in place."""
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if WIDGET_MIME in out.get("data", {}):
+                out["data"] = {"text/html": WIDGET_NOTE, "text/plain": "[live ipywidgets slider]"}
+    nb.metadata.pop("widgets", None)
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -232,6 +273,7 @@ def export_html(nb, title: str) -> str:
                             mathjax_url=f"mathjax/MathJax.js?config={MATHJAX_CONFIG}")
     nb = copy.deepcopy(nb)
     nb.metadata["title"] = title
+    _static_widget_outputs(nb)
     body, _ = exporter.from_notebook_node(nb)
     return body
 

@@ -157,3 +157,31 @@ def test_notebook_info_of_the_real_series():
     for path in sorted(course.DEFAULT_NOTEBOOKS.glob("0*.ipynb")):
         info = course.notebook_info(nbformat.read(path, as_version=4))
         assert info["title"] and len(info["goals"]) >= 3 and "CPU" in info["runtime"], path.name
+
+
+def test_solution_regions_keep_the_scaffold():
+    src = ("class Step:\n    def train_step(self, data):\n        x, y = data\n        ### BEGIN SOLUTION\n"
+           "        secret = x + y\n        return secret\n        ### END SOLUTION\n\nprint('after')")
+    cell = nbformat.v4.new_code_cell(src)
+    cell.metadata["tags"] = ["solution"]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    student = course.make_student_version(nb)
+    out = student.cells[0].source
+    assert "secret" not in out and "BEGIN SOLUTION" not in out
+    assert "        x, y = data\n        # TODO (exercise): write this part.\n" in out
+    assert '        raise NotImplementedError("exercise")' in out and out.endswith("print('after')")
+    assert student.cells[0].metadata["tags"] == ["exercise"]
+    for broken in ("### BEGIN SOLUTION\nx = 1", "x = 1\n### END SOLUTION", "### BEGIN SOLUTION\n### BEGIN SOLUTION"):
+        with pytest.raises(ValueError, match="SOLUTION"):
+            course._stub_regions(broken)
+
+
+def test_live_widgets_become_a_note_in_html():
+    cell = nbformat.v4.new_code_cell("slider")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={
+        course.WIDGET_MIME: {"model_id": "abc", "version_major": 2, "version_minor": 0},
+        "text/plain": "VBox(...)"})]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    page = course.export_html(nb, "t")
+    assert "live ipywidgets slider appears here when you run" in page
+    assert course.WIDGET_MIME in nb.cells[0].outputs[0]["data"]  # the source notebook is not changed
