@@ -646,3 +646,129 @@ def _apgd_run(model, x, y, eps, seed, *, steps, norm, loss, targeted):
                 s[sub] = o.numpy()
         active, i = active[~state[12][active]], i + k
     return state
+
+
+def square_sides(queries: int, height: int, width: int) -> np.ndarray:
+    """Side (pixels) of the square that Square tries at each of its ``queries - 1`` iterations after the first query.
+
+    The fraction of pixels ``p`` starts at ``SQUARE_P_INIT`` and halves at iterations 10, 50, 200, 500, 1000, 2000,
+    4000, 6000, 8000 of ``SQUARE_SCHEDULE_QUERIES`` = 10,000 (Andriushchenko et al.'s schedule, laid out on a fixed
+    10,000-query horizon as the reference implementations do with ``resc_schedule=False``); side =
+    ``round(sqrt(p · height · width))``, between 1 and ``min(height, width) - 1``.
+    """
+    halvings = np.array([10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000])
+    it = (np.arange(max(queries - 1, 0)) * (10_000 / SQUARE_SCHEDULE_QUERIES)).astype(np.int64)
+    p = SQUARE_P_INIT / 2.0 ** np.searchsorted(halvings, it, side="left")
+    sides = np.rint(np.sqrt(p * height * width)).astype(np.int32)
+    return np.clip(sides, 1, max(min(height, width) - 1, 1))
+
+
+def _square_init(model, x, y, eps, index, total, seed):
+    """Square's start (TF code): vertical stripes of ±ε (one sign per image, column and channel); one query."""
+    shape = tf.shape(x)
+    signs = tf.gather(tf.random.stateless_uniform(tf.stack([total, shape[2], shape[3]]), seed), index) < 0.5
+    x_adv = tf.clip_by_value(x + eps * tf.where(signs, -1.0, 1.0)[:, None], 0.0, 1.0)
+    return x_adv, margin(model(x_adv, training=False), y)
+
+
+def _square_candidate(x, x_best, eps, side, draw):
+    """Each image's proposal (TF code): a ``side``×``side`` square at a random place set to ``x ± ε`` (one random
+    sign per channel), clipped to [0, 1]; when that changes nothing, the signs of a random non-empty set of
+    channels are flipped (the reference redraws until something changes)."""
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    top = tf.cast(draw[:, 0] * tf.cast(height - side + 1, tf.float32), tf.int32)
+    left = tf.cast(draw[:, 1] * tf.cast(width - side + 1, tf.float32), tf.int32)
+    rows, cols = tf.range(height)[None], tf.range(width)[None]
+    in_rows = (rows >= top[:, None]) & (rows < top[:, None] + side)
+    in_cols = (cols >= left[:, None]) & (cols < left[:, None] + side)
+    mask = in_rows[:, :, None, None] & in_cols[:, None, :, None]
+    sign = tf.where(draw[:, 3:] < 0.5, -1.0, 1.0)[:, None, None, :]
+    flips = 1 + tf.cast(draw[:, 2] * (2.0**channels - 1.0), tf.int32)  # a non-empty set of channels, as bits
+    flip = tf.bitwise.bitwise_and(tf.bitwise.right_shift(flips[:, None], tf.range(channels)[None]), 1)
+    candidate = tf.where(mask, tf.clip_by_value(x + eps * sign, 0.0, 1.0), x_best)
+    unchanged = tf.reduce_all(tf.abs(candidate - x_best) < 1e-7, axis=[1, 2, 3])
+    flipped = sign * tf.where(flip > 0, -1.0, 1.0)[:, None, None, :]
+    return _where(unchanged, tf.where(mask, tf.clip_by_value(x + eps * flipped, 0.0, 1.0), x_best), candidate)
+
+
+def _square_steps(model, x, y, eps, x_best, best, used, index, total, seed, first, sides):
+    """``len(sides)`` Square iterations on a batch (TF code, a graph loop), from global iteration ``first``.
+
+    Each iteration queries one proposal per unbroken image (``best`` margin > 0) and keeps it when it lowers the
+    margin.  The randomness of an image depends only on ``seed``, the iteration and its ``index`` among ``total``
+    images, never on which other images are still in the batch.
+    """
+    channels = x.shape[3]
+
+    def body(j, x_best, best, used):
+        draw = tf.gather(tf.random.stateless_uniform(tf.stack([total, 3 + channels]), _fold(seed, first + j)), index)
+        candidate = _square_candidate(x, x_best, eps, sides[j], draw)
+        value = margin(model(candidate, training=False), y)
+        active = best > 0.0
+        better = active & (value < best)
+        return (j + 1, _where(better, candidate, x_best), tf.where(better, value, best),
+                used + tf.cast(active, tf.int32))
+
+    def more(j, x_best, best, used):
+        return (j < tf.shape(sides)[0]) & tf.reduce_any(best > 0.0)
+
+    _, x_best, best, used = tf.while_loop(more, body, (0, x_best, best, used))
+    return x_best, best, used
+
+
+def square(model, x, y, eps, *, queries: int = 1000, norm: str = "inf", seed: int | None = 0,
+           return_queries: bool = False):
+    """Square attack (Andriushchenko et al. 2020): random search that only reads the model's output scores.
+
+    Threat model: black box (scores, no gradients), untargeted, ``||x' - x||_∞ <= eps`` (``norm="inf"``; L2 is
+    not implemented), pixels in [0, 1], at most ``queries`` model evaluations per image.
+    It minimises the margin ``z_y - max_{j≠y} z_j`` (``margin``): the first query tries vertical stripes of ±ε;
+    each further one sets a random square (side from ``square_sides``, shrinking as the search goes on) to
+    ``x ± ε`` (random sign per channel) and keeps it when the margin drops.  Each image stops as soon as it is
+    misclassified (margin ≤ 0); images the model already gets wrong are returned unchanged.  Gradient masking
+    cannot fool it, which makes it the sanity check of a gradient-based evaluation.  ``queries=0`` returns ``x``.
+    The schedule and every random draw depend only on ``seed`` and the query index, so with the same seed a
+    larger budget continues the smaller one (never worse).  With ``return_queries=True`` it returns
+    ``(x_adv, queries used per image)`` (0 for images misclassified to begin with).
+    """
+    check_choice("norm", norm, ("inf",))
+    queries = check_positive_int(queries, "queries", minimum=0)
+    return_queries = check_bool("return_queries", return_queries)
+    if tracing(x, y, eps):
+        raise TypeError("square runs eagerly (compiled blocks driven from Python), not inside a tf.function")
+    eps = _validate(model, x, y, eps)
+    x, y = _arrays(x, y)
+    out, used = x.copy(), np.zeros(len(x), np.int64)
+    if queries and eps > 0.0 and len(x):
+        todo, base_seed = np.flatnonzero(~_already_successful(model, x, y, False)), _new_seed(seed)
+        for c, i in enumerate(range(0, len(todo), EVAL_BATCH)):
+            part = todo[i:i + EVAL_BATCH]
+            out[part], used[part] = _square_chunk(model, x[part], y[part], eps, chunk_seed(base_seed, c), queries)
+    return (out, used) if return_queries else out
+
+
+def _square_chunk(model, x, y, eps, seed, queries):
+    """Square on one chunk: the stripes query, then blocks of ``SQUARE_BLOCK`` iterations on sub-batches of the
+    images not broken yet.  Returns ``(x_adv, queries used)``."""
+    image, labels = input_specs(model)
+    index, count = tf.TensorSpec((None,), tf.int32), tf.TensorSpec((), tf.int32)
+    init = compiled(model, "square-init", (), _square_init, [image, labels, _SCALAR, index, count, _SEED])
+    steps = compiled(model, "square-steps", (), _square_steps,
+                     [image, labels, _SCALAR, image, tf.TensorSpec((None,), tf.float32), index, index, count,
+                      _SEED, count, index])
+    eps_t, total, seeds = tf.constant(eps, tf.float32), tf.constant(len(x), tf.int32), (_fold(seed, 0), _fold(seed, 1))
+    x_best, best, used = np.empty_like(x), np.empty(len(x), np.float32), np.ones(len(x), np.int32)
+    for sub in _sub_batches(np.arange(len(x), dtype=np.int32)):
+        a, b = init(tf.constant(x[sub]), tf.constant(y[sub]), eps_t, tf.constant(sub), total, seeds[0])
+        x_best[sub], best[sub] = a.numpy(), b.numpy()
+    sides = square_sides(queries, x.shape[1], x.shape[2])
+    active, i = np.flatnonzero(best > 0.0).astype(np.int32), 0
+    while i < len(sides) and active.size:
+        k = min(SQUARE_BLOCK, len(sides) - i)
+        for sub in _sub_batches(active):
+            outs = steps(tf.constant(x[sub]), tf.constant(y[sub]), eps_t, tf.constant(x_best[sub]),
+                         tf.constant(best[sub]), tf.constant(used[sub]), tf.constant(sub), total, seeds[1],
+                         tf.constant(i, tf.int32), tf.constant(sides[i:i + k]))
+            x_best[sub], best[sub], used[sub] = (o.numpy() for o in outs)
+        active, i = active[best[active] > 0.0], i + k
+    return x_best, used

@@ -28,13 +28,20 @@ def _img(ax, image, *, cmap="gray", vmin=0.0, vmax=1.0):
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
-    ax.imshow(image, cmap=cmap if image.ndim == 2 else None, vmin=vmin, vmax=vmax, interpolation="nearest")
+    im = ax.imshow(image, cmap=cmap if image.ndim == 2 else None, vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
+    return im
 
 
 def _name(class_names, k):
     return str(class_names[k]) if class_names is not None else str(k)
+
+
+def _column_width(size, class_names):
+    """Inches per image column: wide enough that "pred automobile 99%" (CIFAR-10) fits at font size 8."""
+    longest = max((len(str(c)) for c in class_names), default=1) if class_names is not None else 2
+    return max(size, 0.075 * (longest + 9))
 
 
 def show_images(images, *, labels=None, preds=None, confidences=None, class_names=None, ncols=8, title=None,
@@ -44,7 +51,8 @@ def show_images(images, *, labels=None, preds=None, confidences=None, class_name
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if title else 0)),
+    width = _column_width(size, class_names)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, size * nrows + (0.4 if title else 0)),
                              squeeze=False)
     for i, ax in enumerate(axes.flat):
         if i >= n:
@@ -70,47 +78,60 @@ def show_attack(x, x_adv, *, labels=None, clean_preds=None, clean_conf=None, adv
     """Columns of (original, [gradient], perturbation, adversarial) for each example.
 
     The perturbation ``x_adv - x`` is tiny in pixel units, so it is shown *amplified*: mapped from
-    ``[-m, m]`` (``m`` = its largest absolute value, or ``1/amplify``) onto the full grey range; mid-grey is 0.
+    ``[-m, m]`` (``m`` = its largest absolute value, or ``1/amplify``) onto the full colour range; white is 0.
+    Gradients differ in size by orders of magnitude between images, so each gradient image is scaled to its *own*
+    largest absolute value (the colour bar reads in units of that maximum): compare signs and places, not sizes.
     """
     x, x_adv = np.asarray(x), np.asarray(x_adv)
     n = len(x)
     rows = ["original"] + (["gradient"] if gradients is not None else []) + ["perturbation", "adversarial"]
-    fig, axes = plt.subplots(len(rows), n, figsize=(size * n + 0.8, size * len(rows) + 0.3), squeeze=False)
+    width = _column_width(size, class_names)
+    fig, axes = plt.subplots(len(rows), n, figsize=(width * n + 1.4, size * len(rows) + 0.3), squeeze=False)
     delta = x_adv - x
     m = (1.0 / amplify) if amplify else max(float(np.abs(delta).max()), 1e-8)
+    bars = {}
     for j in range(n):
         col = {"original": x[j], "adversarial": x_adv[j]}
         for i, row in enumerate(rows):
             ax = axes[i, j]
             if row == "perturbation":
                 d = delta[j].mean(axis=-1) if delta.shape[-1] == 3 else delta[j]
-                _img(ax, d, cmap="seismic", vmin=-m, vmax=m)
+                bars[i] = _img(ax, d, cmap="seismic", vmin=-m, vmax=m)
             elif row == "gradient":
                 g = np.asarray(gradients[j])
                 g = g.mean(axis=-1) if g.shape[-1] == 3 else g
-                gm = max(float(np.abs(g).max()), 1e-12)
-                _img(ax, g, cmap="seismic", vmin=-gm, vmax=gm)
+                gm = max(float(np.abs(g).max()), 1e-30)
+                bars[i] = _img(ax, g / gm, cmap="seismic", vmin=-1, vmax=1)
             else:
                 _img(ax, col[row])
             if j == 0:
-                ax.set_ylabel(row if row != "perturbation" else f"perturbation\n(±{m:.2g} shown)", fontsize=9)
-        if labels is not None or clean_preds is not None:
-            t = []
-            if labels is not None:
-                t.append(f"true {_name(class_names, labels[j])}")
-            if clean_preds is not None:
-                t.append(f"pred {_name(class_names, clean_preds[j])}"
-                         + (f" {clean_conf[j]:.0%}" if clean_conf is not None else ""))
-            axes[0, j].set_title("\n".join(t), fontsize=8)
-        if adv_preds is not None:
-            wrong = labels is not None and adv_preds[j] != labels[j]
-            axes[-1, j].set_title(f"pred {_name(class_names, adv_preds[j])}"
-                                  + (f" {adv_conf[j]:.0%}" if adv_conf is not None else ""),
-                                  fontsize=8, color="crimson" if wrong else "black")
+                ax.set_ylabel({"perturbation": f"perturbation\n(±{m:.2g} shown)",
+                               "gradient": "gradient\n(per image,\n÷ its max |g|)"}.get(row, row), fontsize=9)
+        _attack_titles(axes, j, labels, clean_preds, clean_conf, adv_preds, adv_conf, class_names)
+    for i, im in bars.items():
+        cb = fig.colorbar(im, ax=list(axes[i]), fraction=0.02, pad=0.01)
+        cb.ax.tick_params(labelsize=7)
+        if rows[i] == "gradient":
+            cb.set_ticks([-1, 0, 1], labels=["−max", "0", "+max"])
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
+
+
+def _attack_titles(axes, j, labels, clean_preds, clean_conf, adv_preds, adv_conf, class_names):
+    if labels is not None or clean_preds is not None:
+        t = []
+        if labels is not None:
+            t.append(f"true {_name(class_names, labels[j])}")
+        if clean_preds is not None:
+            t.append(f"pred {_name(class_names, clean_preds[j])}"
+                     + (f" {clean_conf[j]:.0%}" if clean_conf is not None else ""))
+        axes[0, j].set_title("\n".join(t), fontsize=8)
+    if adv_preds is not None:
+        wrong = labels is not None and adv_preds[j] != labels[j]
+        axes[-1, j].set_title(f"pred {_name(class_names, adv_preds[j])}"
+                              + (f" {adv_conf[j]:.0%}" if adv_conf is not None else ""),
+                              fontsize=8, color="crimson" if wrong else "black")
 
 
 def plot_accuracy_vs_eps(curves: dict, *, title="Accuracy under attack", ax=None, chance=None, xlabel=None,
@@ -140,19 +161,19 @@ def plot_matrix(matrix, *, class_names=None, title="", xlabel="", ylabel="", fmt
     """Heat map with numbers in the cells (confusion matrices, source × target success rates)."""
     matrix = np.asarray(matrix, float)
     k = matrix.shape[0]
-    if ax is None:
-        _, ax = plt.subplots(figsize=(0.45 * k + 2, 0.45 * k + 1.5))
+    if ax is None:  # about 0.6 inch per cell: the percentages stay readable at the exported 72 dpi
+        _, ax = plt.subplots(figsize=(0.6 * k + 2.2, 0.6 * k + 1.6))
     ax.imshow(np.nan_to_num(matrix, nan=0.0), cmap=cmap, vmin=0, vmax=np.nanmax(matrix) if np.isfinite(
         matrix).any() else 1)
     names = [_name(class_names, i) for i in range(k)]
-    ax.set_xticks(range(k), names, rotation=90 if max(map(len, names)) > 2 else 0, fontsize=8)
-    ax.set_yticks(range(k), names, fontsize=8)
+    ax.set_xticks(range(k), names, rotation=90 if max(map(len, names)) > 2 else 0, fontsize=9)
+    ax.set_yticks(range(k), names, fontsize=9)
     top = np.nanmax(matrix) if np.isfinite(matrix).any() else 1
     for i in range(k):
         for j in range(matrix.shape[1]):
             v = matrix[i, j]
             if np.isfinite(v):
-                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6,
+                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=8,
                         color="white" if v > 0.6 * top else "black")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -160,8 +181,19 @@ def plot_matrix(matrix, *, class_names=None, title="", xlabel="", ylabel="", fmt
     return ax
 
 
+#: Axis labels of the history panels (what each Keras History key measures).
+_HISTORY_LABELS = {"loss": "cross-entropy loss", "val_loss": "validation loss", "accuracy": "training accuracy",
+                   "val_accuracy": "validation accuracy", "clean_accuracy": "clean accuracy (training batches)",
+                   "adv_accuracy": "adversarial accuracy (training batches)",
+                   "val_clean_accuracy": "clean accuracy (validation)",
+                   "val_adv_accuracy": "adversarial accuracy (validation)", "eps": "training ε", "time": "seconds"}
+
+
 def plot_history(histories: dict, *, keys=("loss", "clean_accuracy", "adv_accuracy"), title=None):
-    """Training curves: one panel per key, one line per run (``{label: history}``; Keras or course history)."""
+    """Training curves: one panel per key, one line per run (``{label: history}``; a Keras History or its dict).
+
+    Every panel has its x axis in epochs and its y axis labelled with what the key measures.
+    """
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for label, h in histories.items():
@@ -169,7 +201,10 @@ def plot_history(histories: dict, *, keys=("loss", "clean_accuracy", "adv_accura
             if key in hist:
                 ax.plot(np.arange(1, len(hist[key]) + 1), hist[key], marker=".", label=label)
         ax.set_xlabel("epoch")
+        ax.set_ylabel(_HISTORY_LABELS.get(key, key.replace("_", " ")))
         ax.set_title(key.replace("_", " "))
+        if "accuracy" in key:
+            ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     if title:

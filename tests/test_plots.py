@@ -24,7 +24,23 @@ def test_show_images_and_attack_grids(shape):
     assert fig.axes[5].title.get_color() == "crimson"  # wrong prediction shown in red
     adv = np.clip(x + 0.1, 0, 1)
     fig = plots.show_attack(x[:3], adv[:3], labels=[0, 1, 2], adv_preds=[1, 1, 0], gradients=x[:3] - 0.5)
-    assert len(fig.axes) == 12  # 4 rows (original, gradient, perturbation, adversarial) x 3 examples
+    # 4 rows (original, gradient, perturbation, adversarial) x 3 examples, and colour bars for gradient and
+    # perturbation; the gradient is shown per image, in units of its own largest value
+    assert len(fig.axes) == 12 + 2
+    assert [t.get_text() for t in fig.axes[-2].get_yticklabels()] == ["−max", "0", "+max"]
+    assert "per image" in fig.axes[3].get_ylabel()
+
+
+def test_class_names_fit_their_columns():
+    x = np.zeros((2, 32, 32, 3), np.float32)
+    cifar = ["airplane", "automobile"]
+    fig = plots.show_images(x, labels=[1, 1], preds=[1, 0], confidences=[0.99, 0.5], class_names=cifar)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:  # each title is no wider than its column (titles of neighbours do not overlap)
+        title = ax.title.get_window_extent(renderer)
+        column = fig.get_figwidth() * fig.dpi / 2
+        assert title.width <= column
 
 
 def test_curves_and_matrices():
@@ -38,6 +54,7 @@ def test_curves_and_matrices():
     assert len(ax.texts) == 6
     fig = plots.plot_history({"run": {"loss": [2, 1], "clean_accuracy": [0.5, 0.8], "adv_accuracy": [0.1, 0.3]}})
     assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 1
+    assert [a.get_xlabel() for a in fig.axes] == ["epoch"] * 3 and all(a.get_ylabel() for a in fig.axes)
 
 
 def _frame(v):
