@@ -67,8 +67,14 @@ def is_real_difference(a: float, b: float, n_a: int, n_b: int | None = None) -> 
     return difference(a, b, n_a, n_b).endswith("a real difference")
 
 
-def table(rows: dict, columns=None, *, fmt="{:.1%}", n: int | None = None, first: str = "", width: int = 9):
-    """Print ``rows`` (``{row name: {column: value}}``) as an aligned text table and return it as a string.
+def table(rows: dict, columns=None, *, fmt="{:.1%}", n: int | None = None, first: str = "", width: int = 9) -> None:
+    """Print ``rows`` (``{row name: {column: value}}``) as an aligned text table (see ``format_table``)."""
+    print(format_table(rows, columns, fmt=fmt, n=n, first=first, width=width))
+
+
+def format_table(rows: dict, columns=None, *, fmt="{:.1%}", n: int | None = None, first: str = "",
+                 width: int = 9) -> str:
+    """``rows`` (``{row name: {column: value}}``) as an aligned text table.
 
     Values that are floats are formatted with ``fmt`` (strings are printed as they are).  With ``n`` (the number of
     images each accuracy was measured on) a last line states the 95 % margin of the worst case.
@@ -86,9 +92,7 @@ def table(rows: dict, columns=None, *, fmt="{:.1%}", n: int | None = None, first
         low, high = wilson_interval(0.5, n)
         lines.append(f"(each figure on {n:,} images: 95 % intervals are at most ±{100 * (high - low) / 2:.1f} "
                      "points wide)")
-    text = "\n".join(lines)
-    print(text)
-    return text
+    return "\n".join(lines)
 
 
 def _cell(value, fmt):

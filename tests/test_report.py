@@ -47,12 +47,13 @@ def test_difference_calls_only_supported_gaps_real():
 
 def test_with_interval_and_table(capsys):
     assert report.with_interval(0.967, 1000) == "96.7 % [95.4, 97.6]"
-    text = report.table({"standard": {"clean": 0.968, "PGD": 0.0}, "PGD-trained": {"clean": 0.972, "PGD": "n/a"}},
-                        n=500, first="model")
+    rows = {"standard": {"clean": 0.968, "PGD": 0.0}, "PGD-trained": {"clean": 0.972, "PGD": "n/a"}}
+    assert report.table(rows, n=500, first="model") is None
+    text = report.format_table(rows, n=500, first="model")
     assert capsys.readouterr().out.strip() == text
     lines = text.splitlines()
     assert lines[0].split() == ["model", "clean", "PGD"]
     assert lines[1].split() == ["standard", "96.8%", "0.0%"] and lines[2].split() == ["PGD-trained", "97.2%", "n/a"]
     assert "±4.4 points" in lines[-1]
     with pytest.raises(ValueError, match="at least one row"):
-        report.table({})
+        report.format_table({})
