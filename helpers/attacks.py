@@ -4,7 +4,9 @@
 2. ``step_rule`` — turns that gradient into a step of a given size (``"raw"``, ``"max"``, ``"l2"``, ``"sign"``);
 3. ``project`` — pulls a perturbation back into the ε-ball (L∞ or L2).
 
-``gradient_attack`` and ``fgsm`` take one step; ``pgd`` loops over step + projection.  Every result is clipped to the
+``gradient_attack`` and ``fgsm`` take one step; ``pgd`` loops over step + projection.  AutoAttack's attacks (Croce &
+Hein 2020) complete the set: ``apgd`` (PGD that tunes its own step size, with the cross-entropy or the scale-free
+``dlr_loss``) and the score-based ``square`` (random search, no gradients).  Every result is clipped to the
 valid pixel range [0, 1].  Threat-model vocabulary: ``eps`` (budget, pixel-value units of [0, 1]), ``norm``
 (``"inf"`` or ``"l2"``), ``targeted`` (with ``targeted=True``, ``y`` holds the *target* classes and the attack
 lowers the loss toward them), ``steps``, ``step_size``, ``random_start``.
@@ -38,6 +40,13 @@ UNROLL_MAX_STEPS = 20
 #: unrolling (the step is one input-gradient pass: compute-bound), quick to trace, and it lets ``early_stop`` drop
 #: finished examples between blocks.  ``benchmarks/bench_speed.py`` measures it.
 BLOCK_STEPS = 10
+#: The eager attacks (PGD, APGD, Square) run each compiled block on sub-batches of at most this many images, the
+#: survivors re-packed after every block: on a CPU a step on 128 MNIST images is faster per image than on 512 (the
+#: activations stay in the caches; ``benchmarks/bench_attack_speed.py``).  Random draws do not depend on it.
+ATTACK_BATCH = 128
+#: The eager attacks differentiate a single-channel first convolution with ``_conv2d_gradient`` (same numbers, faster
+#: on a CPU); set to False before an attack is first compiled for a model to use TensorFlow's own gradient.
+FAST_CONV_GRADIENT = True
 __all__ = ["SCALES", "NORMS", "per_example_loss", "input_gradient", "step_rule", "project", "gradient_attack",
            "fgsm", "default_step_size", "pgd", "random_noise", "EVAL_BATCH"]
 
@@ -57,29 +66,84 @@ def _computes_in_float16(model) -> bool:
     return any(getattr(layer, "compute_dtype", "float32") == "float16" for layer in getattr(model, "layers", ()))
 
 
-def _loss_gradient(model, x, y, targeted=False, loss_fn=cross_entropy):
+def _loss_gradient(model, x, y, targeted=False, loss_fn=cross_entropy, *, fast=False):
     """``(per-example loss, gradient of the attacker's objective w.r.t. x, logits)`` as TF code.
 
     The objective is the summed loss (each example's gradient is then its own, whatever the batch size), negated
     when ``targeted``.  On a mixed-precision model (float16 inside, float32 logits) the gradient of a confidently
     classified image underflows in float16 and ``sign(0) = 0`` would leave its pixels unmoved; so the gradient is
     back-propagated from the logits scaled per example to a largest entry of 1, then unscaled in float32: the
-    attack sees the gradient the same weights give in float32.
+    attack sees the gradient the same weights give in float32.  With ``fast`` (while tracing; used by the attacks'
+    own compiled blocks) a single-channel first convolution is differentiated faster (``_conv2d_gradient``).
     """
     x = tf.convert_to_tensor(x, tf.float32)
-    with tf.GradientTape() as tape:
-        tape.watch(x)  # x is a plain tensor, not a variable: the tape must be told to record it
-        logits = tf.cast(model(x, training=False), tf.float32)
+    if fast and FAST_CONV_GRADIENT and not tf.executing_eagerly():
+        with tf.compat.v1.get_default_graph().gradient_override_map({"Conv2D": _FAST_CONV2D_GRADIENT}):
+            logits = tf.cast(model(x, training=False), tf.float32)
+
+        def backward(g_logits):  # symbolic gradients: unlike a tape, they honour the gradient override
+            return tf.gradients(logits, x, grad_ys=g_logits)[0]
+    else:
+        with tf.GradientTape() as tape:
+            tape.watch(x)  # x is a plain tensor, not a variable: the tape must be told to record it
+            logits = tf.cast(model(x, training=False), tf.float32)
+
+        def backward(g_logits):
+            return tape.gradient(logits, x, output_gradients=g_logits)
     with tf.GradientTape() as head:
         head.watch(logits)
         losses = loss_fn(logits, y)
         objective = tf.reduce_sum(-losses if targeted else losses)
     g_logits = head.gradient(objective, logits)
     if not _computes_in_float16(model):
-        return losses, tape.gradient(logits, x, output_gradients=g_logits), logits
+        return losses, backward(g_logits), logits
     scale = 1.0 / tf.maximum(tf.reduce_max(tf.abs(g_logits), axis=-1, keepdims=True), _TINY)
-    grad = tape.gradient(logits, x, output_gradients=g_logits * scale)
+    grad = backward(g_logits * scale)
     return losses, grad / tf.reshape(scale, [-1] + [1] * (len(x.shape) - 1)), logits
+
+
+_FAST_CONV2D_GRADIENT = "HelpersAttacksConv2D"
+
+
+def _conv2d_gradient(op, grad):
+    """Gradient of a ``Conv2D`` in the attacks' compiled blocks: TensorFlow's own, except for the input gradient of a
+    stride-1 NHWC convolution of a *single-channel* input (the first layer of an MNIST model).
+
+    There TensorFlow's ``Conv2DBackpropInput`` (oneDNN, one output channel) took up to ~40 % of a whole
+    input-gradient pass of the course CNN (profiled on a 2-core CPU, batch 512).  The same sum — every kernel tap's
+    contribution by one matrix product, then the taps' shifted copies added up — ran 2-2.5× faster, and equals it up
+    to float rounding (``tests/test_autoattack.py`` checks it against the tape).  The kernel gets no gradient here:
+    the attacks only differentiate with respect to the images.
+    """
+    x, kernel = op.inputs
+    padding = op.get_attr("padding")
+    if (op.get_attr("data_format") != b"NHWC" or list(op.get_attr("strides")) != [1, 1, 1, 1]
+            or list(op.get_attr("dilations")) != [1, 1, 1, 1] or padding not in (b"VALID", b"SAME")
+            or x.shape.rank != 4 or None in x.shape[1:] or x.shape[3] != 1 or None in kernel.shape):
+        return _tf_conv2d_gradient(op, grad)
+    kh, kw, _, channels = kernel.shape
+    n, oh, ow = tf.shape(grad)[0], grad.shape[1], grad.shape[2]
+    taps = tf.matmul(tf.reshape(kernel, [kh * kw, channels]), tf.reshape(grad, [-1, channels]), transpose_b=True)
+    taps = tf.reshape(taps, tf.stack([kh, kw, n, oh, ow]))
+    rows = [tf.pad(tf.add_n([tf.pad(taps[a, b], [[0, 0], [0, 0], [b, kw - 1 - b]]) for b in range(kw)]),
+                   [[0, 0], [a, kh - 1 - a], [0, 0]]) for a in range(kh)]
+    full = tf.add_n(rows)[..., None]  # gradient w.r.t. the (implicitly padded) input
+    if padding == b"SAME":
+        top, left = (kh - 1) // 2, (kw - 1) // 2
+        full = full[:, top:top + x.shape[1], left:left + x.shape[2]]
+    return full, None
+
+
+def _tf_conv2d_gradient(op, grad):
+    from tensorflow.python.ops import nn_grad  # TensorFlow's registered Conv2D gradient (not public API)
+
+    return nn_grad._Conv2DGrad(op, grad)  # noqa: SLF001
+
+
+try:
+    tf.RegisterGradient(_FAST_CONV2D_GRADIENT)(_conv2d_gradient)
+except KeyError:  # already registered: this module was reloaded
+    pass
 
 
 def _objective_gradient(model, x, y, targeted):
@@ -155,7 +219,7 @@ def _fgsm_graph(model, x, y, eps, scale="sign", targeted=False):
     return tf.clip_by_value(x + step_rule(grad, eps, scale), 0.0, 1.0)
 
 
-def _pgd_steps(model, x, x_adv, y, eps, step_size, *, steps, norm, targeted, freeze=False, unroll=True):
+def _pgd_steps(model, x, x_adv, y, eps, step_size, *, steps, norm, targeted, freeze=False, unroll=True, fast=False):
     """``steps`` × (gradient step, projection into the ε-ball around ``x``, clip to [0, 1]) from ``x_adv``.
 
     Returns ``(x_adv, done)``.  With ``freeze``, an example stops moving at the first iterate where the attack
@@ -167,7 +231,7 @@ def _pgd_steps(model, x, x_adv, y, eps, step_size, *, steps, norm, targeted, fre
     rule = "sign" if norm == "inf" else "l2"
 
     def step(x_adv, done):
-        _, grad, logits = _loss_gradient(model, x_adv, y, targeted)
+        _, grad, logits = _loss_gradient(model, x_adv, y, targeted, fast=fast)
         if freeze:
             done = tf.logical_or(done, _success(logits, y, targeted))
             grad = tf.where(tf.reshape(done, [-1, 1, 1, 1]), tf.zeros_like(grad), grad)
@@ -358,7 +422,7 @@ def _pgd_chunk(model, x, y, eps, step_size, seed, *, steps, norm, random_start, 
         while left and active.size:
             k = min(BLOCK_STEPS, left)
             fn = compiled(model, "pgd-steps", (k, norm, targeted, early_stop), partial(
-                _pgd_steps, steps=k, norm=norm, targeted=targeted, freeze=early_stop),
+                _pgd_steps, steps=k, norm=norm, targeted=targeted, freeze=early_stop, fast=True),
                 [input_specs(model)[0], *input_specs(model), _SCALAR, _SCALAR])
             for sub in _sub_batches(active):  # sub-batches: faster per image (see ATTACK_BATCH)
                 moved, finished = fn(tf.constant(x_todo[sub]), tf.constant(x_adv[sub]), tf.constant(y_todo[sub]),
@@ -406,10 +470,6 @@ def random_noise(x, eps, *, norm: str = "inf", seed: int | None = None):
 
 
 # ------------------------------------------------------------------------ AutoAttack's attacks: APGD and Square
-#: APGD and Square run their compiled blocks on sub-batches of at most this many images (survivors re-packed
-#: after every block): per image, a step on 256 MNIST images is ~20 % faster than on 512 or 1024 on a CPU, whose
-#: caches then hold the activations (``benchmarks/bench_attack_speed.py``).  The results do not depend on it.
-ATTACK_BATCH = 256
 APGD_LOSSES = ("ce", "dlr")
 _APGD_RHO = 0.75  # halve the step when fewer than this fraction of the steps since the last checkpoint helped
 _APGD_MOMENTUM = 0.75
@@ -422,7 +482,8 @@ _APGD_MOMENTUM = 0.75
 SQUARE_P_INIT = 0.8
 SQUARE_SCHEDULE_QUERIES = 1_000
 SQUARE_BLOCK = 50  # queries per compiled block; finished images are dropped between blocks
-__all__ += ["ATTACK_BATCH", "APGD_LOSSES", "dlr_loss", "margin", "apgd", "apgd_checkpoints", "square"]
+__all__ += ["BLOCK_STEPS", "ATTACK_BATCH", "FAST_CONV_GRADIENT", "APGD_LOSSES", "dlr_loss", "margin", "apgd", "apgd_checkpoints",
+            "square", "square_sides"]
 
 
 def margin(logits, y):
@@ -444,7 +505,11 @@ def dlr_loss(logits, y, *, targeted: bool = False):
     hide behind large or saturated logits as it can with the cross-entropy.  Needs ≥ 3 classes (4 targeted).
     """
     logits = tf.cast(logits, tf.float32)
-    top = tf.math.top_k(logits, k=4 if targeted else 3).values
+    k = 4 if targeted else 3
+    if logits.shape[-1] is not None and logits.shape[-1] < k:
+        raise ValueError(f"dlr_loss{' (targeted)' if targeted else ''} needs at least {k} classes, got logits of "
+                         f"shape {tuple(logits.shape)}")
+    top = tf.math.top_k(logits, k=k).values
     if targeted:
         return margin(logits, y) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + _TINY)
     return -margin(logits, y) / (top[:, 0] - top[:, 2] + _TINY)
@@ -476,13 +541,17 @@ def apgd_checkpoints(steps: int) -> dict:
     return checks
 
 
-def _apgd_init(model, x, y, eps, seed, *, norm, loss, targeted):
-    """APGD's state at a random start (TF code): a point on the sphere of radius ε (clipped), one gradient pass."""
-    noise = (tf.random.stateless_uniform(tf.shape(x), seed, -1.0, 1.0) if norm == "inf"
-             else tf.random.stateless_normal(tf.shape(x), seed))
-    x_adv = tf.clip_by_value(x + step_rule(noise, eps, "max" if norm == "inf" else "l2"), 0.0, 1.0)
-    obj, grad, logits = _loss_gradient(model, x_adv, y, False, _apgd_objective(loss, targeted))
-    n = tf.shape(x)[:1]
+def _apgd_start(x, eps, norm, seed):
+    """APGD's random start (eager TF): a random point on the sphere of radius ε around ``x``, clipped to [0, 1]."""
+    noise = (tf.random.stateless_uniform(x.shape, seed, -1.0, 1.0) if norm == "inf"
+             else tf.random.stateless_normal(x.shape, seed))
+    return tf.clip_by_value(x + step_rule(noise, eps, "max" if norm == "inf" else "l2"), 0.0, 1.0).numpy()
+
+
+def _apgd_init(model, x_adv, y, eps, *, loss, targeted):
+    """APGD's state at its start ``x_adv`` (TF code): one gradient pass."""
+    obj, grad, logits = _loss_gradient(model, x_adv, y, False, _apgd_objective(loss, targeted), fast=True)
+    n = tf.shape(x_adv)[:1]
     # (x_adv, x_prev, grad, step, x_best, grad_best, obj_best, obj_prev, n_up, best_at_check, halved_at_check,
     #  x_found, found): see _apgd_step
     return (x_adv, x_adv, grad, tf.fill(n, 2.0 * eps), x_adv, grad, obj, obj, tf.zeros(n), obj, tf.ones(n, tf.bool),
@@ -500,14 +569,16 @@ def _apgd_move(x, x_adv, x_prev, grad, step, eps, norm, momentum):
 
 def _apgd_step(model, x, y, eps, state, check, window, momentum, *, norm, loss, targeted):
     """One APGD iteration on a batch (TF code); at a checkpoint (``check``), halve the step where progress stalled."""
-    x_adv, x_prev, grad, step, x_best, grad_best, obj_best, obj_prev, n_up, best_at_check, halved, x_found, found = state
+    x_adv, x_prev, grad, step, x_best, grad_best, obj_best, obj_prev, n_up, best_at_check, halved, x_found, found = (
+        state)
     new = _apgd_move(x, x_adv, x_prev, grad, step, eps, norm, momentum)
-    obj, grad, logits = _loss_gradient(model, new, y, False, _apgd_objective(loss, targeted))
+    obj, grad, logits = _loss_gradient(model, new, y, False, _apgd_objective(loss, targeted), fast=True)
     fooled = _success(logits, y, targeted)
     x_found, found = _where(fooled, new, x_found), found | fooled
     n_up += tf.cast(obj > obj_prev, tf.float32)
     better = obj > obj_best
-    x_best, grad_best, obj_best = _where(better, new, x_best), _where(better, grad, grad_best), tf.maximum(obj, obj_best)
+    x_best, grad_best = _where(better, new, x_best), _where(better, grad, grad_best)
+    obj_best = tf.maximum(obj, obj_best)
     # Halve where fewer than ρ of the window's steps raised the objective, or where neither the step size nor the
     # best objective changed since the last checkpoint; the halved examples restart from their best point.
     halve = check & ((n_up <= window * _APGD_RHO) | (~halved & (best_at_check >= obj_best)))
@@ -630,11 +701,11 @@ def _apgd_run(model, x, y, eps, seed, *, steps, norm, loss, targeted):
     momenta = np.full(steps, _APGD_MOMENTUM, np.float32)
     momenta[0] = 1.0  # the first step has no previous step to carry on
     eps_t = tf.constant(eps, tf.float32)
-    init = compiled(model, "apgd-init", tuple(config.values()), partial(_apgd_init, **config),
-                    [*input_specs(model), _SCALAR, _SEED])
-    state = None
-    for b, sub in enumerate(_sub_batches(np.arange(len(x)))):
-        part = [t.numpy() for t in init(tf.constant(x[sub]), tf.constant(y[sub]), eps_t, _fold(seed, b))]
+    init = compiled(model, "apgd-init", (loss, targeted), partial(_apgd_init, loss=loss, targeted=targeted),
+                    [*input_specs(model), _SCALAR])
+    start, state = _apgd_start(x, eps, norm, seed), None
+    for sub in _sub_batches(np.arange(len(x))):
+        part = [t.numpy() for t in init(tf.constant(start[sub]), tf.constant(y[sub]), eps_t)]
         state = [np.empty((len(x), *p.shape[1:]), p.dtype) for p in part] if state is None else state
         for s, p in zip(state, part):
             s[sub] = p

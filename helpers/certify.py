@@ -21,11 +21,10 @@ whole batches, returning NumPy arrays; called while TensorFlow is tracing they r
 
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 
 from ._checks import check_eps, check_images, check_labels
+from ._compiled import batched, compiled, input_specs, tracing
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import keras  # noqa: E402
@@ -36,11 +35,6 @@ L = keras.layers
 SUPPORTED_LAYERS = (L.InputLayer, L.Conv2D, L.Dense, L.ReLU, L.Activation, L.MaxPooling2D, L.Flatten, L.Dropout)
 #: Activations allowed in ``Dense``, ``Conv2D`` and ``Activation`` layers.
 SUPPORTED_ACTIVATIONS = ("relu", "linear")
-#: Examples per compiled call (as in the attacks).
-EVAL_BATCH = 1024
-# One compiled function per (model, kind), traced once for any batch size; the model is held weakly (the compiled
-# functions reach only its layers), so dropping a model frees what was compiled for it.
-_compiled: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
 
 
 # ---------------------------------------------------------------------------------------- the model as a chain
@@ -137,6 +131,21 @@ def _propagate(chain, lower, upper):
     return lower, upper
 
 
+def layer_bounds(model, x, eps) -> list:
+    """``[(layer name, lower, upper), ...]``: the box after every layer of ``model`` (after its activation), for
+    looking at how interval bounds grow through the network.  Eager, NumPy arrays; the first entry is the input box.
+    """
+    _validate(model, x, None, eps)
+    lower, upper = _input_box(np.asarray(x, np.float32), check_eps(eps))
+    out = [("input", lower.numpy(), upper.numpy())]
+    for layer in layer_chain(model):
+        if type(layer) is L.InputLayer:
+            continue
+        lower, upper = _propagate([layer], lower, upper)
+        out.append((layer.name, lower.numpy(), upper.numpy()))
+    return out
+
+
 def _interval_graph(chain, x, eps):
     return _propagate(chain, *_input_box(x, eps))
 
@@ -186,34 +195,17 @@ def _validate(model, x, y, eps) -> float:
     return check_eps(eps)
 
 
-def _tracing(*values) -> bool:
-    """True inside a ``tf.function`` (or when given symbolic tensors): then the public functions return tensors."""
-    return not tf.executing_eagerly() or any(tf.is_symbolic_tensor(v) for v in values if tf.is_tensor(v))
-
-
-def _compiled_graph(model, kind, graph, chain, with_labels):
-    per_model = _compiled.setdefault(model, {})
-    if kind not in per_model:
-        specs = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)]
-        specs += [tf.TensorSpec((None,), tf.int64)] if with_labels else []
-        per_model[kind] = tf.function(lambda *args: graph(chain, *args),
-                                      input_signature=specs + [tf.TensorSpec((), tf.float32)])
-    return per_model[kind]
-
-
-def _run(model, kind, graph, chain, x, y, eps):
+def _run(model, kind, graph, x, y, eps):
     """Eager path: validate, then run ``graph`` compiled over whole batches; returns NumPy array(s)."""
     eps = _validate(model, x, y, eps)
-    fn = _compiled_graph(model, kind, graph, chain, y is not None)
-    x = np.asarray(x, np.float32)
-    y = None if y is None else np.asarray(y, np.int64)
-    outs = []
-    for i in range(0, max(len(x), 1), EVAL_BATCH):
-        args = (x[i:i + EVAL_BATCH],) if y is None else (x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH])
-        out = fn(*map(tf.constant, args), tf.constant(eps, tf.float32))
-        outs.append([o.numpy() for o in (out if isinstance(out, tuple) else (out,))])
-    result = [np.concatenate(parts) for parts in zip(*outs)]
-    return tuple(result) if len(result) > 1 else result[0]
+    x_spec, y_spec = input_specs(model)
+    specs = [x_spec] + ([y_spec] if y is not None else []) + [tf.TensorSpec((), tf.float32)]
+    fn = compiled(model, kind, (), lambda m, *args: graph(layer_chain(m), *args), specs)
+    arrays = (np.asarray(x, np.float32),) + (() if y is None else (np.asarray(y, np.int64),))
+    out = batched(fn, arrays, (tf.constant(eps, tf.float32),))
+    if out is None:
+        raise ValueError("x must hold at least one image, got an empty batch")
+    return out
 
 
 def interval_bounds(model, x, eps):
@@ -224,9 +216,9 @@ def interval_bounds(model, x, eps):
     At ``eps = 0`` both equal the logits.  Sound but loose: see the module docstring.
     """
     chain = layer_chain(model)
-    if _tracing(x, eps):
+    if tracing(x, eps):
         return _interval_graph(chain, x, eps)
-    return _run(model, "ibp-interval", _interval_graph, chain, x, None, eps)
+    return _run(model, "ibp-interval", _interval_graph, x, None, eps)
 
 
 def margin_bounds(model, x, y, eps):
@@ -240,17 +232,17 @@ def margin_bounds(model, x, y, eps):
     ``j != y`` proves that no input of the ball is classified other than ``y``.
     """
     chain = layer_chain(model)
-    if _tracing(x, y, eps):
+    if tracing(x, y, eps):
         return _margin_graph(chain, x, y, eps)
-    return _run(model, "ibp-margin", _margin_graph, chain, x, y, eps)
+    return _run(model, "ibp-margin", _margin_graph, x, y, eps)
 
 
 def certified(model, x, y, eps):
     """Per example: is the prediction ``y`` *proved* for the whole ε-ball ∩ [0, 1] (all margin bounds > 0)?"""
     chain = layer_chain(model)
-    if _tracing(x, y, eps):
+    if tracing(x, y, eps):
         return _certified_graph(chain, x, y, eps)
-    return _run(model, "ibp-certified", _certified_graph, chain, x, y, eps).astype(bool)
+    return _run(model, "ibp-certified", _certified_graph, x, y, eps).astype(bool)
 
 
 def certified_accuracy(model, x, y, eps) -> float:
@@ -274,6 +266,6 @@ def worst_case_logits(model, x, y, eps):
     surrounding ``GradientTape`` records it); it always returns a tensor.
     """
     chain = layer_chain(model)
-    if not _tracing(x, y, eps):
+    if not tracing(x, y, eps):
         _validate(model, x, y, eps)
     return -_margin_graph(chain, x, y, eps)

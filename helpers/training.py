@@ -11,6 +11,7 @@ clean + adversarial batch (``mode="double"``, Goodfellow et al. 2015) or the adv
 fit()"), so everything ``fit`` brings works as usual: History, callbacks (``EarlyStopping``, learning-rate
 schedules, the ``EpsWarmup`` below), the progress bar, ``tf.data`` input, ``tf.distribute`` strategies,
 ``jit_compile``, loss scaling under mixed precision.  ``adversarial_train`` is a thin convenience over it.
+``IBPModel`` trains for *certified* robustness the same way, on the worst case that interval bounds allow.
 This module holds the mechanics only; the course's recipes and the model cache live in ``helpers.recipes``.
 """
 
@@ -277,6 +278,137 @@ def _check_dataset_spec(dataset, model):
     if not ys.dtype.is_integer or ys.shape.rank not in (1, 2):
         raise TypeError(f"the dataset yields labels of dtype {ys.dtype.name} and shape {ys.shape}; labels must "
                         "be integer class indices, one per image")
+
+
+class IBPModel(keras.Model):
+    """Certified training with interval bound propagation (IBP; Gowal et al. 2019): train what can be *proved*.
+
+    Wraps a classifier (logits out, layers ``helpers.certify`` can bound) and trains it in place on
+    ``κ·CE(z, y) + (1 − κ)·CE(ẑ, y)``, where ``ẑ = certify.worst_case_logits(classifier, x, y, ε_t)`` are the
+    worst-case margins the interval bounds allow in the ε_t-ball.  A fresh network cannot fit the worst case at a
+    large ε, so after ``warmup_steps`` clean steps ε_t ramps linearly from 0 to ``eps_train`` (default ``eps``) and κ
+    from 1 to ``kappa_end`` over ``ramp_steps`` optimiser steps, then both stay.  The History holds ``loss``,
+    ``clean_accuracy`` and ``certified_accuracy`` (training batches, at ε_t) and, with validation data,
+    ``val_clean_accuracy`` and ``val_certified_accuracy`` (at the full ``eps``).
+    """
+
+    def __init__(self, classifier, *, eps, ramp_steps: int, eps_train=None, warmup_steps: int = 0,
+                 kappa_end: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        from .certify import layer_chain
+
+        layer_chain(classifier)  # refuse, with a clear message, a layer IBP cannot bound
+        self.classifier, self.eps = classifier, check_eps(eps)
+        self.eps_train = self.eps if eps_train is None else check_eps(eps_train, "eps_train")
+        self.ramp_steps = check_positive_int(ramp_steps, "ramp_steps")
+        self.warmup_steps = check_positive_int(warmup_steps, "warmup_steps", minimum=0)
+        if not 0.0 <= kappa_end <= 1.0:
+            raise ValueError(f"kappa_end={kappa_end!r} must be a weight in [0, 1]")
+        self.kappa_end = float(kappa_end)
+        self._distribute_strategy = self._distribute_strategy or getattr(classifier, "_distribute_strategy", None)
+        with self.distribute_strategy.scope():
+            self.loss_tracker = keras.metrics.Mean(name="loss")
+            self.clean_accuracy = keras.metrics.SparseCategoricalAccuracy(name="clean_accuracy")
+            self.certified_accuracy = keras.metrics.Mean(name="certified_accuracy")
+
+    def call(self, x, training=False):
+        return self.classifier(x, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.clean_accuracy, self.certified_accuracy]
+
+    def compile(self, optimizer="adam", loss=None, **kwargs):
+        with self.distribute_strategy.scope():
+            super().compile(optimizer=optimizer, loss=loss or keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True), **kwargs)
+
+    def schedule(self, step):
+        """``(ε_t, κ_t)`` at optimiser step ``step`` (TF code)."""
+        t = (tf.cast(step, tf.float32) - self.warmup_steps) / float(self.ramp_steps)
+        t = tf.clip_by_value(t, 0.0, 1.0)
+        return self.eps_train * t, 1.0 - (1.0 - self.kappa_end) * t
+
+    def train_step(self, data):
+        from .certify import worst_case_logits
+
+        x, y = data[0], tf.cast(data[1], tf.int64)
+        eps, kappa = self.schedule(self.optimizer.iterations)
+        with tf.GradientTape() as tape:
+            logits = self(x, training=True)
+            z_hat = worst_case_logits(self.classifier, x, y, eps)  # upper bounds of z_j - z_y; 0 at j = y
+            loss = (kappa * self.compute_loss(y=y, y_pred=logits)
+                    + (1.0 - kappa) * self.compute_loss(y=y, y_pred=z_hat))
+            scaled = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return self._update_metrics(loss, y, logits, z_hat)
+
+    def test_step(self, data):
+        from .certify import worst_case_logits
+
+        x, y = data[0], tf.cast(data[1], tf.int64)
+        logits = self(x, training=False)
+        z_hat = worst_case_logits(self.classifier, x, y, self.eps)
+        return self._update_metrics(self.compute_loss(y=y, y_pred=z_hat), y, logits, z_hat)
+
+    def _update_metrics(self, loss, y, logits, z_hat):
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.loss_tracker.update_state(loss * replicas, sample_weight=tf.shape(y)[0])
+        self.clean_accuracy.update_state(y, logits)
+        others = tf.logical_not(tf.one_hot(y, tf.shape(z_hat)[-1]) > 0.5)
+        proved = tf.reduce_all(tf.logical_or(tf.logical_not(others), z_hat < 0.0), axis=-1)
+        self.certified_accuracy.update_state(tf.cast(proved, tf.float32))
+        return {m.name: m.result() for m in self.metrics}
+
+
+# --------------------------------------------------------------------------- checking a hand-written step
+def diagnose_step(make_model, x, y, *, eps, attack="fgsm", seed: int = 0) -> tuple[str, str]:
+    """Which training step does a hand-written ``train_step`` take?  For the adversarial-training exercise.
+
+    ``make_model(classifier)`` wraps a classifier in the student's ``keras.Model`` subclass.  From the same
+    weights, on the batch ``(x, y)``, one plain-SGD step of it is compared with the steps of
+    ``AdversarialModel(attack=attack, eps=eps)`` in ``mode="double"`` and ``"adversarial"`` and with ordinary
+    training on the clean batch.  Returns ``(match, message)``: ``match`` is ``"double"``, ``"adversarial"``,
+    ``"clean"``, ``"scaled"`` (the double step's direction at another size) or ``"none"``; the message says what
+    differs.
+    """
+    from .models import build_model
+
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.int64)
+
+    def update(wrap):
+        keras.utils.set_random_seed(seed)
+        clf = build_model(x.shape[1:], 10 if y.max() < 10 else int(y.max()) + 1, seed=seed)
+        model = wrap(clf)
+        model.compile(optimizer=keras.optimizers.SGD(1.0), loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True))
+        before = [w.numpy().copy() for w in clf.trainable_weights]
+        model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)  # (x, y) batches, as fit gives
+        return np.concatenate([(w.numpy() - b).ravel() for w, b in zip(clf.trainable_weights, before)])
+
+    mine = update(make_model)
+    refs = {mode: update(lambda c, m=mode: AdversarialModel(c, attack=attack, eps=eps, mode=m)) for mode in MODES}
+    refs["clean"] = update(lambda c: c)
+    rel = {k: float(np.linalg.norm(mine - r) / max(np.linalg.norm(r), 1e-12)) for k, r in refs.items()}
+    best = min(rel, key=rel.get)
+    if rel[best] < 1e-3:
+        return best, _STEP_MESSAGES[best]
+    cos = float(mine @ refs["double"] / max(np.linalg.norm(mine) * np.linalg.norm(refs["double"]), 1e-12))
+    if cos > 0.999:
+        ratio = np.linalg.norm(mine) / np.linalg.norm(refs["double"])
+        return "scaled", (f"your update points the right way but is {ratio:.3g} × the expected size: use the mean "
+                          "loss of the double batch (a Keras loss object averages), not a sum or a half-batch mean")
+    return "none", (f"your update matches none of the steps (closest: {best}, {100 * rel[best]:.0f} % off): attack "
+                    "self.classifier at eps, concatenate [x, x_adv] and [y, y], and apply the gradient of the loss")
+
+
+_STEP_MESSAGES = {
+    "double": "your step is the double-batch step (clean + adversarial): correct",
+    "adversarial": "your step trains on the adversarial examples only; the exercise asks for the double batch: "
+                   "concatenate the clean and the adversarial images (and their labels twice)",
+    "clean": "your step is ordinary training on the clean batch: the adversarial examples never reach the loss",
+}
 
 
 # ------------------------------------------------------------------------------------ learning-rate schedules

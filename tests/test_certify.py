@@ -1,3 +1,5 @@
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -18,6 +20,7 @@ def _seeded(model, seed):
     return model
 
 
+@functools.lru_cache  # built once per seed: tests share the model and what was compiled for it (don't train it)
 def small_cnn(seed=0):
     """Conv2D+ReLU, MaxPool, Conv2D ('same', linear) + ReLU layer, Flatten, Dense+relu, Dropout, Activation, Dense."""
     inputs = keras.Input((8, 8, 1))
@@ -32,6 +35,7 @@ def small_cnn(seed=0):
     return _seeded(keras.Model(inputs, L.Dense(4)(h)), seed)
 
 
+@functools.lru_cache
 def small_mlp(seed=1):
     return _seeded(keras.Sequential([keras.Input((6, 6, 1)), L.Flatten(), L.Dense(16, activation="relu"),
                                      L.Dense(8, activation="relu"), L.Dense(3)]), seed)
@@ -134,8 +138,8 @@ def test_random_networks_bounds_hold_at_random_and_pgd_points(build, shape, eps)
     idx = np.concatenate([np.arange(len(x)), np.repeat(np.arange(len(x)), 200)])
     assert_sound(model, x, y, eps, pts, idx)
     k = model.output_shape[-1]
-    for adv in (attacks.pgd(model, x, y, eps, steps=20, seed=0),
-                attacks.pgd(model, x, (y + 1) % k, eps, steps=20, targeted=True, seed=1)):
+    for adv in (attacks.pgd(model, x, y, eps, steps=10, seed=0),
+                attacks.pgd(model, x, (y + 1) % k, eps, steps=10, targeted=True, seed=1)):
         assert np.abs(adv - x).max() <= eps + 1e-6
         assert_sound(model, x, y, eps, adv, np.arange(len(x)))
 
@@ -227,6 +231,9 @@ def test_hand_computed_two_layer_bounds():
     # eps = 0.02.  Image 0 as class 1: h0 in [0.96, 1.04], h1 in [0.06, 0.14], z1 - z0 >= 0.96 + 0.12 - 1 = 0.08 > 0:
     # certified.  Image 1 as class 0: h1 = 0, h0 in [0.96, 1.04], z0 - z1 = 1 - h0 >= -0.04: not certified.
     assert certify.certified(model, x, np.array([1, 0]), 0.02).tolist() == [True, False]
+    # A tie is no proof: with all weights zero every logit is 0 and every margin bound exactly 0.
+    model.set_weights([np.zeros_like(w) for w in model.get_weights()])
+    assert not certify.certified(model, x, np.array([1, 0]), 0.0).any()
 
 
 # ----------------------------------------------------------------------------------- accuracies and training use
@@ -234,7 +241,7 @@ def test_hand_computed_two_layer_bounds():
 def test_certified_below_pgd_below_clean(request, which, eps):
     model, x, y = request.getfixturevalue("ibp_trained" if which == "ibp" else "tiny_trained")
     cert = certify.certified(model, x, y, eps)
-    adv = attacks.pgd(model, x, y, eps, steps=20, seed=0)
+    adv = attacks.pgd(model, x, y, eps, steps=10, seed=0)
     robust = evaluate.predict(model, adv)[0] == y
     clean = evaluate.predict(model, x)[0] == y
     assert cert.dtype == bool and cert.shape == (len(x),)
@@ -249,12 +256,12 @@ def test_certified_below_pgd_below_clean(request, which, eps):
 
 def test_ibp_trained_model_bounds_hold(ibp_trained):
     model, x, y = ibp_trained
-    adv = attacks.pgd(model, x[:64], y[:64], 0.1, steps=20, seed=0)
+    adv = attacks.pgd(model, x[:64], y[:64], 0.1, steps=10, seed=0)
     assert_sound(model, x[:64], y[:64], 0.1, adv, np.arange(64))
 
 
 def test_worst_case_logits_trains_inside_tf_function():
-    model = small_mlp()
+    model = _seeded(keras.models.clone_model(small_mlp()), 1)  # a copy: this test trains it
     x = unit_batch((6, 6, 1), 16, seed=9)
     y = np.arange(16, dtype=np.int64) % 3
     eps = tf.Variable(0.05, trainable=False)  # an ε ramp changes it without retracing
@@ -289,9 +296,13 @@ def test_traced_calls_return_tensors_equal_to_eager_arrays():
     eager = (*certify.interval_bounds(model, x, 0.1), certify.margin_bounds(model, x, y, 0.1),
              certify.certified(model, x, y, 0.0), certify.worst_case_logits(model, x, y, 0.1))
     assert all(isinstance(a, np.ndarray) for a in eager[:4]) and tf.is_tensor(eager[4])
-    traced = tf.function(lambda xb, yb: (*certify.interval_bounds(model, xb, 0.1),
-                                         certify.margin_bounds(model, xb, yb, 0.1), certify.certified(model, xb, yb, 0.0),
-                                         certify.worst_case_logits(model, xb, yb, 0.1)))(tf.constant(x), tf.constant(y))
+
+    @tf.function
+    def all_four(xb, yb):
+        return (*certify.interval_bounds(model, xb, 0.1), certify.margin_bounds(model, xb, yb, 0.1),
+                certify.certified(model, xb, yb, 0.0), certify.worst_case_logits(model, xb, yb, 0.1))
+
+    traced = all_four(tf.constant(x), tf.constant(y))
     assert all(tf.is_tensor(t) for t in traced)
     for a, t in zip(eager, traced):
         np.testing.assert_allclose(np.asarray(a, np.float32), t.numpy().astype(np.float32), rtol=1e-5, atol=1e-5)
@@ -378,3 +389,18 @@ def test_bad_arguments_raise_like_the_attacks(x, y, eps, err, match):
 def test_certified_accuracy_needs_examples():
     with pytest.raises(ValueError, match="at least one example"):
         certify.certified_accuracy(small_mlp(), np.zeros((0, 6, 6, 1), np.float32), np.zeros(0, np.int64), 0.1)
+
+
+def test_layer_bounds_follow_the_network_and_end_at_the_logit_bounds():
+    from helpers import data, models
+
+    ds = data.load_dataset("mnist_5k")
+    model = models.build_model(ds.input_shape, ds.num_classes, seed=4)
+    x = ds.x_test[:3]
+    steps = certify.layer_bounds(model, x, 0.05)
+    assert [name for name, _, _ in steps] == ["input"] + [layer.name for layer in model.layers[1:]]
+    lo, hi = certify.interval_bounds(model, x, 0.05)
+    np.testing.assert_allclose(steps[-1][1], lo, atol=1e-5)
+    np.testing.assert_allclose(steps[-1][2], hi, atol=1e-5)
+    assert all(np.all(l <= u + 1e-6) for _, l, u in steps)
+    np.testing.assert_allclose(steps[0][1], np.clip(x - 0.05, 0, 1))

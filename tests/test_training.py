@@ -319,3 +319,66 @@ def test_xla_compiled_step_matches_the_plain_one(small):
     assert models.op_determinism_enabled()
     for a, b in zip(plain.get_weights(), xla.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+class StudentStep(keras.Model):
+    """A hand-written step as a student writes it in notebook 05, with switches for the usual mistakes."""
+
+    def __init__(self, classifier, eps, mistake=None):
+        super().__init__()
+        self.classifier, self.eps, self.mistake = classifier, eps, mistake
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def call(self, x, training=False):
+        return self.classifier(x, training=training)
+
+    def train_step(self, data):
+        x, y = data
+        x_adv = tf.stop_gradient(attacks.fgsm(self.classifier, x, y, self.eps))
+        x_in, y_in = tf.concat([x, x_adv], 0), tf.concat([y, y], 0)
+        if self.mistake == "adversarial":
+            x_in, y_in = x_adv, y
+        elif self.mistake == "clean":
+            x_in, y_in = x, y
+        with tf.GradientTape() as tape:
+            loss = self.loss_fn(y_in, self(x_in, training=True))
+            if self.mistake == "sum":
+                loss = loss * tf.cast(tf.shape(x_in)[0], loss.dtype)
+            if self.mistake == "eps":
+                loss = self.loss_fn(y_in, self(tf.concat([x, tf.clip_by_value(x + 0.5, 0, 1)], 0), training=True))
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return {"loss": loss}
+
+
+@pytest.mark.parametrize("mistake, verdict", [(None, "double"), ("adversarial", "adversarial"), ("clean", "clean"),
+                                              ("sum", "scaled"), ("eps", "none")])
+def test_diagnose_step_names_what_a_hand_written_step_does(small, mistake, verdict):
+    x, y = small.x_train[:32], small.y_train[:32]
+    match, message = training.diagnose_step(lambda c: StudentStep(c, 0.1, mistake), x, y, eps=0.1)
+    assert match == verdict, message
+    assert ("correct" in message) == (verdict == "double")
+
+
+def test_ibp_training_certifies_what_standard_training_cannot(small):
+    from helpers import certify
+
+    std = fresh(small)
+    models.train_model(std, small.x_train, small.y_train, epochs=4, batch_size=64)
+    clf = fresh(small)
+    ibp = training.IBPModel(clf, eps=0.1, ramp_steps=4 * 13, kappa_end=0.5)
+    ibp.compile(optimizer=keras.optimizers.Adam(1e-3))
+    h = ibp.fit(small.x_train, small.y_train, batch_size=64, epochs=8, verbose=0,
+                validation_data=(small.x_val, small.y_val))
+    assert set(h.history) >= {"loss", "clean_accuracy", "certified_accuracy", "val_certified_accuracy"}
+    eps_t, kappa = ibp.schedule(tf.constant(26))
+    assert float(eps_t) == pytest.approx(0.05) and float(kappa) == pytest.approx(0.75)  # half-way up the ramp
+    cert_ibp = certify.certified_accuracy(clf, small.x_val, small.y_val, 0.1)
+    assert cert_ibp == pytest.approx(h.history["val_certified_accuracy"][-1], abs=1e-6)  # test_step = certify
+    assert cert_ibp > certify.certified_accuracy(std, small.x_val, small.y_val, 0.1) + 0.1
+    with pytest.raises(ValueError, match="kappa_end=1.5"):
+        training.IBPModel(fresh(small), eps=0.1, ramp_steps=10, kappa_end=1.5)
+    softmax_out = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                                    keras.layers.Dense(10, activation="softmax")])
+    with pytest.raises(ValueError, match="softmax"):
+        training.IBPModel(softmax_out, eps=0.1, ramp_steps=10)
