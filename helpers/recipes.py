@@ -154,12 +154,13 @@ def adversarial_model(ds, *, attack="pgd", eps, epochs: int, batch_size: int = 6
     Returns ``(model, history)``: ``history`` is the Keras History dict of the run that trained it, with ``time``
     per epoch, the validation figures on the first ``validation_size`` images of the validation split (default:
     all of it) and, with early stopping, ``best_epoch``.  ``train_kwargs`` go to ``adversarial_train``
-    (``eps_warmup``, ``early_stopping``, ``validation_attack``, ``validation_attack_kwargs``).  ``attack`` must be a
+    (``eps_warmup``, ``early_stopping``, ``validation_attack``, ``validation_attack_kwargs``, ``beta`` for
+    ``mode="trades"``).  ``attack`` must be a
     name here (``"fgsm"``, ``"fgsm_rs"`` or ``"pgd"``): a callable has no stable identity to cache under.
     """
     check_choice("attack", attack, training.ATTACKS)
     eps = check_eps(eps)
-    allowed = {"eps_warmup", "early_stopping", "validation_attack", "validation_attack_kwargs"}
+    allowed = {"eps_warmup", "early_stopping", "validation_attack", "validation_attack_kwargs", "beta"}
     if set(train_kwargs) - allowed:
         raise TypeError(f"adversarial_model got unexpected arguments {sorted(set(train_kwargs) - allowed)}; "
                         f"allowed besides its own: {sorted(allowed)}")

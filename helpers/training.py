@@ -27,7 +27,7 @@ from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up cha
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-MODES = ("double", "adversarial")
+MODES = ("double", "adversarial", "trades")
 ATTACKS = ("fgsm", "fgsm_rs", "pgd")
 _RANGE_MESSAGE = "images must lie in [0, 1]"  # the in-graph check of streamed batches, turned into a ValueError
 _ATTACK_KWARGS = {"fgsm": {"targeted"}, "fgsm_rs": {"step_size"},
@@ -64,6 +64,27 @@ def make_attack(attack, eps, attack_kwargs=None):
     return lambda model, x, y: attacks.pgd(model, x, y, eps, **kwargs)
 
 
+def trades_attack(model, x, eps, *, steps: int = 10, step_size=None):
+    """TRADES' inner maximisation (Zhang et al. 2019), TF code: PGD on the KL divergence between the model's clean
+    prediction and its prediction at ``x'``, from a tiny random start, in the L∞ ball of radius ``eps`` ∩ [0, 1].
+
+    Unlike ``attacks.pgd`` it needs no labels: it pushes the prediction *away from the clean one*, whatever that is.
+    ``step_size`` defaults to 2.5·ε/steps.
+    """
+    eps = tf.cast(eps, tf.float32)
+    step = 2.5 * eps / steps if step_size is None else tf.cast(step_size, tf.float32)
+    p_clean = tf.stop_gradient(tf.nn.softmax(tf.cast(model(x, training=False), tf.float32)))
+    x_adv = tf.clip_by_value(x + 0.001 * tf.random.normal(tf.shape(x)), 0.0, 1.0)
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            tape.watch(x_adv)
+            log_q = tf.nn.log_softmax(tf.cast(model(x_adv, training=False), tf.float32))
+            kl = tf.reduce_sum(p_clean * (tf.math.log(p_clean + 1e-12) - log_q))
+        x_adv = x_adv + step * tf.sign(tape.gradient(kl, x_adv))
+        x_adv = tf.clip_by_value(x + tf.clip_by_value(x_adv - x, -eps, eps), 0.0, 1.0)
+    return tf.stop_gradient(x_adv)
+
+
 def _computes_in_float16(model) -> bool:
     return any(getattr(layer, "compute_dtype", "float32") == "float16" for layer in model.layers)
 
@@ -76,12 +97,15 @@ class AdversarialModel(keras.Model):
     ``clean_accuracy`` and ``adv_accuracy`` (training batches, under the training attack) and, with validation data,
     ``val_loss``, ``val_clean_accuracy``, ``val_adv_accuracy`` (under ``validation_attack``, default: the training
     attack, always at the full ``eps`` even while ``EpsWarmup`` ramps the training attack).
+    ``mode="trades"`` trains with the TRADES loss (Zhang et al. 2019) instead: ``CE(f(x), y) + beta · KL(f(x) ‖
+    f(x'))``, with ``x'`` from ``trades_attack`` (``attack_kwargs``: ``steps``, ``step_size``); it trades clean
+    accuracy against robustness through ``beta`` (6 in the paper).  Validation then uses PGD unless told otherwise.
     ``evaluate(x, y)`` reports the same figures on any data.  Build the classifier inside a
     ``tf.distribute`` strategy's scope to train on several devices; ``fit`` may then be called inside or outside it.
     """
 
     def __init__(self, classifier, *, attack="pgd", eps, mode="double", attack_kwargs=None,
-                 validation_attack=None, validation_attack_kwargs=None, **kwargs):
+                 validation_attack=None, validation_attack_kwargs=None, beta: float = 6.0, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(classifier, keras.Model):
             raise TypeError(f"classifier must be a keras.Model returning logits, got {type(classifier).__name__}")
@@ -97,9 +121,19 @@ class AdversarialModel(keras.Model):
             self.loss_tracker = keras.metrics.Mean(name="loss")
             self.clean_accuracy = keras.metrics.SparseCategoricalAccuracy(name="clean_accuracy")
             self.adv_accuracy = keras.metrics.SparseCategoricalAccuracy(name="adv_accuracy")
-        self.attack = make_attack(attack, self.train_eps, attack_kwargs)
+        if mode == "trades":
+            self.beta = check_eps(beta, "beta")
+            bad = set(attack_kwargs or {}) - {"steps", "step_size"}
+            if attack != "pgd" or bad:
+                raise ValueError(f"mode='trades' uses its own KL attack: attack must be 'pgd' (got {attack!r}) and "
+                                 f"attack_kwargs only 'steps' and 'step_size' (got {sorted(attack_kwargs or {})})")
+            kl_kwargs = dict(attack_kwargs or {})
+            self.attack = lambda model, x, y: trades_attack(model, x, self.train_eps, **kl_kwargs)
+        else:
+            self.attack = make_attack(attack, self.train_eps, attack_kwargs)
+        default_kwargs = {"steps": 10} if mode == "trades" else attack_kwargs
         self.validation_attack = make_attack(attack if validation_attack is None else validation_attack, self.eps,
-                                             attack_kwargs if validation_attack is None else validation_attack_kwargs)
+                                             default_kwargs if validation_attack is None else validation_attack_kwargs)
         self.config = dict(attack=getattr(attack, "__name__", attack), eps=self.eps, mode=mode,
                            attack_kwargs=dict(attack_kwargs or {}))
 
@@ -131,6 +165,8 @@ class AdversarialModel(keras.Model):
         tf.debugging.assert_greater_equal(tf.reduce_min(x), 0.0, message=_RANGE_MESSAGE)
         # Inner maximisation: attack the model as it is now; the weights learn at these points, not through them.
         x_adv = tf.stop_gradient(self.attack(self.classifier, x, y))
+        if self.mode == "trades":
+            return self._trades_step(x, x_adv, y)
         x_in, y_in = (tf.concat([x, x_adv], 0), tf.concat([y, y], 0)) if self.mode == "double" else (x_adv, y)
         with tf.GradientTape() as tape:  # outer minimisation: an ordinary training step on those points
             logits = self(x_in, training=True)
@@ -141,6 +177,18 @@ class AdversarialModel(keras.Model):
         n = tf.shape(x)[0]
         clean_logits = logits[:n] if self.mode == "double" else self(x, training=False)
         return self._update_metrics(loss, y, clean_logits, logits[-n:])
+
+    def _trades_step(self, x, x_adv, y):
+        """TRADES: cross-entropy on the clean batch + beta · KL(clean prediction ‖ prediction at x_adv)."""
+        with tf.GradientTape() as tape:
+            logits = self(tf.concat([x, x_adv], 0), training=True)
+            clean, adv = tf.split(tf.cast(logits, tf.float32), 2)
+            kl = keras.losses.KLDivergence()(tf.nn.softmax(clean), tf.nn.softmax(adv))  # scaled for replicas
+            loss = self.compute_loss(y=y, y_pred=clean) + self.beta * kl
+            scaled = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return self._update_metrics(loss, y, clean, adv)
 
     def test_step(self, data):
         x, y = data[0], tf.cast(data[1], tf.int64)
@@ -182,7 +230,8 @@ def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epoch
                       mode: str = "double", attack_kwargs: dict | None = None, seed: int = 0, learning_rate=None,
                       optimizer=None, validation_data=None, eps_warmup: int = 0, early_stopping: int | None = None,
                       validation_attack=None, validation_attack_kwargs: dict | None = None,
-                      jit_compile: bool = False, callbacks=None, verbose: int = 0) -> keras.callbacks.History:
+                      jit_compile: bool = False, callbacks=None, verbose: int = 0,
+                      beta: float = 6.0) -> keras.callbacks.History:
     """Train ``model`` in place with ``AdversarialModel`` + ``fit``; return the Keras ``History``.
 
     ``attack``/``eps``/``mode``/``attack_kwargs``/``validation_attack(_kwargs)``: see ``AdversarialModel`` and
@@ -192,11 +241,12 @@ def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epoch
     1e-3).  ``eps_warmup=n`` adds ``EpsWarmup(n)``; ``early_stopping=k`` adds Keras' ``EarlyStopping`` on
     ``val_adv_accuracy`` (patience ``k``, best weights restored, only full-ε epochs considered; needs
     ``validation_data``), whose best epoch is returned in ``history.params["best_epoch"]``.  ``verbose`` as in ``fit``.
+    ``beta`` weighs the KL term of ``mode="trades"``.
     """
     adv = _wrap_checked(model, x, y, attack=attack, eps=eps, epochs=epochs, batch_size=batch_size, mode=mode,
                         attack_kwargs=attack_kwargs, validation_attack=validation_attack,
                         validation_attack_kwargs=validation_attack_kwargs, validation_data=validation_data,
-                        eps_warmup=eps_warmup, early_stopping=early_stopping)
+                        eps_warmup=eps_warmup, early_stopping=early_stopping, beta=beta)
     with adv.distribute_strategy.scope():  # a new optimizer must live where the classifier's variables live
         adv.compile(optimizer=_choose_optimizer(model, optimizer, learning_rate), jit_compile=jit_compile)
     extra = [EpsWarmup(eps_warmup)] if eps_warmup else []
@@ -388,7 +438,8 @@ def diagnose_step(make_model, x, y, *, eps, attack="fgsm", seed: int = 0) -> tup
         return np.concatenate([(w.numpy() - b).ravel() for w, b in zip(clf.trainable_weights, before)])
 
     mine = update(make_model)
-    refs = {mode: update(lambda c, m=mode: AdversarialModel(c, attack=attack, eps=eps, mode=m)) for mode in MODES}
+    refs = {mode: update(lambda c, m=mode: AdversarialModel(c, attack=attack, eps=eps, mode=m))
+            for mode in ("double", "adversarial")}
     refs["clean"] = update(lambda c: c)
     rel = {k: float(np.linalg.norm(mine - r) / max(np.linalg.norm(r), 1e-12)) for k, r in refs.items()}
     best = min(rel, key=rel.get)

@@ -382,3 +382,16 @@ def test_ibp_training_certifies_what_standard_training_cannot(small):
                                     keras.layers.Dense(10, activation="softmax")])
     with pytest.raises(ValueError, match="softmax"):
         training.IBPModel(softmax_out, eps=0.1, ramp_steps=10)
+
+
+def test_trades_mode_trains_on_the_kl_attack(small):
+    model = fresh(small)
+    h = training.adversarial_train(model, small.x_train[:256], small.y_train[:256], attack="pgd", eps=0.1, epochs=2,
+                                   batch_size=64, mode="trades", beta=6.0, attack_kwargs={"steps": 3},
+                                   validation_data=(small.x_val[:64], small.y_val[:64]))
+    assert np.isfinite(h.history["loss"]).all() and h.history["loss"][1] < h.history["loss"][0]
+    x = tf.constant(small.x_val[:16])
+    x_adv = training.trades_attack(model, x, 0.1, steps=3).numpy()
+    assert np.abs(x_adv - small.x_val[:16]).max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    with pytest.raises(ValueError, match="mode='trades' uses its own KL attack"):
+        training.AdversarialModel(fresh(small), attack="fgsm", eps=0.1, mode="trades")
