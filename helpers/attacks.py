@@ -215,7 +215,7 @@ def _success(logits, y, targeted):
 
 
 def _fgsm_graph(model, x, y, eps, scale="sign", targeted=False):
-    grad = _objective_gradient(model, x, y, targeted)
+    grad = _loss_gradient(model, x, y, targeted, fast=True)[1]
     return tf.clip_by_value(x + step_rule(grad, eps, scale), 0.0, 1.0)
 
 
@@ -263,7 +263,7 @@ def _pgd_graph(model, x, y, eps, step_size, seed, *, steps, norm, random_start, 
     for r in range(restarts):
         start = _start(x, eps, norm, tf.random.experimental.stateless_fold_in(seed, r), random_start)
         x_adv, _ = _pgd_steps(model, x, start, y, eps, step_size, steps=steps, norm=norm, targeted=targeted,
-                              unroll=steps <= UNROLL_MAX_STEPS)
+                              unroll=steps <= UNROLL_MAX_STEPS, fast=True)
         if restarts == 1:
             return tf.stop_gradient(x_adv)
         score = _score_graph(model, x_adv, y, targeted)

@@ -216,7 +216,8 @@ def ibp_model(ds, *, eps, eps_train=None, epochs: int = 100, batch_size: int = 6
         ibp.compile(optimizer=keras.optimizers.Adam(schedule))
         keras.utils.set_random_seed(seed)
         h = ibp.fit(ds.x_train, ds.y_train, batch_size=batch_size, epochs=epochs, verbose=0,
-                    validation_data=(ds.x_val, ds.y_val), callbacks=[EpochTimer()])
+                    validation_data=(ds.x_val, ds.y_val), validation_batch_size=training.VALIDATION_BATCH,
+                    callbacks=[EpochTimer()])
         return model, _floats(h.history)
 
     model, history, _ = load_or_train(key, train, directory=directory, retrain=retrain)
@@ -229,8 +230,8 @@ def course_model(ds, kind: str = "standard", *, eps: float | None = None, seed: 
     - ``"standard"``: the CNN, 10 epochs of ordinary training (notebook 01);
     - ``"transfer"``: the same recipe with another seed, a stand-in for "someone else's model" (transfer attacks);
     - ``"fgsm"``: FGSM adversarial training, double batch (clean + adversarial), 10 epochs, batch 64;
-    - ``"pgd"``: PGD-7 adversarial training on adversarial examples only (Madry et al.), 20 epochs, batch 64,
-      learning rate warmed up to 2e-3 then cosine-decayed (``training.warmup_cosine``);
+    - ``"pgd"``: PGD adversarial training on adversarial examples only (Madry et al.) with 4 steps of 2.5·ε/4,
+      20 epochs, batch 64, learning rate warmed up to 2e-3 then cosine-decayed (``training.warmup_cosine``);
     - ``"robust"``: TRADES (Zhang et al. 2019; ``mode="trades"``, β = 6, KL-PGD of 10 steps of ε/6), 30 epochs,
       batch 64, the same schedule: the course's most robust model (chosen on the validation split,
       ``benchmarks/recipe_search.py``);
@@ -256,6 +257,8 @@ def course_model(ds, kind: str = "standard", *, eps: float | None = None, seed: 
         return adversarial_model(ds, attack="pgd", eps=eps, epochs=30, batch_size=64, mode="trades", beta=6.0,
                                  attack_kwargs={"steps": 10, "step_size": round(eps / 6, 6)}, seed=seed,
                                  learning_rate=schedule, directory=directory)
+    # PGD-4 (steps of 2.5·ε/4): on the validation split it beat PGD-7 at the same 20 epochs (PGD-40 ×3 accuracy
+    # 0.824 against 0.792) in about 60 % of the time, and PGD-7 for 15 or 16 epochs at equal time.
     schedule = training.warmup_cosine(2e-3, steps=20 * training.steps_per_epoch(len(ds.x_train), 64))
     return adversarial_model(ds, attack="pgd", eps=eps, epochs=20, batch_size=64, mode="adversarial",
-                             attack_kwargs={"steps": 7}, seed=seed, learning_rate=schedule, directory=directory)
+                             attack_kwargs={"steps": 4}, seed=seed, learning_rate=schedule, directory=directory)
