@@ -1,8 +1,8 @@
 """How fast are our iterative attacks?  Side by side with CleverHans 4 and with plain forward+backward passes.
 
-Run: ``python benchmarks/bench_attack_speed.py [--repeats 5]`` (CleverHans from
-``benchmarks/requirements-reference.txt``).  On 512 bundled test images, for the standard and the PGD-trained course
-models, one process times: one forward+backward pass (weight gradients, ``training=True``, as
+Run: ``python benchmarks/bench_attack_speed.py [--repeats 5]`` (CleverHans: ``pip install --no-deps
+cleverhans==4.0.0``, see ``benchmarks/requirements-reference.txt``).  On 512 bundled test images, for the standard
+and the PGD-trained course models, one process times: one forward+backward pass (weight gradients, ``training=True``, as
 ``benchmarks/bench_speed.py``), CleverHans 4's ``projected_gradient_descent`` with 40 and 100 steps, our ``pgd`` with
 40 and 100 steps (with and without ``early_stop``) and our ``apgd`` with 100 steps (ε = 0.3, step 2.5·ε/steps,
 random start).  Every measure runs once per round, the rounds interleave the measures (the machine may be shared:

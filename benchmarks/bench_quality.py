@@ -1,6 +1,7 @@
 """Robustness of the course's recipes on the bundled data, under the strongest evaluation the course has.
 
-Run: ``python benchmarks/bench_quality.py [--recipe standard fgsm pgd robust ibp ...]`` (default: every course model).  Trains each recipe of
+Run: ``python benchmarks/bench_quality.py [--recipe standard fgsm pgd robust ibp ...]`` (default: every course
+model).  Trains each recipe of
 ``helpers.recipes.course_model`` from scratch (no cache; choices were made on the validation split) and reports on the
 1,000 test images: wall-clock training time, clean accuracy, PGD-40 × 5 restarts at ε = 0.3 with step 0.01 and
 with step 2.5·ε/40, ``evaluate.strong_accuracy`` (APGD-CE, APGD-DLR, Square, worst case per image) and the accuracy

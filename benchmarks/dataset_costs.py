@@ -22,12 +22,12 @@ from helpers import data, models, training
 #: name -> (image shape, training images after the validation split)
 SHAPES = {"mnist_5k": ((28, 28, 1), 3500), "mnist": ((28, 28, 1), 55000), "fashion_mnist": ((28, 28, 1), 55000),
           "cifar10": ((32, 32, 3), 45000)}
-#: recipe -> (epochs in the course recipe, keyword arguments of one epoch)
+#: recipe -> (epochs in the course recipe, keyword arguments of one epoch): ``standard``, ``fgsm`` and ``pgd``
 RECIPES = {
     "standard": (10, None),
     "FGSM double batch": (10, dict(attack="fgsm", mode="double", batch_size=64)),
-    "PGD-7 adversarial only": (20, dict(attack="pgd", mode="adversarial", batch_size=64,
-                                        attack_kwargs={"steps": 7})),
+    "PGD-4 adversarial only": (20, dict(attack="pgd", mode="adversarial", batch_size=64,
+                                        attack_kwargs={"steps": 4})),
 }
 
 
@@ -61,7 +61,7 @@ def main(argv=None):
           + " |")
     print("| --- | ---: | " + " | ".join("---:" for _ in recipes) + " |")
     for name, (shape, n) in SHAPES.items():
-        cells = [f"{per_image[shape, r] * n:,.0f} s ({per_image[shape, r] * n * RECIPES[r][0] / 60:,.1f} min)"
+        cells = [f"{per_image[shape, r] * n:,.1f} s ({per_image[shape, r] * n * RECIPES[r][0] / 60:,.1f} min)"
                  for r in recipes]
         print(f"| `{name}` | {n:,} | " + " | ".join(cells) + " |")
     assert set(SHAPES) == set(data.DATASETS), "every dataset of the course needs a row"

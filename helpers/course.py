@@ -102,8 +102,8 @@ def notebook_info(nb) -> dict:
                     elif goals and line.strip() and not line.lstrip().startswith("#"):
                         goals[-1] += " " + line.strip()  # a bullet continued on the next line
             m = re.search(r"\*\*Run time:\*\*\s*(.+)", paragraph, re.S)
-            if m and not runtime:
-                runtime = " ".join(m.group(1).split())
+            if m and not runtime:  # its first sentence; the rest (other datasets, GPUs) stays on the page
+                runtime = re.split(r"(?<=[.)])\s+(?=[A-Z])", " ".join(m.group(1).split()))[0].rstrip(".")
         if title and goals and runtime:
             break
     return {"title": title, "goals": goals, "runtime": runtime}
@@ -295,7 +295,7 @@ def render_index(results: list, *, course_title: str, dataset: str | None) -> st
         goals = "".join(f"<li>{_inline_markdown(g)}</li>" for g in r.goals)
         items.append(
             f'<li class="nb"><a href="{html.escape(r.name)}.html"><b>{html.escape(r.title or r.name)}</b></a>'
-            f'<div class="meta">stated run time: {html.escape(r.runtime or "not stated")}; '
+            f'<div class="meta">stated run time: {_inline_markdown(r.runtime) if r.runtime else "not stated"}; '
             f"this build: {r.seconds:.0f} s</div>"
             + (f"<div>Learning goals:</div><ul>{goals}</ul>" if goals else "") + "</li>")
     total = sum(r.seconds for r in results)

@@ -52,8 +52,9 @@ def show_images(images, *, labels=None, preds=None, confidences=None, class_name
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
     width = _column_width(size, class_names)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, size * nrows + (0.4 if title else 0)),
-                             squeeze=False)
+    title_room = 0.35 * (labels is not None) + 0.35 * (preds is not None)  # inches of two-line image titles
+    height = (size + title_room) * nrows + (0.4 if title else 0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height), squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
         if i >= n:
             ax.axis("off")
@@ -69,7 +70,6 @@ def show_images(images, *, labels=None, preds=None, confidences=None, class_name
         ax.set_title("\n".join(parts), fontsize=8, color="crimson" if wrong else "black")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
@@ -86,7 +86,8 @@ def show_attack(x, x_adv, *, labels=None, clean_preds=None, clean_conf=None, adv
     n = len(x)
     rows = ["original"] + (["gradient"] if gradients is not None else []) + ["perturbation", "adversarial"]
     width = _column_width(size, class_names)
-    fig, axes = plt.subplots(len(rows), n, figsize=(width * n + 1.4, size * len(rows) + 0.3), squeeze=False)
+    fig, axes = plt.subplots(len(rows), n, figsize=(width * n + 1.4, (size + 0.3) * len(rows) + 0.5), squeeze=False,
+                             layout="constrained")
     delta = x_adv - x
     m = (1.0 / amplify) if amplify else max(float(np.abs(delta).max()), 1e-8)
     bars = {}
@@ -142,10 +143,11 @@ def plot_accuracy_vs_eps(curves: dict, *, title="Accuracy under attack", ax=None
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
-    markers = "osD^v<>ph*"
-    for i, (label, curve) in enumerate(curves.items()):
+    markers, styles = "osD^v<>ph*", ("-", "--", "-.", ":")
+    for i, (label, curve) in enumerate(curves.items()):  # markers and line styles differ: equal curves stay visible
         eps = sorted(curve)
-        ax.plot(eps, [curve[e] for e in eps], marker=markers[i % len(markers)], label=label)
+        ax.plot(eps, [curve[e] for e in eps], marker=markers[i % len(markers)], ls=styles[i % len(styles)],
+                label=label)
     if chance is not None:
         ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
     ax.set_xlabel(xlabel or "ε (perturbation budget, pixel units of [0, 1])")

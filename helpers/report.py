@@ -84,10 +84,10 @@ def format_table(rows: dict, columns=None, *, fmt="{:.1%}", n: int | None = None
     columns = list(columns or next(iter(rows.values())).keys())
     name_w = max(len(first), *(len(str(r)) for r in rows))
     widths = [max(width, len(str(c))) for c in columns]
-    lines = [f"{first:{name_w}s}" + "".join(f" {str(c):>{w}s}" for c, w in zip(columns, widths))]
+    lines = [f"{first:{name_w}s}" + "".join(f"  {str(c):>{w}s}" for c, w in zip(columns, widths))]
     for name, row in rows.items():
         cells = [_cell(row.get(c), fmt) for c in columns]
-        lines.append(f"{str(name):{name_w}s}" + "".join(f" {v:>{w}s}" for v, w in zip(cells, widths)))
+        lines.append(f"{str(name):{name_w}s}" + "".join(f"  {v:>{w}s}" for v, w in zip(cells, widths)))
     if n is not None:
         low, high = wilson_interval(0.5, n)
         lines.append(f"(each figure on {n:,} images: 95 % intervals are at most ±{100 * (high - low) / 2:.1f} "
