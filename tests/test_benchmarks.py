@@ -14,7 +14,8 @@ spec.loader.exec_module(report)
 def results(**override):
     res = {"noise": {0.0: 0.97, 0.3: 0.95}, "FGSM": {0.0: 0.97, 0.3: 0.9}, "PGD-20": {0.0: 0.97, 0.3: 0.85},
            "PGD-40×3": {0.0: 0.97, 0.3: 0.84}, "PGD-100×3": {0.3: 0.83}, "transfer PGD-40": {0.0: 0.97, 0.3: 0.9},
-           "L2 PGD-40": {2.0: 0.8}, "large ε": {1.0: 0.0}}
+           "L2 PGD-40": {2.0: 0.8}, "large ε": {1.0: 0.0}, "strong: worst": {0.3: 0.82},
+           "certified": {0.3: 0.0}}
     for k, v in override.items():
         res[k.replace("_", " ")] = v
     return res
@@ -34,6 +35,8 @@ def test_a_healthy_evaluation_passes():
     ({"large ε": {1.0: 0.05}}, "accuracy 0 at ε = 1"),
     ({"transfer PGD-40": {0.0: 0.97, 0.3: 0.5}}, "white-box ≥ transfer"),
     ({"noise": {0.0: 0.97, 0.3: 0.6}}, "noise weaker than PGD"),
+    ({"strong: worst": {0.3: 0.86}}, "strong evaluation ≥ PGD"),
+    ({"certified": {0.3: 0.83}}, "certified ≤ strong"),
 ])
 def test_each_violation_is_flagged(override, failing):
     res = results()
