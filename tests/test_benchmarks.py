@@ -14,7 +14,8 @@ spec.loader.exec_module(report)
 def results(**override):
     res = {"noise": {0.0: 0.97, 0.3: 0.95}, "FGSM": {0.0: 0.97, 0.3: 0.9}, "PGD-20": {0.0: 0.97, 0.3: 0.85},
            "PGD-40×3": {0.0: 0.97, 0.3: 0.84}, "PGD-100×3": {0.3: 0.83}, "transfer PGD-40": {0.0: 0.97, 0.3: 0.9},
-           "L2 PGD-40": {2.0: 0.8}, "large ε": {1.0: 0.0}, "strong: worst": {0.3: 0.82},
+           "L2 PGD-40": {2.0: 0.8}, "large ε": {1.0: 0.0},
+           "large ε, worst case with the strong suite": {1.0: 0.0}, "strong: worst": {0.3: 0.82},
            "certified": {0.3: 0.0}}
     for k, v in override.items():
         res[k.replace("_", " ")] = v
@@ -32,7 +33,7 @@ def test_a_healthy_evaluation_passes():
 @pytest.mark.parametrize("override,failing", [
     ({"PGD-100×3": {0.3: 0.86}}, "more steps/restarts never help"),
     ({"PGD-40×3": {0.0: 0.97, 0.3: 0.87}}, "more steps/restarts never help"),
-    ({"large ε": {1.0: 0.05}}, "accuracy 0 at ε = 1"),
+    ({"large ε, worst case with the strong suite": {1.0: 0.05}}, "accuracy 0 at ε = 1"),
     ({"transfer PGD-40": {0.0: 0.97, 0.3: 0.5}}, "white-box ≥ transfer"),
     ({"noise": {0.0: 0.97, 0.3: 0.6}}, "noise weaker than PGD"),
     ({"strong: worst": {0.3: 0.86}}, "strong evaluation ≥ PGD"),
@@ -44,6 +45,13 @@ def test_each_violation_is_flagged(override, failing):
     got = checks(res)
     assert not got[failing]
     assert all(ok for c, ok in got.items() if c != failing)
+
+
+def test_a_stalled_pgd_is_reported_but_the_suite_decides():
+    res = results()
+    res["large ε"] = {1.0: 0.054}  # PGD-100 stalls on a few images that the strong suite does break
+    [(_, _, ok, detail)] = [c for c in report.sanity_checks("m", res, restarts=3, n=1000) if c[1].startswith("acc")]
+    assert ok and "PGD-100 alone: 0.054" in detail
 
 
 def test_one_example_of_noise_is_tolerated():
