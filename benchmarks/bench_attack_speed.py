@@ -31,7 +31,9 @@ import keras
 import tensorflow as tf
 from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
 
-from helpers import attacks, data, evaluate, models, recipes, training
+from helpers import attacks, data, evaluate, models
+
+import _common
 
 EPS = 0.3
 GOAL_VS_CLEVERHANS, GOAL_VS_PASSES = 0.8, 1.1
@@ -39,36 +41,14 @@ GOAL_VS_CLEVERHANS, GOAL_VS_PASSES = 0.8, 1.1
 
 def course_models(ds, paths):
     """The standard and PGD-trained course models (or stand-ins trained here if the recipes fail)."""
-    out = {}
-    for kind, path in zip(("standard", "pgd"), paths):
-        if path:
-            out[kind] = keras.models.load_model(path, compile=False)
-            continue
-        try:
-            out[kind] = recipes.course_model(ds, kind)[0]
-        except Exception as err:  # noqa: BLE001 - the recipes are being reworked; fall back to a stand-in
-            print(f"recipes.course_model(ds, {kind!r}) failed ({err!r}); training a stand-in", file=sys.stderr)
-            keras.utils.set_random_seed(0)
-            model = models.build_model(ds.input_shape, ds.num_classes, seed=0)
-            if kind == "standard":
-                models.train_model(model, ds.x_train, ds.y_train, epochs=10)
-            else:
-                training.adversarial_train(model, ds.x_train, ds.y_train, attack="pgd", eps=0.3, epochs=20,
-                                           batch_size=64, mode="adversarial", attack_kwargs={"steps": 7})
-            out[kind] = model
-    return out
+    return {kind: keras.models.load_model(path, compile=False) if path else _common.course_model(ds, kind)
+            for kind, path in zip(("standard", "pgd"), paths)}
 
 
 def measures(model, x, y):
     """``{name: (steps or None, fn)}``: everything timed for one model."""
     xt, yt = tf.constant(x), tf.constant(y)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    @tf.function
-    def forward_backward(xb, yb):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(yb, model(xb, training=True))
-        return tape.gradient(loss, model.trainable_variables)
+    forward_backward = _common.forward_backward(model)
 
     def cleverhans(steps, sub_batches=False):
         n_parts = -(-len(x) // attacks.ATTACK_BATCH) if sub_batches else 1

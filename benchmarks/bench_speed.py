@@ -14,13 +14,12 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 from helpers import _quiet  # noqa: F401  (TensorFlow without its start-up chatter)
-import keras
 import tensorflow as tf
 
 from helpers import attacks, data, models, training
+
+import _common
 
 BOUNDS = {"fgsm": 1.3, "pgd10": 11.0, "fgsm_double_epoch": 3.5, "pgd7_adversarial_epoch": 9.0}
 
@@ -47,13 +46,7 @@ def main(argv=None):
     xt, yt = tf.constant(x), tf.constant(y)
     model = models.build_model(ds.input_shape, ds.num_classes)
     models.train_model(model, ds.x_train, ds.y_train, epochs=1)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    @tf.function
-    def forward_backward(xb, yb):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(yb, model(xb, training=True))
-        return tape.gradient(loss, model.trainable_variables)
+    forward_backward = _common.forward_backward(model)
 
     base = timed(lambda: [g.numpy() for g in forward_backward(xt, yt)], args.repeats)
     results = {

@@ -12,8 +12,8 @@ Settings are matched: PGD step size (ART ``eps_step``) = ours; random start unif
 APGD (``attacks.apgd`` against ART's ``AutoProjectedGradientDescent`` with ``loss_type="cross_entropy"`` or
 ``"difference_logits_ratio"``): same ε, ``steps`` = ``max_iter``, ``restarts`` = ``nb_random_init``, initial step
 2ε (ART ``eps_step``, AutoAttack's value), ART ``batch_size`` = our sub-batch ``attacks.ATTACK_BATCH``.  Where the
-course models cannot be built (``recipes.course_model`` failing), stand-ins are trained here with the same recipe
-(``--fallback`` forces them).
+course models cannot be built (``recipes.course_model`` failing), stand-ins of the same kind are trained here
+(``_common.course_model``; ``--fallback`` forces them).
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ import tensorflow as tf
 from art.attacks.evasion import AutoProjectedGradientDescent, FastGradientMethod, ProjectedGradientDescent
 from art.estimators.classification import TensorFlowV2Classifier
 
-from helpers import attacks, data, evaluate, models, recipes, training
+from helpers import attacks, data, evaluate
+
+from _common import course_model
 
 #: How much more accuracy than ART's each of our attacks may leave (fraction of the images).
 TOLERANCE, APGD_TOLERANCE = 0.01, 0.005
@@ -126,22 +128,6 @@ def main(argv=None):
     print("ours at least as strong as ART everywhere" if ok else "OURS WEAKER somewhere")
     return 0 if ok else 1
 
-
-def course_model(ds, kind, fallback=False):
-    """``recipes.course_model(ds, kind)``, or (if that fails, or with ``fallback``) a stand-in trained the same way."""
-    if not fallback:
-        try:
-            return recipes.course_model(ds, kind)[0]
-        except Exception as err:  # noqa: BLE001 - the recipes are being reworked; say so and train a stand-in
-            print(f"recipes.course_model(ds, {kind!r}) failed ({err!r}); training a stand-in", file=sys.stderr)
-    keras.utils.set_random_seed(0)
-    model = models.build_model(ds.input_shape, ds.num_classes, seed=0)
-    if kind == "standard":
-        models.train_model(model, ds.x_train, ds.y_train, epochs=10)
-    else:
-        training.adversarial_train(model, ds.x_train, ds.y_train, attack="pgd", eps=0.3, epochs=20, batch_size=64,
-                                   mode="adversarial", attack_kwargs={"steps": 7})
-    return model
 
 
 if __name__ == "__main__":

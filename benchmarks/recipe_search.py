@@ -59,26 +59,57 @@ def ibp_candidates():
     }
 
 
-def search_ibp(ds, names, cache):
-    """Train every IBP candidate, score it on validation, report the best once on the test images."""
-    pool, rows, trained = ibp_candidates(), {}, {}
+def train_adversarial(ds, kwargs, cache):
+    """``(model, wall-clock seconds)`` of one ``recipes.adversarial_model`` candidate."""
+    start = time.perf_counter()
+    model, _ = recipes.adversarial_model(ds, eps=EPS, batch_size=64, seed=0, directory=cache, **kwargs)
+    return model, time.perf_counter() - start
+
+
+def train_ibp(ds, kwargs, cache):
+    """``(model, seconds)`` of one ``recipes.ibp_model`` candidate: the sum of its epoch times, also from the cache."""
+    model, history = recipes.ibp_model(ds, eps=EPS, seed=0, directory=cache, **kwargs)
+    return model, sum(history["time"])
+
+
+def score_strong(model, x, y):
+    """Clean accuracy and ``evaluate.strong_accuracy`` at ε."""
+    strong = evaluate.strong_accuracy(model, x, y, EPS)
+    return {"clean": evaluate.accuracy(model, x, y), "APGD-CE": strong["apgd-ce"], "APGD-DLR": strong["apgd-dlr"],
+            "Square": strong["square"], "worst case": strong["worst"]}
+
+
+def score_certified(model, x, y):
+    """Clean accuracy and certified accuracy at ε."""
+    return {"clean": evaluate.accuracy(model, x, y), "certified": certify.certified_accuracy(model, x, y, EPS)}
+
+
+#: ``--ibp`` or not -> (candidates, train, score, the score that decides, what the training time column measures)
+FAMILIES = {False: (candidates, train_adversarial, score_strong, "worst case", "trained in"),
+            True: (lambda ds: ibp_candidates(), train_ibp, score_certified, "certified",
+                   "trained in (sum of epoch times)")}
+
+
+def search(ds, family, names, cache):
+    """Train every candidate, score it on validation, report the best on the test set (the only look at it)."""
+    make_pool, train, score, decides, time_label = family
+    pool, rows, trained = make_pool(ds), {}, {}
     for name in names:
         models.seed_everything(0)
-        model, history = recipes.ibp_model(ds, eps=EPS, seed=0, directory=cache, **pool[name][1])
-        rows[name] = dict(train_s=sum(history["time"]), clean=evaluate.accuracy(model, ds.x_val, ds.y_val),
-                          certified=certify.certified_accuracy(model, ds.x_val, ds.y_val, EPS))
-        trained[name] = model
+        trained[name], seconds = train(ds, pool[name][1], cache)
+        rows[name] = {"seconds": seconds, **score(trained[name], ds.x_val, ds.y_val)}
         print(f"{name}: {rows[name]}", file=sys.stderr, flush=True)
-    best = max(rows, key=lambda n: rows[n]["certified"])
-    print("| candidate | trained in (sum of epoch times) | val clean | val certified |")
-    print("| --- | ---: | ---: | ---: |")
+    best = max(rows, key=lambda n: rows[n][decides])
+    columns = [c for c in rows[best] if c != "seconds"]
+    print(f"| candidate | {time_label} | " + " | ".join(f"val {c}" for c in columns) + " |")
+    print("| --- | ---: |" + " ---: |" * len(columns))
     for name, r in rows.items():
-        print(f"| {pool[name][0]}{' (chosen)' if name == best else ''} | {r['train_s']:.0f} s | {r['clean']:.3f} "
-              f"| {r['certified']:.3f} |")
-    m = trained[best]
-    print(f"\nchosen on validation: {pool[best][0]}; on the 1,000 test images: clean "
-          f"{evaluate.accuracy(m, ds.x_test, ds.y_test):.3f}, certified "
-          f"{certify.certified_accuracy(m, ds.x_test, ds.y_test, EPS):.3f}")
+        print(f"| {pool[name][0]}{' (chosen)' if name == best else ''} | {r['seconds']:.0f} s | "
+              + " | ".join(f"{r[c]:.3f}" for c in columns) + " |")
+    start = time.perf_counter()
+    test = score(trained[best], ds.x_test, ds.y_test)
+    print(f"\nchosen on validation: {pool[best][0]}; on the 1,000 test images: "
+          + ", ".join(f"{c} {v:.3f}" for c, v in test.items()) + f" ({time.perf_counter() - start:.0f} s)")
     return 0
 
 
@@ -90,42 +121,13 @@ def main(argv=None):
     parser.add_argument("--ibp", action="store_true", help="search the certified (IBP) recipe instead")
     args = parser.parse_args(argv)
     ds = data.load_dataset("mnist_5k")
-    cache = args.cache or tempfile.mkdtemp(prefix="recipe-search-")
-    if args.ibp:
-        names = args.candidates or list(ibp_candidates())
-        unknown = set(names) - set(ibp_candidates())
-        if unknown:
-            parser.error(f"unknown IBP candidates {sorted(unknown)}; choose from {sorted(ibp_candidates())}")
-        return search_ibp(ds, names, cache)
-    pool = candidates(ds)
-    args.candidates = args.candidates or ["pgd40", "trades30"]
-    unknown = set(args.candidates) - set(pool)
+    family = FAMILIES[args.ibp]
+    pool = family[0](ds)
+    names = args.candidates or (list(pool) if args.ibp else ["pgd40", "trades30"])
+    unknown = set(names) - set(pool)
     if unknown:
         parser.error(f"unknown candidates {sorted(unknown)}; choose from {sorted(pool)}")
-    rows, trained = {}, {}
-    for name in args.candidates:
-        description, kwargs = pool[name]
-        models.seed_everything(0)
-        start = time.perf_counter()
-        model, _ = recipes.adversarial_model(ds, eps=EPS, batch_size=64, seed=0, directory=cache, **kwargs)
-        seconds = time.perf_counter() - start
-        val = evaluate.strong_accuracy(model, ds.x_val, ds.y_val, EPS)
-        rows[name] = dict(description=description, train_s=seconds, clean=evaluate.accuracy(model, ds.x_val,
-                          ds.y_val), **{k: val[k] for k in ("apgd-ce", "apgd-dlr", "square", "worst")})
-        trained[name] = model
-        print(f"{name}: {rows[name]}", file=sys.stderr, flush=True)
-    best = max(rows, key=lambda n: rows[n]["worst"])
-    print("| candidate | trained in | val clean | val APGD-CE | val APGD-DLR | val Square | val worst case |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, r in rows.items():
-        print(f"| {r['description']}{' (chosen)' if name == best else ''} | {r['train_s']:.0f} s | {r['clean']:.3f} "
-              f"| {r['apgd-ce']:.3f} | {r['apgd-dlr']:.3f} | {r['square']:.3f} | {r['worst']:.3f} |")
-    test = evaluate.strong_accuracy(trained[best], ds.x_test, ds.y_test, EPS)
-    clean = evaluate.accuracy(trained[best], ds.x_test, ds.y_test)
-    print(f"\nchosen on validation: {pool[best][0]}; on the 1,000 test images: clean {clean:.3f}, APGD-CE "
-          f"{test['apgd-ce']:.3f}, APGD-DLR {test['apgd-dlr']:.3f}, Square {test['square']:.3f}, worst case "
-          f"{test['worst']:.3f} ({test['seconds']:.0f} s)")
-    return 0
+    return search(ds, family, names, args.cache or tempfile.mkdtemp(prefix="recipe-search-"))
 
 
 if __name__ == "__main__":
