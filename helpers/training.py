@@ -410,8 +410,8 @@ class IBPModel(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         self.loss_tracker.update_state(loss * replicas, sample_weight=tf.shape(y)[0])
         self.clean_accuracy.update_state(y, logits)
-        others = tf.logical_not(tf.one_hot(y, tf.shape(z_hat)[-1]) > 0.5)
-        proved = tf.reduce_all(tf.logical_or(tf.logical_not(others), z_hat < 0.0), axis=-1)
+        is_label = tf.one_hot(y, tf.shape(z_hat)[-1]) > 0.5  # z_hat is 0 there; every other bound must be < 0
+        proved = tf.reduce_all(tf.logical_or(is_label, z_hat < 0.0), axis=-1)
         self.certified_accuracy.update_state(tf.cast(proved, tf.float32))
         return {m.name: m.result() for m in self.metrics}
 

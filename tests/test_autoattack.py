@@ -248,6 +248,10 @@ def test_strong_accuracy_is_the_per_image_worst_case(trained_model, batch):
         assert result[name] == pytest.approx(ok.mean())
     assert result["worst"] == pytest.approx(np.mean(held["apgd-ce"] & held["apgd-dlr"] & held["square"]))
     assert result["seconds"] > 0
+    per_image = evaluate.strong_robust(trained_model, x, y, 0.08, steps=10, queries=50, seed=0)
+    for name, ok in held.items():
+        np.testing.assert_array_equal(per_image[name], ok)
+    np.testing.assert_array_equal(per_image["worst"], held["apgd-ce"] & held["apgd-dlr"] & held["square"])
     l2 = evaluate.strong_accuracy(trained_model, x[:32], y[:32], 1.0, steps=3, norm="l2")
     assert l2["square"] is None and l2["worst"] <= min(l2["apgd-ce"], l2["apgd-dlr"])
 
