@@ -57,3 +57,116 @@ def test_with_interval_and_table(capsys):
     assert "±4.4 points" in lines[-1]
     with pytest.raises(ValueError, match="at least one row"):
         report.format_table({})
+
+
+# ------------------------------------------------------------------------------------------ paired comparisons
+def _paired(both, only_a, only_b, neither):
+    a = np.r_[np.ones(both + only_a, bool), np.zeros(only_b + neither, bool)]
+    b = np.r_[np.ones(both, bool), np.zeros(only_a, bool), np.ones(only_b, bool), np.zeros(neither, bool)]
+    return a, b
+
+
+def test_paired_difference_matches_a_published_example():
+    # Fagerland, Lydersen & Laake (2017), "Statistical Analysis of Contingency Tables", ch. 8 (the R package
+    # contingencytables tests the same): table 59 / 6 / 16 / 80, Newcombe's square-and-add interval -0.0621
+    # [-0.1186, -0.0046]; the exact McNemar p-value of 6 against 16 (scipy.stats.binomtest(6, 22)) is 0.05248.
+    r = report.paired_difference(*_paired(59, 6, 16, 80))
+    assert (r.b, r.c, r.n) == (6, 16, 161)
+    assert r.difference == pytest.approx(-0.0621, abs=5e-5)
+    assert r.low == pytest.approx(-0.1186, abs=5e-5) and r.high == pytest.approx(-0.0046, abs=5e-5)
+    assert r.p_value == pytest.approx(0.052478790283203125, rel=1e-12)
+    assert r.is_real and "a real difference" in str(r)
+
+
+def test_paired_difference_is_antisymmetric():
+    a, b = _paired(400, 30, 12, 58)
+    ab, ba = report.paired_difference(a, b), report.paired_difference(b, a)
+    assert ab.difference == pytest.approx(-ba.difference)
+    assert ab.low == pytest.approx(-ba.high) and ab.high == pytest.approx(-ba.low)
+    assert ab.p_value == ba.p_value and (ab.b, ab.c) == (ba.c, ba.b)
+
+
+def test_paired_difference_without_discordant_images():
+    r = report.paired_difference(*_paired(450, 0, 0, 50))
+    assert r.difference == 0 and r.p_value == 1.0 and r.low <= 0 <= r.high and not r.is_real
+
+
+def test_paired_test_sees_what_the_unpaired_one_cannot():
+    # 500 images; A is right on 15 more, and never wrong where B is right: a real, paired difference of 3 points
+    a, b = _paired(380, 15, 0, 105)
+    assert not report.is_real_difference(a.mean(), b.mean(), 500)          # Newcombe, independent samples
+    r = report.paired_difference(a, b)
+    assert r.is_real and r.low > 0 and r.p_value == pytest.approx(2 / 2 ** 15)
+
+
+def test_paired_difference_p_value_is_exact_binomial():
+    # b = 9, c = 3: 2 * P(X <= 3), X ~ Binomial(12, 1/2) = 2 * (1 + 12 + 66 + 220) / 4096
+    assert report.mcnemar_exact(9, 3) == pytest.approx(2 * 299 / 4096)
+    assert report.mcnemar_exact(5, 5) == 1.0
+
+
+@pytest.mark.parametrize("a, b, match", [
+    (np.ones(5, bool), np.ones(4, bool), "same images"),
+    (np.ones(0, bool), np.ones(0, bool), "non-empty"),
+    (np.ones((2, 2), bool), np.ones((2, 2), bool), "1-D"),
+    (np.array([0, 1, 2]), np.array([0, 1, 1]), "booleans or 0/1"),
+])
+def test_paired_difference_rejects_bad_outcomes(a, b, match):
+    with pytest.raises(ValueError, match=match):
+        report.paired_difference(a, b)
+
+
+@pytest.mark.parametrize("table, p", [
+    # Reference values from statsmodels 0.15 (statsmodels.stats.contingency_tables.mcnemar(table, exact=True)),
+    # computed offline in a separate environment; table = [[both, only A], [only B, neither]].
+    ([[100, 30], [45, 25]], 0.10534226887460482),
+    ([[0, 3], [12, 0]], 0.03515625),
+    ([[9000, 530], [470, 0]], 0.06202319509836343),  # 1,000 discordant images: 2.0 ** 1000 is near overflow
+    ([[0, 700], [600, 0]], 0.0060157938610449395),   # 1,300: 2.0 ** 1300 overflows, the exact integers do not
+])
+def test_paired_p_value_matches_statsmodels(table, p):
+    (both, only_a), (only_b, neither) = table
+    r = report.paired_difference(*_paired(both, only_a, only_b, neither))
+    assert r.p_value == pytest.approx(p, rel=1e-12) and report.mcnemar_exact(only_a, only_b) == r.p_value
+
+
+def test_paired_difference_in_words():
+    # 500 images, A right on 15 that B gets wrong and never the other way round: the example of the docstring
+    text = str(report.paired_difference(*_paired(435, 15, 0, 50)))
+    assert text.startswith("+3.0 points, paired 95 % interval [+1.5, +4.7]; 15 vs 0 images")
+    assert text.endswith("McNemar p < 0.0001: a real difference")
+    # The published example sits on the edge: the interval excludes 0, McNemar's p is 0.052 (not rounded to 0.05)
+    text = str(report.paired_difference(*_paired(59, 6, 16, 80)))
+    assert "McNemar p = 0.052: a real difference (borderline: McNemar's test does not agree)" in text
+    assert str(report.paired_difference(*_paired(100, 30, 45, 25))).endswith(
+        "p = 0.11: within noise (no real difference shown)")
+
+
+def test_paired_difference_is_exactly_mirrored_and_accepts_0_1_lists():
+    a, b = _paired(300, 41, 17, 142)
+    ab, ba = report.paired_difference(a, b), report.paired_difference(list(b.astype(int)), list(a.astype(int)))
+    assert (ab.difference, ab.low, ab.high) == (-ba.difference, -ba.high, -ba.low)
+    assert ab.difference == pytest.approx(24 / 500) and ab.low < ab.difference < ab.high
+
+
+@pytest.mark.parametrize("a, err, match", [
+    (np.array(["yes", "no"]), TypeError, r"correct_a must hold booleans or 0/1 per image, got dtype <U3"),
+    (np.array([1.0, np.nan]), ValueError, r"found np.float64\(nan\) at index 1|found nan at index 1"),
+    (np.array([1, 0.5]), ValueError, r"booleans or 0/1 .*found .*0.5.* at index 1"),
+])
+def test_paired_difference_names_the_bad_outcome(a, err, match):
+    with pytest.raises(err, match=match):
+        report.paired_difference(a, np.ones(2, bool))
+
+
+def test_mcnemar_exact_rejects_bad_counts():
+    with pytest.raises(ValueError, match="b=-1 is not allowed"):
+        report.mcnemar_exact(-1, 3)
+    with pytest.raises(TypeError, match="c must be an integer"):
+        report.mcnemar_exact(2, 1.5)
+
+
+def test_a_paired_difference_is_not_a_truth_value():
+    # `assert report.paired_difference(a, b)` must not pass silently: ask for .is_real
+    with pytest.raises(TypeError, match="is_real"):
+        bool(report.paired_difference([True, False], [True, True]))
