@@ -1,22 +1,45 @@
 """Certification by interval bound propagation (IBP): *prove* that no perturbation in the ε-ball changes a prediction.
 
-Threat model: the L∞ ball of radius ``eps`` (pixel-value units of [0, 1]) around each image, intersected with the
-valid pixel range [0, 1].  IBP pushes a box (one interval per value) through the network, layer by layer:
+Threat model: the L∞ ball of radius ``eps`` (pixel-value units of [0, 1]; the float64 number given) around each
+image, intersected with the valid pixel range [0, 1].  IBP pushes a box (one interval per value) through the
+network, layer by layer:
 
 - affine layers (``Dense``, ``Conv2D``) in centre/radius form: ``μ' = W μ + b``, ``r' = |W| r``;
 - monotone layers (ReLU, max-pooling, flattening) map the lower and the upper end of the box separately.
 
 The result brackets every logit the model can produce inside the ball.  The bounds are **sound** (every point of
-the ball ∩ [0, 1] gives logits inside them, up to float32 rounding) but **loose** (the box grows with depth, so
-most boxes hold logits no input reaches).  A certificate is therefore a proof, and its absence proves nothing:
-certified accuracy is a *lower* bound on robust accuracy, the accuracy under an attack (PGD) an *upper* bound.
+the ball ∩ [0, 1] gives logits inside them) but **loose** (the box grows with depth, so most boxes hold logits no
+input reaches).  A certificate is therefore a proof, and its absence proves nothing: certified accuracy is a
+*lower* bound on robust accuracy, the accuracy under an attack (PGD) an *upper* bound.
+
+Rounding.  ``certified``, ``certified_accuracy`` and ``margin_bounds`` are proofs in floating point too: a
+certificate says that for every input of the ball both the exact real-valued network with the model's weights
+*and* the model's own float32 forward pass give ``y`` a larger logit than every other class (a tie is no proof).
+Assumed: the float32 pass computes each ``Dense``/``Conv2D`` output as a float32 sum of float32 products plus the
+bias, in any order, with or without fused multiply-add (IEEE round-to-nearest, as TensorFlow's CPU kernels do; not
+covered: TensorFloat-32, on by default for float32 matrix products on NVIDIA GPUs since Ampere, bfloat16 "fast
+math" modes, Winograd or FFT convolutions); ReLU, max-pooling and flattening are exact.  Then each such output is
+within ``c·(|W|·|h| + |b|) + a`` of the exact one (Higham 2002, *Accuracy and Stability of Numerical Algorithms*,
+§3.1): ``n`` = fan-in + 3, ``c = γ_n = n·2⁻²⁴ / (1 - n·2⁻²⁴)`` (1e-4 for the 1,600 inputs of the course CNN's dense
+layer), ``a = n·2⁻¹⁴⁹`` for underflow.  So the certification path computes its bounds in **float64**, widens the
+box after every affine layer by that allowance (with ``|h| <= max(|lower|, |upper|)``), so that it holds the exact
+and the float32 activations alike, and takes the allowance of both logits off every elided margin; ``c`` also
+carries ``8·γ_(n+8)`` of float64, which covers the rounding of the float64 computation itself (1e-9 of the rest).
+A margin counts when its bound is > 0.  The allowance is a worst case over summation orders: a few hundredths of a
+logit for the course CNN (its actual float32 error is ~1e-5), enough to withhold a certificate from the few images
+whose top two logits are that close.  Why float64 rather than float32 bounds rounded outwards: the bounds then do
+not depend on how the float32 kernels round (TensorFloat-32, fast math), and the allowance for the model's own
+rounding is needed either way; the price is the float64 passes, about three times slower on a CPU.  Layers
+computing in float16 (mixed precision) are refused there: float16 rounding, in sums of hundreds of terms, would
+swamp every margin — certify a float32 copy.  ``interval_bounds``, ``layer_bounds`` and ``worst_case_logits`` stay
+in float32 and are sound only up to float32 rounding (they are for plotting and training).
 
 Cheap enough to sit inside a training step: ``worst_case_logits`` gives the "specification" logits of Gowal et al.
 (2019), whose cross-entropy is the IBP training loss.  Supported layers: those of ``models.build_model``
 (``SUPPORTED_LAYERS``, with ``relu`` or ``linear`` activations) in a single chain from input to logits; float16
-(mixed-precision) models are bounded in float32.  Bounds are those of the model at inference (``Dropout`` is the
-identity).  Called eagerly, the public functions validate their arguments and run a compiled ``tf.function`` on
-whole batches, returning NumPy arrays; called while TensorFlow is tracing they return tensors.
+(mixed-precision) models are bounded in float32 by ``interval_bounds``.  Bounds are those of the model at inference
+(``Dropout`` is the identity).  Called eagerly, the public functions validate their arguments and run a compiled
+``tf.function`` on whole batches, returning NumPy arrays; called while TensorFlow is tracing they return tensors.
 """
 
 from __future__ import annotations
@@ -92,36 +115,92 @@ def layer_chain(model) -> list:
     return chain[::-1]
 
 
+# ------------------------------------------------------------------------------------- rounding allowances
+#: Unit roundoff of float64, in which the certification path computes its bounds.
+_U64 = 2.0 ** -53
+
+
+def _gamma(n: int, unit: float) -> float:
+    """Higham's ``γ_n = n·u / (1 - n·u)``, the relative error bound of ``n`` roundings (inf when ``n·u >= 1/2``)."""
+    return n * unit / (1.0 - n * unit) if n * unit < 0.5 else float("inf")
+
+
+def _rounding(layer) -> tuple:
+    """``(c, a, limit)`` for an affine ``layer`` as the deployed model computes it (see the module docstring).
+
+    Every output of the deployed layer is within ``c·(|W|·|h| + |b|) + a`` of the exact ``W h + b``, for any
+    summation order, with or without FMA: ``n`` = fan-in + 3 roundings at most (products, additions, the bias),
+    ``a = n·(smallest subnormal)`` for products that underflow.  ``c`` also holds ``8·γ_(n+8)`` of float64 for the
+    rounding of the bound computation itself.  ``limit``: the largest finite value of the layer's compute dtype.
+    """
+    info = np.finfo(np.dtype(layer.compute_dtype))
+    n = int(np.prod(layer.kernel.shape[:-1])) + 3
+    c = _gamma(n, float(info.eps) / 2) + 8 * _gamma(n + 8, _U64)
+    return c, n * float(info.smallest_subnormal), float(info.max)
+
+
+def _check_rounding_covered(chain) -> None:
+    """Raise ValueError, naming the layer, unless the rounding analysis of the certificates covers ``chain``."""
+    for layer in chain:
+        kind = type(layer).__name__
+        if kind in ("Dense", "Conv2D") and (layer.compute_dtype not in ("float32", "float64")
+                                            or layer.kernel.dtype != layer.compute_dtype):
+            raise ValueError(f"layer {layer.name!r} ({kind}) computes in {layer.compute_dtype} with "
+                             f"{layer.kernel.dtype} weights; certificates cover layers computing in float32 or "
+                             "float64 with weights of that dtype (float16 rounding would swamp every margin): "
+                             "certify a float32 copy, e.g. build_model(..., mixed_precision=False) + set_weights")
+        if type(layer) is L.ReLU and (layer.negative_slope or layer.threshold or (
+                layer.max_value is not None and float(np.float32(layer.max_value)) != layer.max_value)):
+            raise ValueError(f"ReLU layer {layer.name!r} has negative_slope={layer.negative_slope}, threshold="
+                             f"{layer.threshold}, max_value={layer.max_value}; certificates cover the exact "
+                             "max(x, 0), optionally capped at a max_value that float32 represents exactly")
+
+
 # ------------------------------------------------------------------------------------- propagation (TF code)
-def _input_box(x, eps):
-    """The L∞ ball of radius ``eps`` around ``x``, clipped to the pixel range [0, 1]."""
-    x = tf.cast(x, tf.float32)
-    eps = tf.cast(eps, tf.float32)
+def _input_box(x, eps, dtype=tf.float32):
+    """The L∞ ball of radius ``eps`` around ``x``, clipped to the pixel range [0, 1], in ``dtype``."""
+    x = tf.cast(x, dtype)
+    eps = tf.cast(eps, dtype)
     return tf.clip_by_value(x - eps, 0.0, 1.0), tf.clip_by_value(x + eps, 0.0, 1.0)
 
 
-def _affine(layer, lower, upper):
-    """Bounds after a ``Dense``/``Conv2D`` (before its activation): ``μ' = W μ + b``, ``r' = |W| r``."""
+def _affine(layer, lower, upper, sound=False):
+    """Bounds after a ``Dense``/``Conv2D`` (before its activation): ``μ' = W μ + b``, ``r' = |W| r``.
+
+    In the dtype of ``lower`` (float32, or float64 when ``sound``).  ``sound``: the radius also takes the rounding
+    allowance ``c·(|W|·m + |b|) + a`` (``_rounding``; ``m = max(|lower|, |upper|)``), computed as
+    ``|W|·(r + c·m) + c·|b| + a``, so the box holds the deployed float32 outputs too; where ``r' / c`` (which
+    bounds every partial sum) leaves the compute dtype's range, the deployed layer may overflow: no bound.
+    """
+    dtype = lower.dtype
     mu, r = (upper + lower) / 2.0, (upper - lower) / 2.0
-    w = tf.cast(layer.kernel, tf.float32)  # float32 even when the layer computes in float16
+    if sound:
+        c, a, limit = _rounding(layer)
+        r = r + c * tf.maximum(-lower, upper)  # lower <= upper, so this is max(|lower|, |upper|)
+    w = tf.cast(layer.kernel, dtype)  # float32 even when the layer computes in float16 (unless sound: float64)
     if type(layer) is L.Dense:
         mu, r = keras.ops.matmul(mu, w), keras.ops.matmul(r, tf.abs(w))
     else:
         mu, r = layer.convolution_op(mu, w), layer.convolution_op(r, tf.abs(w))
     if layer.use_bias:
-        b = tf.cast(layer.bias, tf.float32)
+        b = tf.cast(layer.bias, dtype)
         if type(layer) is L.Conv2D and layer.data_format == "channels_first":
             b = tf.reshape(b, (1, -1, 1, 1))
         mu = mu + b
+        if sound:
+            r = r + c * tf.abs(b)
+    if sound:
+        r = r + a
+        r = tf.where(r > c * limit, tf.constant(np.inf, dtype), r)
     return mu - r, mu + r
 
 
-def _propagate(chain, lower, upper):
+def _propagate(chain, lower, upper, sound=False):
     """Push the box ``[lower, upper]`` through ``chain`` (from ``layer_chain``); returns the output box."""
     for layer in chain:
         kind = type(layer)
         if kind in (L.Dense, L.Conv2D):
-            lower, upper = _affine(layer, lower, upper)
+            lower, upper = _affine(layer, lower, upper, sound)
         if kind in (L.ReLU, L.MaxPooling2D, L.Flatten):
             # Monotone non-decreasing, element by element: the ends of the box map to the ends of the new box.
             lower, upper = layer.call(lower), layer.call(upper)
@@ -150,26 +229,50 @@ def _interval_graph(chain, x, eps):
     return _propagate(chain, *_input_box(x, eps))
 
 
-def _margin_graph(chain, x, y, eps):
-    """Lower bounds of ``z_y - z_j`` (shape ``(N, K)``, 0 at ``j = y``), the last Dense layer elided when linear."""
+def _elided_margin(last, lower, upper, y, sound):
+    """Lower bounds of ``z_y - z_j`` (``(N, K)``) through the linear ``Dense`` layer ``last`` from the box of its
+    input; ``sound``: minus the rounding allowances ``e_y + e_j`` of the two deployed logits (``_rounding``)."""
+    dtype = lower.dtype
+    mu, r = (upper + lower) / 2.0, (upper - lower) / 2.0
+    w = tf.cast(last.kernel, dtype)                            # (D, K)
+    diff = tf.gather(tf.transpose(w), y)[:, :, None] - w[None]  # (N, D, K): w_y - w_j, per example
+    margin = tf.einsum("nd,ndk->nk", mu, diff) - tf.einsum("nd,ndk->nk", r, tf.abs(diff))
+    if last.use_bias:
+        b = tf.cast(last.bias, dtype)
+        margin = margin + (tf.gather(b, y)[:, None] - b[None, :])
+    if sound:
+        c, a, limit = _rounding(last)
+        e = c * keras.ops.matmul(tf.maximum(-lower, upper), tf.abs(w)) + a  # (N, K): the allowance of each logit
+        if last.use_bias:
+            e = e + c * tf.abs(b)
+        e = tf.where(e > c * limit, tf.constant(np.inf, dtype), e)            # the deployed logit may overflow
+        margin = margin - (tf.gather(e, y, batch_dims=1)[:, None] + e)
+    return margin
+
+
+def _margin_graph(chain, x, y, eps, sound=False):
+    """Lower bounds of ``z_y - z_j`` (shape ``(N, K)``, 0 at ``j = y``), the last Dense layer elided when linear.
+
+    ``sound=False``: float32 (``worst_case_logits``).  ``sound=True``: float64 bounds that also cover the rounding
+    of the deployed float32 model (module docstring); a bound that overflowed is ``-inf``.
+    """
     y = tf.cast(y, tf.int64)
+    box = _input_box(x, eps, tf.float64 if sound else tf.float32)
     last = chain[-1] if chain else None
+    margin = None
     if type(last) is L.Dense and _activation_name(last.activation) == "linear":
-        lower, upper = _propagate(chain[:-1], *_input_box(x, eps))
+        lower, upper = _propagate(chain[:-1], *box, sound)
         if lower.shape.rank == 2:
-            mu, r = (upper + lower) / 2.0, (upper - lower) / 2.0
-            w = tf.cast(last.kernel, tf.float32)                       # (D, K)
-            diff = tf.gather(tf.transpose(w), y)[:, :, None] - w[None]  # (N, D, K): w_y - w_j, per example
-            margin = tf.einsum("nd,ndk->nk", mu, diff) - tf.einsum("nd,ndk->nk", r, tf.abs(diff))
-            if last.use_bias:
-                b = tf.cast(last.bias, tf.float32)
-                margin = margin + (tf.gather(b, y)[:, None] - b[None, :])
-            return margin
-    # Otherwise: the looser difference of the logit intervals, lower(z_y) - upper(z_j).
-    lower, upper = _interval_graph(chain, x, eps)
-    onehot = _is_label(y, tf.shape(upper)[-1])
-    margin = tf.gather(lower, y, batch_dims=1)[:, None] - upper
-    return tf.where(onehot, tf.zeros_like(margin), margin)
+            margin = _elided_margin(last, lower, upper, y, sound)
+            if not sound:
+                return margin  # exactly 0 at j = y already (and differentiable as it is)
+    if margin is None:  # the looser difference of the logit intervals, lower(z_y) - upper(z_j)
+        lower, upper = _propagate(chain, *box, sound)
+        margin = tf.gather(lower, y, batch_dims=1)[:, None] - upper
+    margin = tf.where(_is_label(y, tf.shape(margin)[-1]), tf.zeros_like(margin), margin)
+    if sound:  # inf - inf (an overflowed bound) is no bound at all
+        margin = tf.where(tf.math.is_nan(margin), tf.constant(-np.inf, margin.dtype), margin)
+    return margin
 
 
 def _is_label(y, num_classes):
@@ -177,8 +280,12 @@ def _is_label(y, num_classes):
     return tf.equal(tf.range(tf.cast(num_classes, tf.int64))[None, :], y[:, None])
 
 
+def _sound_margin_graph(chain, x, y, eps):
+    return _margin_graph(chain, x, y, eps, sound=True)
+
+
 def _certified_graph(chain, x, y, eps):
-    margin = _margin_graph(chain, x, y, eps)
+    margin = _sound_margin_graph(chain, x, y, eps)
     is_label = _is_label(tf.cast(y, tf.int64), tf.shape(margin)[-1])
     return tf.reduce_all(tf.logical_or(is_label, margin > 0.0), axis=-1)
 
@@ -195,14 +302,17 @@ def _validate(model, x, y, eps) -> float:
     return check_eps(eps)
 
 
-def _run(model, kind, graph, x, y, eps):
-    """Eager path: validate, then run ``graph`` compiled over whole batches; returns NumPy array(s)."""
+def _run(model, kind, graph, x, y, eps, eps_dtype=tf.float32):
+    """Eager path: validate, then run ``graph`` compiled over whole batches; returns NumPy array(s).
+
+    ``eps`` is passed to ``graph`` in ``eps_dtype`` (float64 for the certificates: the number the caller gave).
+    """
     eps = _validate(model, x, y, eps)
     x_spec, y_spec = input_specs(model)
-    specs = [x_spec] + ([y_spec] if y is not None else []) + [tf.TensorSpec((), tf.float32)]
+    specs = [x_spec] + ([y_spec] if y is not None else []) + [tf.TensorSpec((), eps_dtype)]
     fn = compiled(model, kind, (), lambda m, *args: graph(layer_chain(m), *args), specs)
     arrays = (np.asarray(x, np.float32),) + (() if y is None else (np.asarray(y, np.int64),))
-    out = batched(fn, arrays, (tf.constant(eps, tf.float32),))
+    out = batched(fn, arrays, (tf.constant(eps, eps_dtype),))
     if out is None:
         raise ValueError("x must hold at least one image, got an empty batch")
     return out
@@ -213,7 +323,8 @@ def interval_bounds(model, x, eps):
 
     Shapes ``(N, classes)``, float32.  For every ``x'`` with ``|x' - x|∞ <= eps`` and ``0 <= x' <= 1``:
     ``lower <= model(x') <= upper`` (up to float32 rounding; a float16 model's own rounding can stray further).
-    At ``eps = 0`` both equal the logits.  Sound but loose: see the module docstring.
+    At ``eps = 0`` both equal the logits.  Sound but loose: see the module docstring.  Computed in float32 without
+    rounding allowances, unlike ``margin_bounds`` and ``certified``.
     """
     chain = layer_chain(model)
     if tracing(x, eps):
@@ -230,19 +341,29 @@ def margin_bounds(model, x, y, eps):
     This is never looser, and usually much tighter, than ``lower_y - upper_j`` from ``interval_bounds``, which
     lets ``w_y·h`` and ``w_j·h`` take their extremes at two different ``h``.  A margin bound > 0 for every
     ``j != y`` proves that no input of the ball is classified other than ``y``.
+
+    Float64, and sound in floating point: the bounds hold for the exact network and for the model's float32
+    forward pass, whose rounding allowance (about 10⁻⁴ relative for the course CNN) they include — see "Rounding"
+    in the module docstring.  Raises ValueError for layers that analysis does not cover (float16 ones).
     """
     chain = layer_chain(model)
+    _check_rounding_covered(chain)
     if tracing(x, y, eps):
-        return _margin_graph(chain, x, y, eps)
-    return _run(model, "ibp-margin", _margin_graph, x, y, eps)
+        return _sound_margin_graph(chain, x, y, eps)
+    return _run(model, "ibp-margin", _sound_margin_graph, x, y, eps, tf.float64)
 
 
 def certified(model, x, y, eps):
-    """Per example: is the prediction ``y`` *proved* for the whole ε-ball ∩ [0, 1] (all margin bounds > 0)?"""
+    """Per example: is the prediction ``y`` *proved* for the whole ε-ball ∩ [0, 1] (all margin bounds > 0)?
+
+    A proof for the exact network and for the model's float32 forward pass alike (``margin_bounds``, which
+    include the rounding allowance); a tie, or a margin thinner than the model's rounding, is no proof.
+    """
     chain = layer_chain(model)
+    _check_rounding_covered(chain)
     if tracing(x, y, eps):
         return _certified_graph(chain, x, y, eps)
-    return _run(model, "ibp-certified", _certified_graph, x, y, eps).astype(bool)
+    return _run(model, "ibp-certified", _certified_graph, x, y, eps, tf.float64).astype(bool)
 
 
 def certified_accuracy(model, x, y, eps) -> float:
@@ -259,7 +380,8 @@ def certified_accuracy(model, x, y, eps) -> float:
 def worst_case_logits(model, x, y, eps):
     """The "specification" logits of IBP training (Gowal et al. 2019), as a tensor (TF code, differentiable).
 
-    ``ẑ_j = -margin_bounds_j``, an upper bound of ``z_j - z_y`` over the ε-ball, and ``ẑ_y = 0``:
+    ``ẑ_j = -margin_bounds_j``, an upper bound of ``z_j - z_y`` over the ε-ball, and ``ẑ_y = 0``, computed in
+    float32 without the rounding allowances of ``margin_bounds`` (a training loss needs no proof):
     ``CE(ẑ, y)`` is an upper bound of the worst-case cross-entropy in the ball, the IBP robust loss.
     Gradients flow to the model's weights, so it can be used in a ``train_step``; ``eps`` may be a tensor or a
     ``tf.Variable`` (an ε ramp).  Eagerly it validates its arguments and computes without compiling (so a

@@ -1,4 +1,5 @@
 import functools
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -57,7 +58,18 @@ def points_in_ball(x, eps, per_image, seed):
     delta = rng.uniform(-eps, eps, size=reps.shape)
     corner = rng.uniform(size=len(reps)) < 0.5
     delta[corner] = eps * np.sign(delta[corner])
-    return np.clip(reps + delta, 0.0, 1.0).astype(np.float32)
+    return into_ball(np.clip(reps + delta, 0.0, 1.0).astype(np.float32), reps, eps)
+
+
+def into_ball(points, centres, eps):
+    """``points`` as float32 images inside the ball ``|p - centre| <= eps`` (exactly, for the float64 ``eps``):
+    float32 rounding (of ``eps``, of ``x ± eps``) can put a corner of the ball just outside it."""
+    centres = centres.astype(np.float64)
+    points = np.clip(points.astype(np.float64), centres - eps, centres + eps).astype(np.float32)
+    outside = np.abs(points.astype(np.float64) - centres) > eps  # rounded outwards by at most half a step
+    points = np.where(outside, np.nextafter(points, centres.astype(np.float32)), points)
+    assert np.all(np.abs(points.astype(np.float64) - centres) <= eps)
+    return points
 
 
 def margins(z, y):
@@ -65,15 +77,19 @@ def margins(z, y):
 
 
 def assert_sound(model, x, y, eps, points, labels_of_points):
-    """The logits and margins of ``points`` lie within the bounds of the images they came from."""
+    """The logits and margins of ``points`` lie within the bounds of the images they came from.
+
+    The float32 logit bounds up to a float32 tolerance; the margin bounds exactly: they cover the float32 model.
+    """
     lo, up = certify.interval_bounds(model, x, eps)
     mb = certify.margin_bounds(model, x, y, eps)
     idx = np.repeat(np.arange(len(x)), len(points) // len(x)) if labels_of_points is None else labels_of_points
-    z = evaluate.predict_logits(model, points)
+    z = evaluate.predict_logits(model, into_ball(points, x[idx], eps))
     tol = 1e-4 + 1e-5 * np.abs(z)
     assert np.all(lo[idx] <= z + tol), np.max(lo[idx] - z)
     assert np.all(z <= up[idx] + tol), np.max(z - up[idx])
-    assert np.all(margins(z, y[idx]) >= mb[idx] - 1e-4 - 1e-5 * np.abs(z).max())
+    assert mb.dtype == np.float64
+    assert np.all(margins(z.astype(np.float64), y[idx]) >= mb[idx]), np.max(mb[idx] - margins(z, y[idx]))
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +191,9 @@ def test_exact_at_eps_zero_and_widening_with_eps(build, shape):
     lo, up = certify.interval_bounds(model, x, 0.0)
     np.testing.assert_allclose(lo, z, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(up, z, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(certify.margin_bounds(model, x, y, 0.0), margins(z, y), rtol=1e-5, atol=1e-5)
+    # The margin bounds hold the float32 model's rounding allowance: below its margins, by less than 1e-4 here.
+    mb, exact = certify.margin_bounds(model, x, y, 0.0), margins(z.astype(np.float64), y)
+    assert np.all(mb <= exact) and np.all(mb >= exact - 1e-4)
     prev_lo, prev_up, prev_m = lo, up, certify.margin_bounds(model, x, y, 0.0)
     for eps in (0.01, 0.05, 0.1, 0.3, 1.0):
         lo, up = certify.interval_bounds(model, x, eps)
@@ -222,10 +240,12 @@ def test_hand_computed_two_layer_bounds():
     np.testing.assert_allclose(up, [[1.2, 1.7], [1.15, 1.3]], atol=1e-6)
     # Elided margins.  y = 0: z0 - z1 = -h0 - 2 h1 + 1 >= -1.2 - 0.6 + 1 = -0.8 (logit intervals: 0.5 - 1.7 = -1.2);
     # image 1: -h0 + 1 >= -0.15.  y = 1: z1 - z0 = h0 + 2 h1 - 1 >= 0.8 + 0 - 1 = -0.2; image 1: >= 0.85 - 1.
-    np.testing.assert_allclose(certify.margin_bounds(model, x, np.array([0, 0]), 0.1), [[0, -0.8], [0, -0.15]],
-                               atol=1e-6)
-    np.testing.assert_allclose(certify.margin_bounds(model, x, np.array([1, 1]), 0.1), [[-0.2, 0], [-0.15, 0]],
-                               atol=1e-6)
+    # (margin_bounds take off the float32 model's rounding allowance, a few 1e-6 here, so they are never above the
+    # values by hand, up to the float32 rounding of the weights 0.1 and of x)
+    for y, want in (([0, 0], [[0, -0.8], [0, -0.15]]), ([1, 1], [[-0.2, 0], [-0.15, 0]])):
+        mb = certify.margin_bounds(model, x, np.array(y), 0.1)
+        np.testing.assert_allclose(mb, want, atol=1e-5)
+        assert np.all(mb <= np.array(want) + 1e-8)
     np.testing.assert_allclose(certify.worst_case_logits(model, x, np.array([1, 0]), 0.1).numpy(),
                                [[0.2, 0], [0, 0.15]], atol=1e-6)
     # eps = 0.02.  Image 0 as class 1: h0 in [0.96, 1.04], h1 in [0.06, 0.14], z1 - z0 >= 0.96 + 0.12 - 1 = 0.08 > 0:
@@ -276,7 +296,8 @@ def test_worst_case_logits_trains_inside_tf_function():
         opt.apply_gradients(zip(grads, model.trainable_variables))
         return loss, z_hat, grads
 
-    expected = -certify.margin_bounds(model, x, y, 0.05)
+    expected = certify.worst_case_logits(model, x, y, 0.05).numpy()
+    np.testing.assert_allclose(expected, -certify.margin_bounds(model, x, y, 0.05), rtol=1e-4, atol=1e-4)
     loss0, z_hat, grads = step(tf.constant(x), tf.constant(y))
     np.testing.assert_allclose(z_hat.numpy(), expected, rtol=1e-5, atol=1e-5)  # computed before the update
     assert all(g is not None and np.any(g.numpy() != 0) for g in grads)
@@ -306,7 +327,8 @@ def test_traced_calls_return_tensors_equal_to_eager_arrays():
     assert all(tf.is_tensor(t) for t in traced)
     for a, t in zip(eager, traced):
         np.testing.assert_allclose(np.asarray(a, np.float32), t.numpy().astype(np.float32), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(eager[4].numpy(), -eager[2], atol=1e-6)
+    # worst_case_logits: the float32 margins; margin_bounds: the sound ones, lower by the rounding allowance
+    assert np.all(-eager[4].numpy() >= eager[2]) and np.all(-eager[4].numpy() <= eager[2] + 1e-4)
 
 
 def test_dropout_is_the_identity():
@@ -404,3 +426,75 @@ def test_layer_bounds_follow_the_network_and_end_at_the_logit_bounds():
     np.testing.assert_allclose(steps[-1][2], hi, atol=1e-5)
     assert all(np.all(l <= u + 1e-6) for _, l, u in steps)
     np.testing.assert_allclose(steps[0][1], np.clip(x - 0.05, 0, 1))
+
+
+# ------------------------------------------------------------------------------------------- floating point
+def one_pixel_model(bias):
+    """z_0 = x + bias, z_1 = 0 for a one-pixel image x: the margin z_0 - z_1 is x + bias."""
+    model = keras.Sequential([keras.Input((1, 1, 1)), L.Flatten(), L.Dense(2)])
+    model.layers[-1].set_weights([np.array([[1.0, 0.0]], np.float32), np.array([bias, 0.0], np.float32)])
+    return model
+
+
+def test_certificates_are_sound_where_float32_rounding_fakes_a_margin():
+    # One pixel x = 127/4096 and a radius eps that float32 holds exactly, so casting loses nothing: the corner
+    # x - eps of the ball is itself a float32 number.  In float32, IBP's centre/radius form (μ = (u+l)/2,
+    # r = (u-l)/2 at the scale of u = x + eps ≈ 0.06) gets μ - r wrong by ~1e-9, 128 times the spacing of
+    # float32 numbers near x - eps ≈ 2e-4 (found by a search over float32 values; checked exactly below).
+    x, eps = np.float32(127 / 4096), float(np.float32(0.030800940468907356))
+    corner = np.float32(x - np.float32(eps))
+    assert Fraction(float(x)) - Fraction(eps) == Fraction(float(corner))  # an image of the ball, exactly
+    bias = -np.nextafter(corner, np.float32(1))  # the margin x' + bias is negative at the corner, by one step
+    model, images, label = one_pixel_model(bias), np.full((1, 1, 1, 1), x, np.float32), np.array([0])
+    # Exactly, the margin bound is (x - eps) + bias < 0; in float32 the (old) bound comes out positive...
+    assert Fraction(float(corner)) + Fraction(float(bias)) < 0
+    float32_bound = -certify.worst_case_logits(model, images, label, eps).numpy()[0, 1]
+    assert 0 < float32_bound < 1e-8
+    # ...and the model misclassifies the corner, an image of the ball: a float32 certificate would be false.
+    z = evaluate.predict_logits(model, np.full((1, 1, 1, 1), corner, np.float32))[0]
+    assert z[0] < z[1]
+    assert certify.margin_bounds(model, images, label, eps)[0, 1] < 0
+    assert not certify.certified(model, images, label, eps)[0]
+    # With a true margin of 1e-6 (far above the rounding allowance, ~1.5e-8 here) the certificate is given.
+    model = one_pixel_model(np.float32(-corner + np.float32(1e-6)))
+    assert 0 < certify.margin_bounds(model, images, label, eps)[0, 1] <= 1e-6
+    assert certify.certified(model, images, label, eps)[0]
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    """The course CNN as built, on 1,000 test digits: its logits are close together, so some margins are thin."""
+    from helpers import data
+
+    ds = data.load_dataset("mnist_5k")
+    return models.build_model(ds.input_shape, ds.num_classes, seed=0), ds.x_test[:1000], ds.y_test[:1000]
+
+
+@pytest.mark.parametrize("which,eps", [("untrained", 0.0), ("tiny_trained", 0.0), ("tiny_trained", 0.0005),
+                                       ("ibp_trained", 0.1)])
+def test_sound_certificates_differ_from_float32_ones_only_within_the_allowance(request, which, eps):
+    model, x, y = request.getfixturevalue(which)
+    float32 = -certify.worst_case_logits(model, x, y, eps).numpy().astype(np.float64)  # the unsound margins
+    sound = certify.margin_bounds(model, x, y, eps)
+    others = np.arange(float32.shape[1])[None, :] != y[:, None]
+    gap = float32 - sound  # the rounding allowance (and the float32 rounding of the float32 margins)
+    assert np.all(gap >= -1e-6 * (1 + np.abs(float32)))
+    assert np.max(gap) < 0.1, np.max(gap)  # a few hundredths of a logit for the course CNN
+    ok32, ok = np.all(float32 > 0, axis=1, where=others), certify.certified(model, x, y, eps)
+    np.testing.assert_array_equal(ok, np.all(sound > 0, axis=1, where=others))
+    assert np.all(ok32[ok])  # never more than float32 certifies...
+    thin = np.min(np.where(others, float32 - np.max(gap, axis=1, keepdims=True), np.inf), axis=1) <= 0
+    assert np.all(ok[ok32 & ~thin])  # ...and only less where a float32 margin is within the allowance
+    assert ok.mean() >= ok32.mean() - 0.02 and ok.mean() > 0.1
+
+
+def test_certificates_refuse_what_their_rounding_analysis_does_not_cover():
+    half = models.build_model((12, 12, 1), 5, arch="cnn", seed=0, mixed_precision=True)
+    x, y = unit_batch((12, 12, 1), 2, seed=12), np.array([0, 1])
+    certify.interval_bounds(half, x, 0.05)  # float32 bounds: fine
+    for fn in (certify.certified, certify.certified_accuracy, certify.margin_bounds):
+        with pytest.raises(ValueError, match=r"layer 'conv1' \(Conv2D\) computes in float16.*certify a float32 copy"):
+            fn(half, x, y, 0.05)
+    leaky = _with(L.Flatten(), L.Dense(4), L.ReLU(negative_slope=0.1, name="leaky"), L.Dense(3))
+    with pytest.raises(ValueError, match=r"ReLU layer 'leaky' has negative_slope=0.1.*exact max\(x, 0\)"):
+        certify.certified(leaky, np.full((2, 4, 4, 1), 0.5, np.float32), y, 0.1)
