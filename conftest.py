@@ -13,3 +13,10 @@ def pytest_collectstart(collector):
     # nbval: TensorFlow's C++ log lines land on stderr and vary from run to run; compare stdout and results.
     if collector.fspath and collector.fspath.ext == ".ipynb":
         collector.skip_compare += ("stderr",)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # The unsolved student versions execute the series once more (tests/test_student_notebooks.py): run them after
+    # the notebooks, whose execution by nbval has filled the model cache, so that they only load models.
+    last = [item for item in items if "test_student_version_runs_unsolved" in item.nodeid]
+    items[:] = [item for item in items if item not in last] + last

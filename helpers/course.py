@@ -11,7 +11,9 @@
 3. ``OUT/student/NN_name.ipynb``: the source notebooks with outputs cleared and every ``solution`` cell replaced by
    an exercise stub (a ``# TODO`` and placeholders for names that later cells use).  A solution cell whose answer
    lies between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines (as in nbgrader) keeps everything else: only
-   that region becomes a ``# TODO`` and a ``raise NotImplementedError`` — e.g. the body of a method to write.
+   that region becomes a ``# TODO`` and a ``raise NotWrittenYet(...)`` — e.g. the body of a method to write.
+   ``helpers.NotWrittenYet`` is a ``NotImplementedError`` that ``helpers.selfcheck`` recognises, so the student
+   version runs top to bottom with "Exercise N is not written yet" lines instead of tracebacks.
 
 Everything is written to a temporary folder beside ``OUT`` and moved into place only when every notebook succeeded:
 a failing notebook stops the build with its name, the failing cell and the error, and leaves ``OUT`` as it was.
@@ -49,6 +51,10 @@ MATHJAX_LOCAL_CONFIG = """MathJax.Hub.Config({
 MathJax.Ajax.loadComplete("[MathJax]/config/local/course.js");
 """
 STUB = "# TODO (exercise): write your solution here."
+#: What a stub raises until the student writes the code (``helpers.NotWrittenYet``), and the line that imports it,
+#: put at the top of every stubbed cell that raises it.
+STUB_RAISE = 'raise NotWrittenYet("exercise")'
+STUB_IMPORT = "from helpers import NotWrittenYet   # what the TODO below raises until you write it"
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 #: What an exported page shows instead of a live ipywidgets view (which needs a running kernel to do anything).
@@ -180,7 +186,8 @@ def make_student_version(nb):
     """Return a copy of ``nb`` for students: outputs cleared, ``solution`` cells replaced by exercise stubs.
 
     A stubbed code cell keeps placeholders for the names it defined that a later cell reads, so later cells still
-    run: ``NAME = None  # TODO: replace with your result``, or a function that raises ``NotImplementedError``.
+    run: ``NAME = None  # TODO: replace with your result``, or a function that raises ``NotWrittenYet`` (a
+    ``NotImplementedError``; the cell imports it from ``helpers``).
     """
     nb = copy.deepcopy(nb)
     nb.cells = [c for c in nb.cells if "injected-parameters" not in _tags(c)]
@@ -194,20 +201,29 @@ def make_student_version(nb):
             cell.source = MARKDOWN_STUB
             continue
         if BEGIN_SOLUTION in cell.source:
-            cell.source = _stub_regions(cell.source)
+            cell.source = _with_stub_import(_stub_regions(cell.source))
             cell.metadata["tags"] = [t for t in _tags(cell) if t != "solution"] + ["exercise"]
             continue
         later = set().union(*(_read_names(c.source) for c in nb.cells[i + 1:] if c.cell_type == "code"), set())
         lines = [STUB]
         for name, kind in _assigned_names(cell.source):
             if name in later:
-                lines.append(f"def {name}(*args, **kwargs):\n    raise NotImplementedError(\"exercise\")"
+                lines.append(f"def {name}(*args, **kwargs):\n    {STUB_RAISE}"
                              if kind == "def" else f"{name} = None  # TODO: replace with your result")
-        cell.source = "\n".join(lines)
+        cell.source = _with_stub_import("\n".join(lines))
         cell.metadata["tags"] = [t for t in _tags(cell) if t != "solution"] + ["exercise"]
     nb.metadata.pop("widgets", None)
     nbformat.validate(nb)
     return nb
+
+
+def _with_stub_import(source: str) -> str:
+    """``source`` with ``STUB_IMPORT`` as its first line (after a cell magic) if it raises ``NotWrittenYet``."""
+    if STUB_RAISE not in source:
+        return source
+    lines = source.splitlines()
+    at = 1 if lines and lines[0].startswith("%%") else 0
+    return "\n".join(lines[:at] + [STUB_IMPORT, ""] + lines[at:])
 
 
 def _stub_regions(source: str) -> str:
@@ -219,7 +235,7 @@ def _stub_regions(source: str) -> str:
             if inside:
                 raise ValueError(f"nested {BEGIN_SOLUTION!r} in a solution cell:\n{source}")
             inside, indent = True, line[:len(line) - len(line.lstrip())]
-            out += [f"{indent}# TODO (exercise): write this part.", f'{indent}raise NotImplementedError("exercise")']
+            out += [f"{indent}# TODO (exercise): write this part.", f"{indent}{STUB_RAISE}"]
         elif stripped.startswith(END_SOLUTION):
             if not inside:
                 raise ValueError(f"{END_SOLUTION!r} without {BEGIN_SOLUTION!r} in a solution cell:\n{source}")

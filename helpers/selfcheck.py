@@ -1,0 +1,497 @@
+"""The exercises' self-checks: one function per check, and every message a student reads from them.
+
+A notebook's self-check cell is one call, e.g. ``selfcheck.softmax(softmax, logits)``: the function runs the
+student's answer on cases chosen so that a do-nothing answer, a constant and the typical mistakes fail, then
+
+- prints its success line(s) and returns ``True`` (or what later cells need) when the answer is right;
+- raises ``AssertionError`` with a message saying what is wrong (what the student reads) when it is not;
+- prints "Exercise N is not written yet: fill in X above, then run this cell again." and returns ``None`` when it
+  meets the stub of the student version: ``NotWrittenYet``, which the stubs written by ``helpers.course`` raise
+  (also from inside Keras, e.g. a stub ``train_step`` while ``fit`` traces it), or a ``None`` placeholder.
+
+Cells after an exercise that use its result wrap that part in ``with selfcheck.skip_if_not_written(N):``, which
+prints "(skipped: exercise N is not written yet)" instead of a traceback.  The messages live here, in one place,
+so they can become nbgrader feedback.  Each check costs about what the notebooks' hand-written checks cost before.
+Like ``helpers.course``, this module stands apart from the course vocabulary: nothing in ``helpers`` imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import numpy as np
+
+from . import NotWrittenYet
+from . import attacks, evaluate, report, training
+
+__all__ = ["NotWrittenYet", "is_stub", "skip_if_not_written", "softmax", "least_confident", "fgsm",
+           "best_linear_gain", "targeted_fgsm", "train_step", "training_run", "worst_case_accuracy",
+           "collapse_detector", "dense_interval", "dlr", "random_search_step"]
+
+NOT_WRITTEN = "Exercise {number} is not written yet: fill in {what} above, then run this cell again."
+SKIPPED = "(skipped: exercise {number} is not written yet)"
+
+
+# ------------------------------------------------------------------------------------------------ the stub
+def is_stub(err: BaseException) -> bool:
+    """True if ``err`` comes from an exercise stub: ``NotWrittenYet``, or the ``NotImplementedError("exercise")`` of
+    student versions built before it existed.  Any other ``NotImplementedError`` is a real error."""
+    return isinstance(err, NotWrittenYet) or (type(err) is NotImplementedError and str(err).strip() == "exercise")
+
+
+def _not_written(number: int, what: str):
+    print(NOT_WRITTEN.format(number=number, what=what))
+    return None
+
+
+@contextlib.contextmanager
+def skip_if_not_written(number: int):
+    """Run the block; if an exercise stub raises in it, print one "skipped" line instead of failing."""
+    try:
+        yield
+    except NotImplementedError as err:
+        if not is_stub(err):
+            raise
+        print(SKIPPED.format(number=number))
+
+
+def _exercise(number: int, what: str):
+    """Make a check answer "not written yet" (and return None) when the answer is None or its code is the stub."""
+    def decorate(check):
+        @functools.wraps(check)
+        def run(answer, *args, **kwargs):
+            if answer is None:
+                return _not_written(number, what)
+            try:
+                return check(answer, *args, **kwargs)
+            except NotImplementedError as err:
+                if not is_stub(err):
+                    raise
+                return _not_written(number, what)
+        run.exercise, run.fills_in = number, what
+        return run
+    return decorate
+
+
+def _array(value, shape, call: str, dtype=np.float64) -> np.ndarray:
+    """``value`` as an array of ``shape``, or an AssertionError that says what ``call`` returned instead."""
+    if value is None:
+        raise AssertionError(f"{call} returned None: did you forget the `return`?")
+    try:
+        arr = np.asarray(value, dtype)
+    except (TypeError, ValueError):
+        raise AssertionError(f"{call} should return an array of shape {shape}, got {type(value).__name__}") from None
+    if arr.shape != tuple(shape):
+        raise AssertionError(f"{call} should return an array of shape {tuple(shape)}, got shape {arr.shape}")
+    return arr
+
+
+# ------------------------------------------------------------------------------------------------ 01
+@_exercise(1, "softmax()")
+def softmax(fn, logits):
+    """Notebook 01, exercise 1: ``fn(z)`` is the softmax of each row, also where ``exp`` overflows or underflows."""
+    import tensorflow as tf
+
+    logits = np.asarray(logits)
+    cases = {"test logits": logits, "test logits × 100": 100 * logits,
+             "made-up logits (1000, 0, −1000), (−1000, −1001, −1002), (0, 0, 0)":
+                 np.array([[1000.0, 0.0, -1000.0], [-1000.0, -1001.0, -1002.0], [0.0, 0.0, 0.0]])}
+    for name, z in cases.items():
+        with np.errstate(all="ignore"):  # a naive softmax overflows here: the message below says so
+            mine = _array(fn(z.copy()), z.shape, f"softmax(z) for z of shape {z.shape}")
+        ref = tf.nn.softmax(np.asarray(z, np.float64)).numpy()       # TensorFlow's, in float64
+        if not np.all(np.isfinite(mine)):
+            raise AssertionError(f"{name}: your softmax gave inf or nan — subtract each row's largest logit first")
+        if not np.allclose(mine.sum(axis=1), 1.0, atol=1e-6):
+            raise AssertionError(f"{name}: every row of a softmax sums to 1, yours sum to "
+                                 f"{mine.sum(axis=1).min():.3g} … {mine.sum(axis=1).max():.3g} "
+                                 "(normalise each row: sum over axis=1 with keepdims=True)")
+        if not np.allclose(mine, ref, atol=1e-6):
+            raise AssertionError(f"{name}: largest difference from the exact softmax {np.abs(mine - ref).max():.2g}")
+    print("softmax: correct, also where the naive formula overflows")
+    return True
+
+
+@_exercise(3, "least")
+def least_confident(least, pred, conf, y, k: int = 6):
+    """Notebook 01, exercise 3: ``least`` holds the indices of the ``k`` least confident correct predictions."""
+    idx = np.asarray(least)
+    if idx.dtype == bool:
+        raise AssertionError("`least` is a mask; store the test-set indices of the images (e.g. np.flatnonzero)")
+    if idx.ndim != 1 or len(idx) != k or not np.issubdtype(idx.dtype, np.integer):
+        raise AssertionError(f"store {k} test-set indices (integers) in `least`, got {least!r:.80}")
+    if idx.min() < 0 or idx.max() >= len(y):
+        raise AssertionError(f"the indices must lie in [0, {len(y) - 1}] (test-set indices), got {idx.tolist()}")
+    if len(np.unique(idx)) != k:
+        raise AssertionError(f"`least` must name {k} different images; it repeats some: {idx.tolist()}")
+    if not np.all(pred[idx] == y[idx]):
+        raise AssertionError(f"all {k} must be correct predictions; images {idx[pred[idx] != y[idx]].tolist()} are "
+                             "mistakes (indices into the test set, not into the list of correct ones)")
+    right = pred == y
+    expected = np.sort(conf[right])[:k]
+    if not np.allclose(np.sort(conf[idx]), expected, atol=1e-9):
+        raise AssertionError(f"these are not the {k} least confident correct predictions: their confidences are "
+                             f"{', '.join(f'{c:.0%}' for c in np.sort(conf[idx]))}; the least confident are "
+                             f"{', '.join(f'{c:.0%}' for c in expected)}")
+    print(f"the {'six' if k == 6 else k} least confident correct predictions, confidences:",
+          ", ".join(f"{c:.0%}" for c in conf[idx]))
+    return True
+
+
+# ------------------------------------------------------------------------------------------------ 02, 04
+def _signed_step_hint(mine, x, g, eps, targeted: bool) -> str:
+    """Which typical mistake ``mine`` is, given the attacker's gradient ``g`` (correct: clip(x + eps·sign(g)))."""
+    s = np.sign(g)
+    wrong_way = ("the sign is flipped: step *down* the target's loss, x − eps · sign(∇L(f(x), t))" if targeted
+                 else "the sign is flipped: step *up* the loss, x + eps · sign(∇L(f(x), y))")
+    candidates = [("your images are the clean images: nothing was added", x),
+                  (wrong_way, np.clip(x - eps * s, 0, 1)),
+                  ("the step is right but not clipped: clip the result to [0, 1]", x + eps * s)]
+    for text, candidate in candidates:
+        if np.isclose(mine, candidate, atol=1e-6).mean() > 0.99:
+            return text
+    size = float(np.abs(mine - x).max())
+    return (f"your largest pixel change is {size:.3g} (ε = {eps:.3g}); check the gradient (tape.watch(x)), "
+            "its sign, the step of eps and the clip")
+
+
+@_exercise(1, "my_fgsm()")
+def fgsm(fn, model, x, y, eps):
+    """Notebook 02, exercise 1: ``fn(model, x, y, eps)`` gives the images ``attacks.fgsm`` gives."""
+    x = np.asarray(x, np.float32)
+    mine = _array(fn(model, x.copy(), np.asarray(y).copy(), eps), x.shape, "my_fgsm(model, x, y, eps)", np.float32)
+    ref = attacks.fgsm(model, x, y, eps)
+    g = attacks.input_gradient(model, x, y)
+    differ = ~np.isclose(ref, mine, atol=1e-6)
+    tiny = float(np.abs(g)[differ].max() / max(np.abs(g).max(), 1e-30)) if differ.any() else 0.0
+    print(f"pixels identical to helpers.attacks.fgsm: {1 - differ.mean():.2%}; where they differ, |gradient| is at "
+          f"most {tiny:.0e} of its largest value (a sign decided by rounding)")
+    if not (differ.mean() < 1e-3 and tiny < 1e-4):
+        raise AssertionError("your FGSM differs from helpers.attacks.fgsm: "
+                             + _signed_step_hint(mine, x, g, eps, targeted=False))
+    print(f"accuracy after your FGSM at ε = {eps:.3g}: {evaluate.accuracy(model, mine, y):.1%}")
+    return True
+
+
+@_exercise(1, "my_targeted_fgsm()")
+def targeted_fgsm(fn, model, x, t, eps, target_name: str | None = None):
+    """Notebook 04, exercise 1: ``fn(model, x, t, eps)`` gives the images ``attacks.fgsm(..., targeted=True)`` gives."""
+    x, t = np.asarray(x, np.float32), np.asarray(t)
+    mine = _array(fn(model, x.copy(), t.copy(), eps), x.shape, "my_targeted_fgsm(model, x, t, eps)", np.float32)
+    ref = attacks.fgsm(model, x, t, eps, targeted=True)
+    same = float(np.isclose(mine, ref, atol=1e-6).mean())
+    if same <= 0.999:
+        g = attacks.input_gradient(model, x, t, targeted=True)   # the attacker's direction: down the target's loss
+        raise AssertionError(f"only {same:.1%} of the pixels agree with attacks.fgsm(targeted=True): "
+                             + _signed_step_hint(mine, x, g, eps, targeted=True))
+    hit = float(np.mean(evaluate.predict(model, mine)[0] == t))
+    into = f"'{target_name}'" if target_name is not None else "their target classes"
+    print(f"your targeted FGSM agrees with helpers on {same:.2%} of the pixels; it turns {hit:.1%} of the "
+          f"images into {into}")
+    return True
+
+
+# ------------------------------------------------------------------------------------------------ 03
+def _linear_gain_steps(flat, eps, norm, rng, n_random: int = 20):
+    """First-order gains ``g·δ`` of the best step of the ball, and of other steps of the same ball."""
+    if norm == "inf":
+        best = eps * np.abs(flat).sum(axis=1)
+        others = {"the max step": eps * np.abs(flat).max(axis=1)}
+        for k in range(n_random):
+            others[f"random sign step {k}"] = (flat * eps * rng.choice([-1.0, 1.0], flat.shape)).sum(axis=1)
+    else:
+        best = eps * np.sqrt((flat ** 2).sum(axis=1))
+        others = {}
+        for k in range(n_random):
+            d = rng.standard_normal(flat.shape)
+            others[f"random l2 step {k}"] = (flat * eps * d / np.linalg.norm(d, axis=1, keepdims=True)).sum(axis=1)
+    return best, others
+
+
+@_exercise(1, "best_linear_gain()")
+def best_linear_gain(fn, g, eps_inf, eps_l2, seed: int = 0):
+    """Notebook 03, exercise 1: ``fn(g, eps, norm)`` is the largest first-order gain over the ball, per image."""
+    rng = np.random.default_rng(seed)
+    batches = {"your gradients": np.asarray(g, np.float64), "a made-up batch": rng.standard_normal((5, 3, 4, 2))}
+    for where, grads in batches.items():
+        flat = grads.reshape(len(grads), -1)
+        for norm, eps, best_name in (("inf", eps_inf, "sign"), ("l2", eps_l2, "l2")):
+            call = f"best_linear_gain(g, {eps:.3g}, {norm!r})"
+            bound = _array(fn(grads.copy(), eps, norm), (len(grads),), call)
+            best, others = _linear_gain_steps(flat, eps, norm, rng)
+            for name, gain in others.items():
+                if np.any(gain > bound * (1 + 1e-6) + 1e-12):
+                    raise AssertionError(f"{where}, norm {norm!r}: {name} beats your bound: the bound is wrong")
+            if not np.allclose(best, bound, rtol=1e-6, atol=1e-12):
+                dual = "ε · ‖g‖₁ (L1 norm: the dual of L∞)" if norm == "inf" else "ε · ‖g‖₂"
+                raise AssertionError(f"{where}, norm {norm!r}: the {best_name} step reaches {dual} = "
+                                     f"{best[0]:.4g} on the first image, your bound says {bound[0]:.4g}")
+    print("best_linear_gain: correct — no step beats it, and the sign / l2 steps reach it\n")
+    return True
+
+
+# ------------------------------------------------------------------------------------------------ 05
+@_exercise(1, "train_step")
+def train_step(make_model, x, y, eps):
+    """Notebook 05, exercise 1: one step of ``make_model(classifier)`` is the FGSM double-batch step
+    (``training.diagnose_step`` compares it, from the same weights, with every candidate step)."""
+    match, message = training.diagnose_step(make_model, x, y, eps=eps)
+    if match != "double":
+        raise AssertionError(message)
+    print("Exercise 1:", message)
+    return True
+
+
+def training_run(results: dict, mine, twin):
+    """Notebook 05, after exercise 1: the classifier trained with your step (``results["your step"]``, as
+    (clean, FGSM) accuracy) ends where ``training.AdversarialModel``'s twin does."""
+    if "your step" not in results:
+        print(SKIPPED.format(number=1))
+        return None
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(mine.get_weights(), twin.get_weights()))
+    print(f"largest weight difference between the two: {diff:.1e}")
+    (c1, f1), (c2, f2) = results["your step"], results["helpers twin"]
+    if abs(c1 - c2) > 0.01 or abs(f1 - f2) > 0.01:
+        raise AssertionError(f"your step and AdversarialModel should agree within 1 point: clean {c1:.1%} against "
+                             f"{c2:.1%}, FGSM {f1:.1%} against {f2:.1%}")
+    print("your step and training.AdversarialModel(attack='fgsm', mode='double') agree within a point, clean and "
+          "under FGSM")
+    return True
+
+
+# ------------------------------------------------------------------------------------------------ 06
+def _argmax_model(num_classes: int = 10):
+    """A Keras model whose logits are its input pixels: its prediction is the brightest pixel's index."""
+    import keras
+
+    inputs = keras.Input((1, num_classes, 1))
+    return keras.Model(inputs, keras.layers.Flatten()(inputs), name="argmax_of_pixels")
+
+
+def _images_predicted_as(classes, num_classes: int = 10) -> np.ndarray:
+    x = np.zeros((len(classes), 1, num_classes, 1), np.float32)
+    x[np.arange(len(classes)), 0, np.asarray(classes), 0] = 1.0
+    return x
+
+
+def _worst_case_made_up(fn) -> None:
+    """A made-up case where the per-image worst case differs from every per-attack summary."""
+    model, y = _argmax_model(), np.arange(5)
+    by_attack = [[9, 1, 9, 3, 4], [0, 9, 9, 3, 9], [0, 1, 2, 3, 4]]     # predictions under three attacks
+    advs = [_images_predicted_as(p) for p in by_attack]
+    for used, answer in ((advs, 0.2), (advs[:1], 0.6)):
+        got = float(_array(fn(model, used, y.copy()), (), "worst_case_accuracy(model, x_advs, y)"))
+        if abs(got - answer) > 1e-9:
+            hint = {0.4: " — that is the strongest single attack's accuracy; take the worst case per image",
+                    1.0: " — that counts an image if *any* attack fails on it; it must survive *every* attack",
+                    0.0: ""}.get(round(got, 6), "")
+            raise AssertionError(f"made-up case ({len(used)} attack(s) on 5 images, {answer:.0%} of the images "
+                                 f"survive all of them): your function says {got:.0%}{hint}")
+
+
+@_exercise(1, "worst_case_accuracy()")
+def worst_case_accuracy(fn, zoo: dict, adv: dict, y, attack_names):
+    """Notebook 06, exercise 1: ``fn(model, x_advs, y)`` is the fraction of images right under every attack;
+    ``adv[name, attack]`` holds each model's adversarial images.  Returns ``{model name: worst case}``."""
+    _worst_case_made_up(fn)
+    y, worst = np.asarray(y), {}
+    for name, model in zoo.items():
+        x_advs = [adv[name, a] for a in attack_names]
+        worst[name] = float(_array(fn(model, x_advs, y.copy()), (), "worst_case_accuracy(model, x_advs, y)"))
+        right = np.stack([evaluate.predict(model, xa)[0] == y for xa in x_advs])
+        best_single, truth = float(right.mean(axis=1).min()), float(right.all(axis=0).mean())
+        if worst[name] > best_single + 1e-9:
+            raise AssertionError(f"{name}: the worst case cannot beat the strongest single attack "
+                                 f"({worst[name]:.1%} > {best_single:.1%})")
+        if abs(worst[name] - truth) > 1e-9:
+            raise AssertionError(f"{name}: {worst[name]:.1%} is not the per-image worst case ({truth:.1%})")
+        print(f"{name:14s} worst case over the {len(x_advs)} L∞ attacks: {report.with_interval(worst[name], len(y))}  "
+              f"(strongest single attack: {best_single:.1%})")
+    return worst
+
+
+# ------------------------------------------------------------------------------------------------ 07
+class _ReplayModel:
+    """Stands in for the model while a callback replays a curve: fit reads only ``stop_training``."""
+
+    stop_training = False
+
+
+#: Made-up curves of val_adv_accuracy: (name, curve, drop, epoch index of the collapse or None).  A collapse: the
+#: value falls more than ``drop`` below the best level held for two epochs in a row so far (for each pair of
+#: consecutive epochs, the smaller value) — so one lucky epoch does not set the bar.
+COLLAPSE_CASES = [
+    ("collapse", [0.1, 0.3, 0.45, 0.5, 0.48, 0.04, 0.01], 0.2, 5),
+    ("noisy climb", [0.1, 0.4, 0.3, 0.5, 0.42, 0.6], 0.2, None),
+    ("one lucky epoch", [0.05, 0.1, 0.41, 0.05, 0.4, 0.56], 0.2, None),
+    ("slow fall", [0.2, 0.6, 0.62, 0.5, 0.45, 0.35], 0.2, 5),
+    ("collapse, with drop = 0.6", [0.1, 0.3, 0.45, 0.5, 0.48, 0.04, 0.01], 0.6, None),
+]
+COLLAPSE_RULE = ("compare with the best level held for two epochs in a row so far (the smaller value of each pair of "
+                 "consecutive epochs), minus drop")
+
+
+def _replay(cls, curve, drop=None):
+    """Feed ``curve`` to a fresh ``cls(drop)`` as ``fit`` would (stopping when asked); returns
+    ``(detector, the epoch after which stop_training was first True, or None)``."""
+    detector, model = (cls() if drop is None else cls(drop)), _ReplayModel()
+    detector.set_model(model)
+    for epoch, value in enumerate(curve):
+        detector.on_epoch_end(epoch, {"loss": 1.0, "accuracy": 0.9, "adv_accuracy": 0.9, "val_loss": 1.0,
+                                      "val_clean_accuracy": 0.95, "val_adv_accuracy": float(value)})
+        if model.stop_training:
+            return detector, epoch
+    return detector, None
+
+
+def _collapse_made_up(cls) -> None:
+    for name, curve, drop, expected in COLLAPSE_CASES:
+        detector, stopped = _replay(cls, curve, drop)
+        where = f"made-up curve '{name}' {curve}"
+        if expected is None:
+            if stopped is not None or detector.collapsed_at is not None:
+                raise AssertionError(f"{where}: no collapse, but your detector stopped training after epoch index "
+                                     f"{stopped} (collapsed_at = {detector.collapsed_at}): {COLLAPSE_RULE}")
+            continue
+        if stopped is None or stopped > expected:
+            raise AssertionError(f"{where}: the collapse is at epoch index {expected}, but training was not stopped "
+                                 f"there (collapsed_at = {detector.collapsed_at}): set self.model.stop_training = "
+                                 f"True when you detect it, and {COLLAPSE_RULE}")
+        if stopped < expected:
+            raise AssertionError(f"{where}: your detector stopped training after epoch index {stopped}, before the "
+                                 f"collapse at index {expected}: {COLLAPSE_RULE}")
+        if detector.collapsed_at != expected:
+            raise AssertionError(f"{where}: self.collapsed_at should be the epoch index on_epoch_end received "
+                                 f"({expected}), got {detector.collapsed_at!r}")
+
+
+@_exercise(1, "on_epoch_end()")
+def collapse_detector(cls, curves: dict, expect: dict | None = None, width: int = 28):
+    """Notebook 07, exercise 1: ``cls`` (a Keras callback class) stops training at a collapse of
+    ``val_adv_accuracy`` and not before.  Replays made-up curves, then each real run of ``curves``
+    (``{run name: val_adv_accuracy per epoch}``) and prints where it fires; ``expect`` (``{run name: epoch index
+    or None}``) asserts on those runs.  Returns ``{run name: collapsed_at}``."""
+    _collapse_made_up(cls)
+    found = {}
+    for name, curve in curves.items():
+        detector, _ = _replay(cls, list(curve))
+        found[name] = epoch = detector.collapsed_at
+        print(f"{name:{width}s} " + ("no collapse" if epoch is None else f"collapse detected after epoch {epoch + 1}"))
+    for name, expected in (expect or {}).items():
+        if found[name] != expected:
+            said = "no collapse" if found[name] is None else f"epoch index {found[name]}"
+            raise AssertionError(f"run {name!r}: expected " + ("no collapse" if expected is None else
+                                 f"the collapse at epoch index {expected}") + f", your detector says {said}")
+    return found
+
+
+# ------------------------------------------------------------------------------------------------ 08
+def _interval_reference(lower, upper, W, b):
+    mu, r = (upper + lower) / 2, (upper - lower) / 2
+    return mu @ W + b - r @ np.abs(W), mu @ W + b + r @ np.abs(W)
+
+
+def _box(fn, lower, upper, W, b, where: str):
+    out = fn(lower.copy(), upper.copy(), W.copy(), b.copy())
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise AssertionError(f"{where}: dense_interval should return the pair (lower, upper), got "
+                             f"{type(out).__name__}")
+    shape = (len(lower), W.shape[1])
+    lo, hi = (_array(o, shape, f"dense_interval (the {k} bound, {where})") for o, k in zip(out, ("lower", "upper")))
+    if np.any(lo > hi + 1e-6):
+        raise AssertionError(f"{where}: some lower bounds lie above their upper bounds — is the radius r·|W| "
+                             "(absolute values of the weights), so that it is never negative?")
+    ref_lo, ref_hi = _interval_reference(np.asarray(lower, np.float64), np.asarray(upper, np.float64), W, b)
+    if not (np.allclose(lo, ref_lo, rtol=1e-4, atol=1e-3) and np.allclose(hi, ref_hi, rtol=1e-4, atol=1e-3)):
+        raise AssertionError(f"{where}: your box differs from the interval rule: centre μW + b, radius r|W| "
+                             f"(largest difference {max(np.abs(lo - ref_lo).max(), np.abs(hi - ref_hi).max()):.3g})")
+    return lo, hi
+
+
+@_exercise(1, "dense_interval()")
+def dense_interval(fn, box, W, b, certified=None, seed: int = 0, points: int = 200):
+    """Notebook 08, exercise 1: ``fn(lower, upper, W, b)`` is the interval box of ``h @ W + b`` for ``h`` in the
+    box ``box = (lower, upper)``.  Checked on a made-up layer, against the rule, against ``certified`` (certify's
+    box after the layer's fused ReLU, if given) and against ``points`` random points of the box per image."""
+    W, b = np.asarray(W, np.float64), np.asarray(b, np.float64)
+    _box(fn, np.array([[0.0, -1.0]]), np.array([[1.0, 1.0]]), np.array([[1.0, -2.0, 0.5], [3.0, 0.5, -1.0]]),
+         np.array([0.5, -1.0, 0.0]), "a made-up layer with negative weights")
+    lower, upper = (np.asarray(v, np.float64) for v in box)
+    lo, hi = _box(fn, lower, upper, W, b, "the dense layer")
+    if certified is not None and not (np.allclose(np.maximum(lo, 0), certified[0], atol=1e-4)
+                                      and np.allclose(np.maximum(hi, 0), certified[1], atol=1e-4)):
+        raise AssertionError("your box differs from certify's: centre W·μ + b, radius |W|·r")
+    rng = np.random.default_rng(seed)
+    h = lower + rng.uniform(size=(points, *lower.shape)) * (upper - lower)
+    z = h @ W + b                                              # random points of the input box, per image
+    if not (np.all(z >= lo - 1e-4) and np.all(z <= hi + 1e-4)):
+        raise AssertionError("a random point of the box falls outside your bounds")
+    print("dense_interval: matches certify, and contains every random point of the box")
+    return True
+
+
+# ------------------------------------------------------------------------------------------------ 09
+@_exercise(1, "my_dlr()")
+def dlr(fn, z, y):
+    """Notebook 09, exercise 1: ``fn(z, y)`` is ``attacks.dlr_loss`` and unchanged by ``z -> 1000·z + 7``."""
+    import tensorflow as tf
+
+    made_up = (np.array([[3.0, 1.0, 2.0, 0.0], [0.0, 5.0, 4.0, 1.0], [2.0, 2.5, -1.0, 7.0]]), np.array([1, 1, 0]))
+    for where, (logits, labels) in {"made-up logits (sorted ≠ class order)": made_up,
+                                    "the model's logits": (np.asarray(z), np.asarray(y))}.items():
+        call = f"my_dlr(z, y) for z of shape {logits.shape}"
+        mine = _array(fn(logits.copy(), labels.copy()), (len(logits),), call)
+        ref = attacks.dlr_loss(tf.constant(logits, tf.float32), tf.constant(labels)).numpy()
+        if not np.allclose(mine, ref, atol=1e-4):
+            raise AssertionError(f"{where}: differs from attacks.dlr_loss by up to {np.abs(mine - ref).max():.2g} "
+                                 "(the denominator is z_π1 − z_π3: the largest minus the third-largest logit, "
+                                 "after sorting)")
+        scaled = _array(fn(1000 * logits + 7, labels.copy()), (len(logits),), call)
+        if not np.allclose(scaled, mine, atol=1e-4):
+            raise AssertionError(f"{where}: DLR must not change when logits are scaled and shifted (1000·z + 7)")
+    print("my_dlr: matches attacks.dlr_loss, and is unchanged by z -> 1000·z + 7")
+    return True
+
+
+def _square_changes(new, old, side: int) -> int | None:
+    """Index of an image whose change from ``old`` to ``new`` does not fit in one side × side square."""
+    for i in np.flatnonzero(np.any(new != old, axis=(1, 2, 3))):
+        rows, cols = np.nonzero(np.any(new[i] != old[i], axis=-1))
+        if rows.max() - rows.min() >= side or cols.max() - cols.min() >= side:
+            return int(i)
+    return None
+
+
+@_exercise(2, "random_search_step()")
+def random_search_step(fn, model, x, y, eps, *, steps: int = 30, seed: int = 0, side: int = 5):
+    """Notebook 09, exercise 2: ``steps`` calls of ``fn(model, x, x_best, y, eps, rng)`` never raise an image's
+    margin, change at most one side × side square of each image per step, stay in the ε-box, and make progress."""
+    x, y = np.asarray(x, np.float32), np.asarray(y)
+    rng = np.random.default_rng(seed)
+
+    def margins(images):
+        return attacks.margin(evaluate.predict_logits(model, images), y).numpy()
+
+    x_rs, history = x.copy(), [margins(x)]
+    for step in range(steps):
+        new = _array(fn(model, x.copy(), x_rs.copy(), y.copy(), eps, rng), x.shape,
+                     "random_search_step(model, x, x_best, y, eps, rng)", np.float32)
+        if np.abs(new - x).max() > eps + 1e-6 or new.min() < 0 or new.max() > 1:
+            raise AssertionError(f"step {step + 1}: stay in the ε-box around x and in [0, 1] (set the square to "
+                                 "x ± eps, not x_best ± eps, then clip)")
+        bad = _square_changes(new, x_rs, side)
+        if bad is not None:
+            raise AssertionError(f"step {step + 1}: image {bad} changed outside one {side}×{side} square")
+        history.append(margins(new))
+        if np.any(history[-1] > history[-2] + 1e-5):
+            raise AssertionError(f"step {step + 1}: the margin of an image must never go up: keep the proposal "
+                                 "only where its margin is lower than x_best's")
+        x_rs = new
+    improved = float(np.mean(history[-1] < history[0] - 1e-6))
+    if improved < 0.5:
+        raise AssertionError(f"after {steps} steps only {improved:.0%} of the images have a lower margin than at the "
+                             "start: keep each proposal where it lowers the margin (and return the new images)")
+    print(f"{steps} random-search steps: mean margin {history[0].mean():.2f} -> {history[-1].mean():.2f}; "
+          f"accuracy {evaluate.accuracy(model, x, y):.0%} -> {evaluate.accuracy(model, x_rs, y):.0%}")
+    return True
