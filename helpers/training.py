@@ -17,6 +17,8 @@ This module holds the mechanics only; the course's recipes and the model cache l
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from . import attacks
@@ -108,8 +110,12 @@ class AdversarialModel(keras.Model):
     """
 
     def __init__(self, classifier, *, attack="pgd", eps, mode="double", attack_kwargs=None,
-                 validation_attack=None, validation_attack_kwargs=None, beta: float = 6.0, **kwargs):
+                 validation_attack=None, validation_attack_kwargs=None, beta: float = 6.0, eps_warmup="auto",
+                 **kwargs):
         super().__init__(**kwargs)
+        if eps_warmup != "auto":
+            check_positive_int(eps_warmup, "eps_warmup", minimum=0)
+        self.eps_warmup = eps_warmup
         if not isinstance(classifier, keras.Model):
             raise TypeError(f"classifier must be a keras.Model returning logits, got {type(classifier).__name__}")
         check_choice("mode", mode, MODES)
@@ -139,6 +145,31 @@ class AdversarialModel(keras.Model):
                                              default_kwargs if validation_attack is None else validation_attack_kwargs)
         self.config = dict(attack=getattr(attack, "__name__", attack), eps=self.eps, mode=mode,
                            attack_kwargs=dict(attack_kwargs or {}))
+
+    def warmup_epochs(self, epochs: int) -> int:
+        """The epochs over which ``fit`` ramps ε (``EpsWarmup``): ``eps_warmup`` if it is a number, else ("auto")
+        a quarter of ``epochs`` for PGD training on adversarial examples only, and 0 (no ramp) otherwise.
+
+        Why: a fresh model trained only on multi-step attacks at the full ε often never leaves chance
+        (``benchmarks/stall_rate.py``: 3 of 5 seeds of PGD-7 at ε = 0.3 on mnist_5k without a ramp).  FGSM, the
+        double batch and TRADES keep a clean signal and do not need it."""
+        if self.eps_warmup != "auto":
+            return int(self.eps_warmup)
+        strong = self.config["attack"] == "pgd" and self.mode == "adversarial"
+        return max(1, int(epochs) // 4) if strong and int(epochs) > 1 else 0
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """``keras.Model.fit``, plus two callbacks unless ``callbacks`` already holds one of their kind: an
+        ``EpsWarmup`` over ``warmup_epochs(epochs)`` epochs (when that is > 0) and a ``StallMonitor``, which warns
+        when accuracy under the training attack stays at chance."""
+        callbacks = list(callbacks or [])
+        epochs = kwargs.get("epochs", args[3] if len(args) > 3 else 1)
+        warmup = self.warmup_epochs(epochs)
+        if warmup and not any(isinstance(c, EpsWarmup) for c in callbacks):
+            callbacks.insert(0, EpsWarmup(warmup))
+        if not any(isinstance(c, StallMonitor) for c in callbacks):
+            callbacks.insert(0, StallMonitor())
+        return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def call(self, x, training=False):
         return self.classifier(x, training=training)
@@ -229,9 +260,86 @@ class EpsWarmup(keras.callbacks.Callback):
             logs["eps"] = float(self.model.train_eps.numpy())
 
 
+def find_collapse(pgd, own, *, level: float = 0.3, hold: int = 2, drop: float = 0.2, within: int = 2,
+                  own_high: float = 0.7):
+    """``(held, fell)``, the 0-based epochs of the first catastrophic collapse in a run's curves, or None.
+
+    ``pgd``: validation accuracy under a multi-step attack per epoch; ``own``: accuracy under the training attack.
+    A collapse (Wong, Rice & Kolter 2020): ``pgd`` holds ≥ ``level`` for ``hold`` epochs in a row (the last of them
+    is ``held``), then within ``within`` epochs it is ≥ ``drop`` lower (at ``fell``) while ``own`` at ``fell`` is
+    still ≥ ``own_high`` — the model still beats its training attack but no longer PGD.
+    """
+    for end in range(hold - 1, len(pgd)):
+        if min(pgd[end - hold + 1:end + 1]) < level:
+            continue
+        for later in range(end + 1, min(end + within, len(pgd) - 1) + 1):
+            if pgd[end] - pgd[later] >= drop and own[later] >= own_high:
+                return end, later
+    return None
+
+
+class StallWarning(UserWarning):
+    """Adversarial training has not left chance level (see ``StallMonitor``)."""
+
+
+class StallMonitor(keras.callbacks.Callback):
+    """Warn (and, with ``stop=True``, stop) when adversarial training stalls at chance.
+
+    After each epoch: if the accuracy on the training batches under the model's own attack (``adv_accuracy``) has
+    stayed within ``tolerance`` of chance (1 / number of classes) for the last ``patience`` epochs, warn once with
+    a ``StallWarning`` that names the cause and the remedies, and record the epoch in ``stalled_at``.  Training
+    that ends sooner (few epochs, or ``EarlyStopping``) with its last epochs at chance is reported when it ends.
+    A model that answers one class for every image is otherwise handed back as if nothing happened
+    (``EarlyStopping`` even restores it as "best").  ``AdversarialModel.fit`` adds one unless its callbacks hold a ``StallMonitor``.
+    """
+
+    def __init__(self, patience: int = 3, tolerance: float = 0.05, stop: bool = False):
+        super().__init__()
+        self.patience = check_positive_int(patience, "patience")
+        self.tolerance, self.stop = float(tolerance), bool(stop)
+        self.stalled_at, self._curve = None, []
+
+    def on_train_begin(self, logs=None):
+        self.stalled_at, self._curve = None, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not logs or "adv_accuracy" not in logs or self.stalled_at is not None:
+            return
+        self._curve.append(float(logs["adv_accuracy"]))
+        if len(self._curve) >= self.patience and self._at_chance(self._curve[-self.patience:]):
+            self._warn(epoch, self._curve[-self.patience:])
+
+    def on_train_end(self, logs=None):
+        # Training that ended sooner (EarlyStopping, few epochs) at chance is reported all the same.
+        if self.stalled_at is None and self._curve and self._at_chance(self._curve[-self.patience:]):
+            self._warn(len(self._curve) - 1, self._curve[-self.patience:])
+
+    def _chance(self) -> float:
+        return 1.0 / int(getattr(self.model, "classifier", self.model).output_shape[-1])
+
+    def _at_chance(self, values) -> bool:
+        return max(abs(v - self._chance()) for v in values) <= self.tolerance
+
+    def _warn(self, epoch, recent):
+        chance = self._chance()
+        self.stalled_at = epoch
+        eps = getattr(self.model, "train_eps", None)
+        eps_text = f" (ε = {float(eps.numpy()):.3g})" if eps is not None else ""
+        warnings.warn(
+            f"adversarial training looks stalled: for {len(recent)} epochs the accuracy on the training batches "
+            f"under its own attack{eps_text} has stayed within {self.tolerance:.2f} of chance ({chance:.2f}): "
+            + " ".join(f"{v:.2f}" for v in recent) + ". A fresh model trained only against a strong attack at the "
+            "full ε can fail to leave chance for good, and the model returned then predicts one class. Remedies: "
+            "ramp ε up (AdversarialModel(eps_warmup=k) or training.EpsWarmup(k)), warm the learning rate up "
+            "(training.warmup_cosine), lower the learning rate, or train on the double batch (mode='double').",
+            StallWarning, stacklevel=2)
+        if self.stop:
+            self.model.stop_training = True
+
+
 def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epochs: int, batch_size: int = 128,
                       mode: str = "double", attack_kwargs: dict | None = None, seed: int = 0, learning_rate=None,
-                      optimizer=None, validation_data=None, eps_warmup: int = 0, early_stopping: int | None = None,
+                      optimizer=None, validation_data=None, eps_warmup="auto", early_stopping: int | None = None,
                       validation_attack=None, validation_attack_kwargs: dict | None = None,
                       jit_compile: bool = False, callbacks=None, verbose: int = 0,
                       beta: float = 6.0) -> keras.callbacks.History:
@@ -241,7 +349,9 @@ def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epoch
     ``make_attack``.  ``x`` is an image array with labels ``y``, or a ``tf.data.Dataset`` of ``(images, labels)``
     batches (then ``y=None``).  The optimizer: ``optimizer`` if given, else the one ``model`` was compiled with
     (training continues with its state), else Adam with ``learning_rate`` (a float or a Keras schedule; default
-    1e-3).  ``eps_warmup=n`` adds ``EpsWarmup(n)``; ``early_stopping=k`` adds Keras' ``EarlyStopping`` on
+    1e-3).  ``eps_warmup=n`` ramps ε over the first ``n`` epochs (``EpsWarmup``); the default, ``"auto"``, ramps over
+    a quarter of the epochs for PGD on adversarial examples only (see ``AdversarialModel.warmup_epochs``; 0 turns
+    it off).  A ``StallMonitor`` warns if training stalls at chance.  ``early_stopping=k`` adds Keras' ``EarlyStopping`` on
     ``val_adv_accuracy`` (patience ``k``, best weights restored, only full-ε epochs considered; needs
     ``validation_data``), whose best epoch is returned in ``history.params["best_epoch"]``.  ``verbose`` as in ``fit``.
     ``beta`` weighs the KL term of ``mode="trades"``.
@@ -250,12 +360,13 @@ def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epoch
                         attack_kwargs=attack_kwargs, validation_attack=validation_attack,
                         validation_attack_kwargs=validation_attack_kwargs, validation_data=validation_data,
                         eps_warmup=eps_warmup, early_stopping=early_stopping, beta=beta)
+    warmup = adv.warmup_epochs(epochs)
     with adv.distribute_strategy.scope():  # a new optimizer must live where the classifier's variables live
         adv.compile(optimizer=_choose_optimizer(model, optimizer, learning_rate), jit_compile=jit_compile)
-    extra = [EpsWarmup(eps_warmup)] if eps_warmup else []
+    extra = [EpsWarmup(warmup)] if warmup else []
     if early_stopping:
         extra.append(keras.callbacks.EarlyStopping("val_adv_accuracy", mode="max", patience=early_stopping,
-                                                   restore_best_weights=True, start_from_epoch=max(0, eps_warmup - 1)))
+                                                   restore_best_weights=True, start_from_epoch=max(0, warmup - 1)))
     keras.utils.set_random_seed(seed)
     streaming = isinstance(x, tf.data.Dataset)
     try:
@@ -304,7 +415,8 @@ def _wrap_checked(model, x, y, *, epochs, batch_size, validation_data, eps_warmu
             raise ValueError("the training data yielded no examples")
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
-    check_positive_int(eps_warmup, "eps_warmup", minimum=0)
+    if eps_warmup != "auto":
+        check_positive_int(eps_warmup, "eps_warmup", minimum=0)
     if early_stopping is not None:
         check_positive_int(early_stopping, "early_stopping")
         if validation_data is None:
@@ -313,7 +425,7 @@ def _wrap_checked(model, x, y, *, epochs, batch_size, validation_data, eps_warmu
         xv, yv = validation_data
         check_images(xv, "validation x")
         check_labels(yv, len(xv), "validation y", num_classes=num_classes)
-    return AdversarialModel(model, **config)
+    return AdversarialModel(model, eps_warmup=eps_warmup, **config)
 
 
 def _check_dataset_spec(dataset, model):

@@ -395,3 +395,75 @@ def test_trades_mode_trains_on_the_kl_attack(small):
     assert np.abs(x_adv - small.x_val[:16]).max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
     with pytest.raises(ValueError, match="mode='trades' uses its own KL attack"):
         training.AdversarialModel(fresh(small), attack="fgsm", eps=0.1, mode="trades")
+
+
+# ------------------------------------------------------------------------------- stalls at chance (issue 20)
+class _FakeModel:
+    """Stands in for the trained model of a callback: its output shape and a stop flag."""
+    output_shape = (None, 10)
+    stop_training = False
+
+
+def _monitor_on(curve, end=True, **kwargs):
+    monitor = training.StallMonitor(**kwargs)
+    monitor.set_model(_FakeModel())
+    monitor.on_train_begin()
+    for epoch, value in enumerate(curve):
+        monitor.on_epoch_end(epoch, {"adv_accuracy": value})
+    if end:
+        monitor.on_train_end()
+    return monitor
+
+
+def test_stall_monitor_warns_when_training_stays_at_chance():
+    with pytest.warns(training.StallWarning, match=r"stalled.*chance \(0\.10\).*eps_warmup"):
+        monitor = _monitor_on([0.08, 0.10, 0.09, 0.10])
+    assert monitor.stalled_at == 2 and not monitor.model.stop_training
+    with pytest.warns(training.StallWarning):
+        assert _monitor_on([0.1, 0.09, 0.1], stop=True).model.stop_training
+
+
+def test_stall_monitor_reports_a_short_run_that_ends_at_chance():
+    assert _monitor_on([0.1, 0.09], end=False).stalled_at is None           # too soon to tell during training
+    with pytest.warns(training.StallWarning, match="for 2 epochs"):
+        assert _monitor_on([0.1, 0.09]).stalled_at == 1                    # but the run ended there
+
+
+@pytest.mark.parametrize("curve", [[0.04, 0.13, 0.21, 0.30], [0.1, 0.1, 0.2, 0.1, 0.3], [0.45]])
+def test_stall_monitor_is_quiet_while_training_moves(curve, recwarn):
+    assert _monitor_on(curve).stalled_at is None
+    assert not [w for w in recwarn if issubclass(w.category, training.StallWarning)]
+
+
+def test_eps_ramps_by_default_only_where_training_stalls(small):
+    def wrap(attack, mode, **kw):
+        return training.AdversarialModel(fresh(small), attack=attack, eps=0.3, mode=mode, **kw)
+    assert wrap("pgd", "adversarial").warmup_epochs(20) == 5
+    assert wrap("pgd", "adversarial").warmup_epochs(1) == 0
+    assert wrap("fgsm", "adversarial").warmup_epochs(20) == 0
+    assert wrap("pgd", "double").warmup_epochs(20) == 0
+    assert wrap("pgd", "adversarial", eps_warmup=0).warmup_epochs(20) == 0
+    assert wrap("fgsm", "double", eps_warmup=3).warmup_epochs(20) == 3
+    with pytest.raises(ValueError, match="eps_warmup"):
+        wrap("pgd", "adversarial", eps_warmup=-1)
+    h = training.adversarial_train(fresh(small), small.x_train[:128], small.y_train[:128], attack="pgd", eps=0.3,
+                                   epochs=4, batch_size=64, mode="adversarial", attack_kwargs={"steps": 2})
+    np.testing.assert_allclose(h.history["eps"], [0.3] * 4, rtol=1e-6)      # 4 // 4 = 1 epoch: no ramp
+    h = training.adversarial_train(fresh(small), small.x_train[:128], small.y_train[:128], attack="pgd", eps=0.3,
+                                   epochs=8, batch_size=64, mode="adversarial", attack_kwargs={"steps": 2})
+    np.testing.assert_allclose(h.history["eps"], [0.15] + [0.3] * 7, rtol=1e-6)  # 8 // 4 = 2 epochs
+
+
+@pytest.mark.slow
+def test_a_real_stall_is_reported_even_when_early_stopping_restores_it(mnist):
+    # Seed 2 of PGD-7 at ε = 0.3 from the first step stays at chance (benchmarks/results/stall_rate.md).
+    models.seed_everything(2)
+    model = models.build_model(mnist.input_shape, mnist.num_classes, seed=2)
+    adv = training.AdversarialModel(model, attack="pgd", eps=0.3, mode="adversarial", eps_warmup=0)
+    adv.compile(optimizer=keras.optimizers.Adam(1e-3))
+    stop = keras.callbacks.EarlyStopping("val_adv_accuracy", mode="max", patience=1, restore_best_weights=True)
+    keras.utils.set_random_seed(2)
+    with pytest.warns(training.StallWarning, match="stalled"):
+        h = adv.fit(mnist.x_train, mnist.y_train, batch_size=64, epochs=3, verbose=0, callbacks=[stop],
+                    validation_data=(mnist.x_val[:100], mnist.y_val[:100]))
+    assert max(h.history["adv_accuracy"]) < 0.15
