@@ -360,10 +360,10 @@ def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epoch
                         attack_kwargs=attack_kwargs, validation_attack=validation_attack,
                         validation_attack_kwargs=validation_attack_kwargs, validation_data=validation_data,
                         eps_warmup=eps_warmup, early_stopping=early_stopping, beta=beta)
-    warmup = adv.warmup_epochs(epochs)
+    warmup = adv.warmup_epochs(epochs)  # fit adds the EpsWarmup; early stopping must skip its epochs
     with adv.distribute_strategy.scope():  # a new optimizer must live where the classifier's variables live
         adv.compile(optimizer=_choose_optimizer(model, optimizer, learning_rate), jit_compile=jit_compile)
-    extra = [EpsWarmup(warmup)] if warmup else []
+    extra = []
     if early_stopping:
         extra.append(keras.callbacks.EarlyStopping("val_adv_accuracy", mode="max", patience=early_stopping,
                                                    restore_best_weights=True, start_from_epoch=max(0, warmup - 1)))
@@ -415,8 +415,6 @@ def _wrap_checked(model, x, y, *, epochs, batch_size, validation_data, eps_warmu
             raise ValueError("the training data yielded no examples")
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
-    if eps_warmup != "auto":
-        check_positive_int(eps_warmup, "eps_warmup", minimum=0)
     if early_stopping is not None:
         check_positive_int(early_stopping, "early_stopping")
         if validation_data is None:
