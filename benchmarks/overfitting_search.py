@@ -15,10 +15,12 @@ overfitting_search.md``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 
+os.environ.setdefault("COURSE_EVAL_CACHE", "0")  # benchmarks measure: compute every evaluation (helpers.evalcache)
 from helpers import _quiet  # noqa: F401  (TensorFlow without its start-up chatter)
 
 from helpers import data, models, recipes, training

@@ -25,12 +25,14 @@ for a quick look.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+os.environ.setdefault("COURSE_EVAL_CACHE", "0")  # benchmarks measure: compute every evaluation (helpers.evalcache)
 from helpers import _quiet  # noqa: F401  (TensorFlow without its start-up chatter)
 from helpers import attacks, certify, data, evaluate, models, recipes
 

@@ -21,11 +21,13 @@ whether ``training.StallMonitor`` warned.  Recipes (the documented paths):
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 import warnings
 
+os.environ.setdefault("COURSE_EVAL_CACHE", "0")  # benchmarks measure: compute every evaluation (helpers.evalcache)
 from helpers import _quiet  # noqa: F401  (TensorFlow without its start-up chatter)
 
 import keras

@@ -29,8 +29,8 @@ def check_eps(eps, name: str = "eps") -> float:
             raise TypeError(f"{name} must be a real number >= 0, got {eps!r} of type {type(eps).__name__}") from None
     eps = float(eps)
     if not np.isfinite(eps) or eps < 0:
-        raise ValueError(f"{name}={eps!r} is not allowed; {name} must be a finite number >= 0 "
-                         "(in pixel-value units of [0, 1])")
+        units = " (in pixel-value units of [0, 1])" if name.startswith(("eps", "step")) else ""
+        raise ValueError(f"{name}={eps!r} is not allowed; {name} must be a finite number >= 0{units}")
     return eps
 
 

@@ -1,6 +1,6 @@
 """The instructor's build: execute the series, export HTML that works from disk, make student versions.
 
-``python -m helpers.course build [--out build] [--dataset NAME] [--only PATTERN] [--timeout SECONDS]``
+``python -m helpers.course build [--out build] [--dataset NAME] [--only PATTERN] [--timeout SECONDS] [--no-fit-unit]``
 
 1. Every ``notebooks/NN_*.ipynb`` runs top to bottom in a fresh kernel, on a *copy* (the sources are never
    written), with a progress line per notebook.  ``--dataset`` overrides the ``DATASET`` of the ``parameters`` cell
@@ -14,6 +14,10 @@
    that region becomes a ``# TODO`` and a ``raise NotWrittenYet(...)`` — e.g. the body of a method to write.
    ``helpers.NotWrittenYet`` is a ``NotImplementedError`` that ``helpers.selfcheck`` recognises, so the student
    version runs top to bottom with "Exercise N is not written yet" lines instead of tracebacks.
+
+Run times are printed and shown in the index in seconds and in fit units (FU, ``helpers.fitunit``: one 5-epoch fit
+of the course CNN, measured on this machine at the start of the build in a separate process, about 4 FU), so an
+instructor can compare them with the stated run times of any machine; ``--no-fit-unit`` skips that measurement.
 
 Everything is written to a temporary folder beside ``OUT`` and moved into place only when every notebook succeeded:
 a failing notebook stops the build with its name, the failing cell and the error, and leaves ``OUT`` as it was.
@@ -80,6 +84,11 @@ class NotebookResult:
     goals: list = field(default_factory=list)
     runtime: str = ""
     seconds: float = 0.0
+    fu: float | None = None  # seconds of one fit unit on the machine that built it (None: not measured)
+
+    def cost(self) -> str:
+        """``"83 s"``, or ``"83 s = 25.1 FU"`` when the fit unit was measured."""
+        return f"{self.seconds:.0f} s" + (f" = {self.seconds / self.fu:.1f} FU" if self.fu else "")
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -282,6 +291,18 @@ def execute(nb, *, name: str, cwd, timeout: int = 600):
     return nb
 
 
+def measure_fit_unit() -> float:
+    """Seconds of one fit unit on this machine (``helpers.fitunit``), measured in a fresh Python process."""
+    import subprocess
+
+    code = "from helpers.fitunit import fit_unit; print(fit_unit())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"measuring the fit unit failed:\n{out.stderr.strip()[-2000:]}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def export_html(nb, title: str) -> str:
     from nbconvert import HTMLExporter
 
@@ -312,9 +333,13 @@ def render_index(results: list, *, course_title: str, dataset: str | None) -> st
         items.append(
             f'<li class="nb"><a href="{html.escape(r.name)}.html"><b>{html.escape(r.title or r.name)}</b></a>'
             f'<div class="meta">stated run time: {_inline_markdown(r.runtime) if r.runtime else "not stated"}; '
-            f"this build: {r.seconds:.0f} s</div>"
+            f"this build: {r.cost()}</div>"
             + (f"<div>Learning goals:</div><ul>{goals}</ul>" if goals else "") + "</li>")
     total = sum(r.seconds for r in results)
+    fu = results[0].fu if results else None
+    total_text = f"{total:.0f} s" + (f" = {total / fu:.0f} FU (1 FU = {fu:.2f} s on the machine that built it: "
+                                      "one 5-epoch fit of the course CNN, <code>python -m helpers.fitunit</code>)"
+                                      if fu else "")
     data = html.escape(dataset or "each notebook's default (the bundled mnist_5k)")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(course_title)}</title>
@@ -325,7 +350,7 @@ body {{ font-family: system-ui, sans-serif; max-width: 52rem; margin: 2rem auto;
 li.nb {{ margin: 1rem 0; }} .meta {{ color: #555; font-size: 0.9rem; }} ol {{ padding-left: 1.4rem; }}
 </style></head><body>
 <h1>{html.escape(course_title)}</h1>
-<p>Executed on {data}; {len(results)} notebooks in {total:.0f} s. Each page works offline, sliders included.
+<p>Executed on {data}; {len(results)} notebooks in {total_text}. Each page works offline, sliders included.
 Student versions (solutions replaced by exercise stubs): <a href="../student/">../student/</a>.</p>
 <ol>{"".join(items)}</ol>
 </body></html>
@@ -334,10 +359,12 @@ Student versions (solutions replaced by exercise stubs): <a href="../student/">.
 
 # ------------------------------------------------------------------------------------------------ building
 def build(notebooks_dir=DEFAULT_NOTEBOOKS, out_dir="build", *, dataset: str | None = None, timeout: int = 600,
-          only: str | None = None, log=None, course_title="Adversarial examples and adversarial training"):
+          only: str | None = None, log=None, course_title="Adversarial examples and adversarial training",
+          fit_unit: bool = True):
     """Build the course (see the module docstring); returns one ``NotebookResult`` per notebook.
 
-    ``log`` receives one progress line at a time (default: print to standard output).
+    ``log`` receives one progress line at a time (default: print to standard output).  ``fit_unit``: measure the
+    fit unit first and give every run time in FU beside seconds.
     """
     log = log or (lambda line: print(line, flush=True))
     if dataset is not None and dataset not in DATASETS:
@@ -348,6 +375,11 @@ def build(notebooks_dir=DEFAULT_NOTEBOOKS, out_dir="build", *, dataset: str | No
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".course-build-", dir=out_dir.parent))
     results = []
+    fu = None
+    if fit_unit:
+        log("measuring the fit unit (one 5-epoch fit of the course CNN, best of 3) ...")
+        fu = measure_fit_unit()
+        log(f"1 FU = {fu:.2f} s on this machine")
     start_all = time.perf_counter()
     try:
         (staging / "html").mkdir()
@@ -367,20 +399,38 @@ def build(notebooks_dir=DEFAULT_NOTEBOOKS, out_dir="build", *, dataset: str | No
             (staging / "html" / f"{path.stem}.html").write_text(export_html(nb, info["title"] or path.stem),
                                                                 encoding="utf-8")
             nbformat.write(make_student_version(source), staging / "student" / path.name)
-            results.append(NotebookResult(path.stem, info["title"], info["goals"], info["runtime"], seconds))
-            log(f"[{k}/{len(paths)}] {path.stem}: ok  {seconds:.1f} s")
+            results.append(NotebookResult(path.stem, info["title"], info["goals"], info["runtime"], seconds, fu))
+            log(f"[{k}/{len(paths)}] {path.stem}: ok  {results[-1].cost()}")
         (staging / "html" / "index.html").write_text(
             render_index(results, course_title=course_title, dataset=dataset), encoding="utf-8")
         _copy_mathjax(staging / "html" / "mathjax")
-        for sub in ("html", "student"):  # swap in: the old output is moved aside, then removed
-            target = out_dir / sub
-            if target.exists():
-                target.rename(staging / f"old-{sub}")
-            (staging / sub).rename(target)
+        _swap_in(staging, out_dir, ("html", "student"))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    log(f"built {len(results)} notebooks in {time.perf_counter() - start_all:.0f} s: {out_dir / 'html' / 'index.html'}")
+    total = time.perf_counter() - start_all
+    log(f"built {len(results)} notebooks in {total:.0f} s" + (f" = {total / fu:.0f} FU" if fu else "")
+        + f": {out_dir / 'html' / 'index.html'}")
     return results
+
+
+def _swap_in(staging: Path, out_dir: Path, subs) -> None:
+    """Replace ``out_dir/sub`` by ``staging/sub`` for every ``sub``, all or none: the old folders are moved aside
+    first (into ``staging``, removed with it), and if any move fails, everything moved is put back."""
+    aside, placed = [], []
+    try:
+        for sub in subs:
+            if (out_dir / sub).exists():
+                (out_dir / sub).rename(staging / f"old-{sub}")
+                aside.append(sub)
+        for sub in subs:
+            (staging / sub).rename(out_dir / sub)
+            placed.append(sub)
+    except OSError:
+        for sub in placed:
+            (out_dir / sub).rename(staging / sub)
+        for sub in aside:
+            (staging / f"old-{sub}").rename(out_dir / sub)
+        raise
 
 
 def main(argv=None) -> int:
@@ -392,9 +442,12 @@ def main(argv=None) -> int:
     b.add_argument("--notebooks", default=str(DEFAULT_NOTEBOOKS), help="folder of NN_name.ipynb notebooks")
     b.add_argument("--only", help="build only notebooks whose file name contains this text (e.g. 02)")
     b.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default: 600)")
+    b.add_argument("--no-fit-unit", action="store_true",
+                   help="skip measuring the fit unit (run times in seconds only; saves about 4 FU)")
     args = parser.parse_args(argv)
     try:
-        build(args.notebooks, args.out, dataset=args.dataset, timeout=args.timeout, only=args.only)
+        build(args.notebooks, args.out, dataset=args.dataset, timeout=args.timeout, only=args.only,
+              fit_unit=not args.no_fit_unit)
     except BuildError as err:
         print(f"\nBuild failed: {err}\nNothing was written to {args.out}.", file=sys.stderr)
         return 1

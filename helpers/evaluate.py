@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from functools import partial
 
 import numpy as np
 
-from . import attacks
+from . import attacks, evalcache
 from ._checks import check_choice, check_eps, check_images, check_labels
 from ._compiled import batched, compiled, input_specs
 
@@ -14,7 +16,7 @@ from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up cha
 import tensorflow as tf  # noqa: E402
 
 #: Attacks that ``accuracy_under_attack`` and friends accept by name.
-ATTACK_NAMES = ("fgsm", "pgd", "noise", "raw", "max", "l2", "sign")
+ATTACK_NAMES = ("fgsm", "pgd", "noise", "raw", "max", "l2", "sign", "apgd", "square")
 
 
 def predict_logits(model, x) -> np.ndarray:
@@ -56,8 +58,79 @@ def resolve_attack(attack):
         # Accuracy only asks whether each image *can* be misclassified: stop each one at its first success.
         return partial(attacks.pgd, early_stop=True)
     if attack == "noise":
-        return lambda model, x, y, eps, **kw: attacks.random_noise(x, eps, **kw)
+        # noise ignores the model, the labels and a target: a baseline for targeted success rates too
+        return lambda model, x, y, eps, targeted=False, **kw: attacks.random_noise(x, eps, **kw)
+    if attack in ("apgd", "square"):
+        return getattr(attacks, attack)
     return lambda model, x, y, eps, **kw: attacks.gradient_attack(model, x, y, eps, scale=attack, **kw)
+
+
+def _is_random(fn, kwargs) -> bool:
+    """Does ``fn(..., **kwargs)`` draw fresh random numbers (a ``seed`` left ``None`` and a random start)?"""
+    seed = inspect.signature(fn).parameters.get("seed")
+    return seed is not None and kwargs.get("seed", seed.default) is None and kwargs.get("random_start", True)
+
+
+def _deterministic(attack, kwargs) -> bool:
+    """Is ``attack`` a named attack that, with these arguments, gives the same images every time?"""
+    if callable(attack):
+        return False  # a callable has no stable identity to remember it under
+    fn = {"fgsm": attacks.fgsm, "pgd": attacks.pgd, "noise": attacks.random_noise, "apgd": attacks.apgd,
+          "square": attacks.square}.get(attack, attacks.gradient_attack)
+    return not _is_random(fn, kwargs)
+
+
+def still_right(model, x, y, attack, eps, **attack_kwargs) -> np.ndarray:
+    """Per image: is ``model`` still right after ``attack`` (name or callable, as in ``accuracy_under_attack``)?
+
+    The boolean vector that paired comparisons (``report.paired_difference``) need; its mean is the accuracy under
+    attack.  A named attack that is deterministic (no randomness, or a fixed ``seed``) is remembered with the model
+    (``helpers.evalcache``): asking again, here or in another notebook, costs nothing.  ``"pgd"`` stops each image
+    at its first success (``early_stop=True``): an image counts as broken if any step fooled the model.
+    """
+    fn = resolve_attack(attack)
+    eps = check_eps(eps)
+    y = np.asarray(y, np.int64)
+    check_images(x)
+    check_labels(y, len(x))
+    x = np.asarray(x, np.float32)
+
+    def compute():
+        return {"right": predict(model, fn(model, x, y, eps, **attack_kwargs))[0] == y}
+
+    return _remember("still-right", model, (x, y), attack, eps, attack_kwargs, compute)["right"]
+
+
+def remembered(attack):
+    """``attack`` (a function ``attack(model, x, y, eps, **kwargs)`` returning images, e.g. ``attacks.pgd``) whose
+    results are remembered with the model when they are deterministic (no randomness, or a fixed ``seed``).
+
+    ``pgd = evaluate.remembered(attacks.pgd)`` behaves exactly like ``attacks.pgd`` (tuples, as ``attacks.square``
+    returns with ``return_queries=True``, come back as tuples); asking again for the same
+    model, images and arguments (in this notebook, a later one or a rerun) reads the stored adversarial images
+    instead of attacking again (``helpers.evalcache``).  A call with fresh randomness (``seed=None``) always runs.
+    """
+    if not callable(attack):
+        raise TypeError(f"remembered() needs an attack function, got {type(attack).__name__}")
+    name = f"{getattr(attack, '__module__', '')}.{getattr(attack, '__qualname__', repr(attack))}"
+
+    @functools.wraps(attack)
+    def run(model, x, y, eps, **kwargs):
+        if _is_random(attack, kwargs):
+            return attack(model, x, y, eps, **kwargs)
+        check_images(x)
+        x, y = np.asarray(x, np.float32), np.asarray(y, np.int64)
+        params = {"attack": name, "eps": check_eps(eps), **kwargs}
+
+        def compute():
+            out = attack(model, x, y, eps, **kwargs)
+            parts = out if isinstance(out, tuple) else (out,)
+            return {f"out{i}": np.asarray(part) for i, part in enumerate(parts)}
+
+        found = evalcache.remember("adversarial", model, (x, y), params, compute, compress=True)
+        return found["out0"] if len(found) == 1 else tuple(found[f"out{i}"] for i in range(len(found)))
+
+    return run
 
 
 def accuracy_under_attack(model, x, y, attack, eps_values, **attack_kwargs) -> dict:
@@ -65,18 +138,22 @@ def accuracy_under_attack(model, x, y, attack, eps_values, **attack_kwargs) -> d
 
     ``attack``: a name from ``ATTACK_NAMES`` (``"raw"``, ``"max"``, ``"l2"``, ``"sign"`` are the one-step rules of
     ``gradient_attack``) or a callable with the signature of ``attacks.fgsm``.  ε = 0 gives the clean accuracy.
+    Deterministic named attacks are remembered with the model (see ``still_right``).
     """
-    fn = resolve_attack(attack)
+    resolve_attack(attack)
     eps_list = [check_eps(e) for e in np.atleast_1d(eps_values)]
     if not eps_list:
         raise ValueError("eps_values must hold at least one value")
-    return {e: accuracy(model, fn(model, x, y, e, **attack_kwargs), y) for e in eps_list}
+    if len(x) == 0:
+        raise ValueError("accuracy needs at least one example, got an empty batch")
+    return {e: float(np.mean(still_right(model, x, y, attack, e, **attack_kwargs))) for e in eps_list}
 
 
 def targeted_success_rate(model, x, y, target, attack="pgd", eps=0.3, **attack_kwargs) -> float:
     """Fraction of examples *not already of class* ``target`` that the targeted attack turns into ``target``.
 
-    ``y`` holds the true labels; ``target`` is one class index or a vector of per-example targets.
+    ``y`` holds the true labels; ``target`` is one class index or a vector of per-example targets.  Deterministic
+    named attacks are remembered with the model (see ``still_right``).
     """
     check_images(x)
     check_labels(y, len(x))
@@ -86,30 +163,50 @@ def targeted_success_rate(model, x, y, target, attack="pgd", eps=0.3, **attack_k
     if not keep.any():
         raise ValueError("every example already belongs to its target class; nothing to attack")
     fn = resolve_attack(attack)
-    x_adv = fn(model, np.asarray(x)[keep], targets[keep], check_eps(eps), targeted=True, **attack_kwargs)
-    return float(np.mean(predict(model, x_adv)[0] == targets[keep]))
+    eps = check_eps(eps)
+    x_keep, t_keep = np.asarray(x, np.float32)[keep], targets[keep]
+
+    def compute():
+        x_adv = fn(model, x_keep, t_keep, eps, targeted=True, **attack_kwargs)
+        return {"hit": predict(model, x_adv)[0] == t_keep}
+
+    hit = _remember("targeted", model, (x_keep, t_keep), attack, eps, attack_kwargs, compute)["hit"]
+    return float(np.mean(hit))
 
 
 def success_matrix(model, x, y, attack="pgd", eps=0.3, *, num_classes=None, **attack_kwargs) -> np.ndarray:
     """``M[s, t]``: success rate of the targeted attack turning examples of true class ``s`` into class ``t``.
 
-    The diagonal is NaN (nothing to do).  Costs one targeted attack of the whole batch per target class.
+    The diagonal is NaN (nothing to do).  Costs one targeted attack of the whole batch per target class (remembered
+    with the model for deterministic named attacks, see ``still_right``).
     """
     check_images(x)
     check_labels(y, len(x))
     y = np.asarray(y, np.int64)
+    x = np.asarray(x, np.float32)
     k = int(num_classes or model.output_shape[-1])
     fn = resolve_attack(attack)
     eps = check_eps(eps)
-    m = np.full((k, k), np.nan)
-    for t in range(k):
-        keep = y != t
-        x_adv = fn(model, np.asarray(x)[keep], np.full(keep.sum(), t, np.int64), eps, targeted=True, **attack_kwargs)
-        hit = predict(model, x_adv)[0] == t
-        for s in range(k):
-            if s != t and np.any(y[keep] == s):
-                m[s, t] = hit[y[keep] == s].mean()
-    return m
+
+    def compute():
+        m = np.full((k, k), np.nan)
+        for t in range(k):
+            keep = y != t
+            x_adv = fn(model, x[keep], np.full(keep.sum(), t, np.int64), eps, targeted=True, **attack_kwargs)
+            hit = predict(model, x_adv)[0] == t
+            for s in range(k):
+                if s != t and np.any(y[keep] == s):
+                    m[s, t] = hit[y[keep] == s].mean()
+        return {"matrix": m}
+
+    return _remember("success-matrix", model, (x, y), attack, eps, dict(attack_kwargs, k=k), compute)["matrix"]
+
+
+def _remember(kind, model, arrays, attack, eps, attack_kwargs, compute) -> dict:
+    """``compute()``, remembered with the model (``evalcache``) when ``attack`` is a deterministic named attack."""
+    if not _deterministic(attack, attack_kwargs):
+        return compute()
+    return evalcache.remember(kind, model, arrays, {"attack": attack, "eps": eps, **attack_kwargs}, compute)
 
 
 def perturbation_norms(x, x_adv) -> dict:
@@ -149,8 +246,9 @@ def strong_accuracy(model, x, y, eps, *, steps: int = 100, restarts: int = 1, qu
     images costs little more: each attack skips images the model already gets wrong and drops the ones it breaks,
     so the robust images, which both ways attack in full, dominate the time (measured on 1,000 MNIST test images,
     PGD-trained CNN, ε = 0.3, defaults: 35 s either way on 2 CPU cores; standard CNN: 3.3 s against 0.7 s).
-    Returns ``{"apgd-ce", "apgd-dlr", "square", "worst"}`` (fractions of ``x``) and ``"seconds"`` (wall time);
-    ``strong_robust`` gives the same per image.
+    Returns ``{"apgd-ce", "apgd-dlr", "square", "worst"}`` (fractions of ``x``) and ``"seconds"`` (wall time of
+    this call: near 0 when the result was remembered, see ``strong_robust``; set ``COURSE_EVAL_CACHE=0`` to time
+    the attacks); ``strong_robust`` gives the same per image.
     """
     start = time.perf_counter()
     held = strong_robust(model, x, y, eps, steps=steps, restarts=restarts, queries=queries, seed=seed, norm=norm)
@@ -163,7 +261,9 @@ def strong_robust(model, x, y, eps, *, steps: int = 100, restarts: int = 1, quer
                   norm: str = "inf") -> dict:
     """Per image, what ``strong_accuracy`` averages: ``{"apgd-ce", "apgd-dlr", "square", "worst"}`` -> boolean
     arrays, True where the model is still right after that attack (``"worst"``: right after every one of them);
-    ``"square"`` is ``None`` for ``norm="l2"``.  Same arguments, checks and attacks as ``strong_accuracy``."""
+    ``"square"`` is ``None`` for ``norm="l2"``.  Same arguments, checks and attacks as ``strong_accuracy``.
+    With a fixed ``seed`` the result is remembered with the model (``helpers.evalcache``): a model evaluated in one
+    notebook is not attacked again in the next."""
     check_choice("norm", norm, attacks.NORMS)
     check_images(x)
     check_labels(y, len(x))
@@ -174,6 +274,14 @@ def strong_robust(model, x, y, eps, *, steps: int = 100, restarts: int = 1, quer
     if len(x) == 0:
         raise ValueError("the strong evaluation needs at least one example, got an empty batch")
     y = np.asarray(y, np.int64)
+    params = dict(eps=float(eps), steps=steps, restarts=restarts, queries=queries, seed=seed, norm=norm)
+    compute = partial(_strong_robust, model, x, y, **params)
+    if seed is None:  # fresh randomness every call: nothing to remember
+        return compute()
+    return evalcache.remember("strong", model, (np.asarray(x, np.float32), y), params, compute)
+
+
+def _strong_robust(model, x, y, *, eps, steps, restarts, queries, seed, norm) -> dict:
     robust = predict(model, x)[0] == y
     runs = {"apgd-ce": partial(attacks.apgd, loss="ce", steps=steps, restarts=restarts, norm=norm, seed=seed),
             "apgd-dlr": partial(attacks.apgd, loss="dlr", steps=steps, restarts=restarts, norm=norm, seed=seed),

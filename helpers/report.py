@@ -49,31 +49,39 @@ def wilson_interval(successes, n, *, z: float = Z95) -> tuple[float, float]:
 
 def with_interval(accuracy: float, n: int, *, digits: int = 1) -> str:
     """``"96.7 % [95.4, 97.7]"``: a measured fraction and its 95 % Wilson interval, in percent."""
+    accuracy = float(accuracy)  # a fraction, even when given as the int 0 or 1 (wilson_interval reads ints as counts)
     low, high = wilson_interval(accuracy, n)
     return f"{100 * accuracy:.{digits}f} % [{100 * low:.{digits}f}, {100 * high:.{digits}f}]"
+
+
+def difference_interval(a: float, b: float, n_a: int, n_b: int | None = None) -> tuple[float, float, float]:
+    """``(a - b, low, high)``: Newcombe's (1998) 95 % interval for a difference of two independent proportions,
+    built from the two Wilson intervals (accuracies ``a`` and ``b`` on ``n_a`` and ``n_b`` images)."""
+    n_b = n_a if n_b is None else n_b
+    a, b = float(a), float(b)  # fractions, even as the ints 0 or 1 (wilson_interval reads ints as counts)
+    la, ha = wilson_interval(a, n_a)
+    lb, hb = wilson_interval(b, n_b)
+    d = a - b
+    return d, d - math.sqrt((a - la) ** 2 + (hb - b) ** 2), d + math.sqrt((ha - a) ** 2 + (b - lb) ** 2)
 
 
 def difference(a: float, b: float, n_a: int, n_b: int | None = None) -> str:
     """Say in words whether accuracies ``a`` and ``b`` (on ``n_a`` and ``n_b`` images) differ beyond chance.
 
-    The test is Newcombe's (1998) interval for a difference of two independent proportions, built from the two
-    Wilson intervals: if it excludes 0, the difference is called real (at 95 %); otherwise "within noise".  For
-    two attacks or two models scored on the *same* images use ``paired_difference``: this test is then far too
-    conservative.
+    The test is Newcombe's (1998) interval for a difference of two independent proportions
+    (``difference_interval``): if it excludes 0, the difference is called real (at 95 %); otherwise "within
+    noise".  For two attacks or two models scored on the *same* images use ``paired_difference``: this test is
+    then far too conservative.
     """
-    n_b = n_a if n_b is None else n_b
-    la, ha = wilson_interval(a, n_a)
-    lb, hb = wilson_interval(b, n_b)
-    d = a - b
-    low = d - math.sqrt((a - la) ** 2 + (hb - b) ** 2)
-    high = d + math.sqrt((ha - a) ** 2 + (b - lb) ** 2)
+    d, low, high = difference_interval(a, b, n_a, n_b)
     verdict = "a real difference" if low > 0 or high < 0 else "within noise (no real difference shown)"
     return f"{100 * d:+.1f} points, 95 % interval [{100 * low:+.1f}, {100 * high:+.1f}]: {verdict}"
 
 
 def is_real_difference(a: float, b: float, n_a: int, n_b: int | None = None) -> bool:
-    """True when ``difference`` would call the gap between ``a`` and ``b`` real (its interval excludes 0)."""
-    return difference(a, b, n_a, n_b).endswith("a real difference")
+    """True when the 95 % interval of ``difference_interval`` excludes 0 (``difference`` then says "real")."""
+    _, low, high = difference_interval(a, b, n_a, n_b)
+    return low > 0 or high < 0
 
 
 class PairedDifference(NamedTuple):

@@ -85,6 +85,7 @@ def test_fgsm_collapses_accuracy(trained_model, batch):
     assert evaluate.accuracy(trained_model, attacks.fgsm(trained_model, x, y, 0.2), y) < clean - 0.4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm,eps", [("inf", 0.3), ("l2", 2.0)])
 def test_pgd_stays_in_ball_and_unit_range(trained_model, batch, norm, eps):
     x, y = batch
@@ -96,6 +97,7 @@ def test_pgd_stays_in_ball_and_unit_range(trained_model, batch, norm, eps):
     assert size.mean() > 0.5 * eps  # it actually uses its budget
 
 
+@pytest.mark.slow
 def test_pgd_at_least_as_strong_as_fgsm(trained_model, batch):
     x, y = batch
     acc = {name: evaluate.accuracy(trained_model, adv, y) for name, adv in {
@@ -106,6 +108,7 @@ def test_pgd_at_least_as_strong_as_fgsm(trained_model, batch):
     assert acc["pgd"] < 0.3
 
 
+@pytest.mark.slow
 def test_l2_pgd_beats_l2_single_step(trained_model, batch):
     x, y = batch
     one = evaluate.accuracy(trained_model, attacks.gradient_attack(trained_model, x, y, 1.5, scale="l2"), y)
@@ -113,6 +116,7 @@ def test_l2_pgd_beats_l2_single_step(trained_model, batch):
     assert many <= one
 
 
+@pytest.mark.slow
 def test_restarts_never_hurt_the_attacker(trained_model, batch):
     x, y = batch
     one = evaluate.accuracy(trained_model, attacks.pgd(trained_model, x, y, 0.05, steps=3, seed=3), y)
@@ -120,6 +124,7 @@ def test_restarts_never_hurt_the_attacker(trained_model, batch):
     assert five <= one
 
 
+@pytest.mark.slow
 def test_pgd_is_reproducible_with_a_seed(trained_model, batch):
     x, y = batch
     a = attacks.pgd(trained_model, x, y, 0.1, steps=2, seed=7)
@@ -127,12 +132,14 @@ def test_pgd_is_reproducible_with_a_seed(trained_model, batch):
     assert not np.array_equal(a, attacks.pgd(trained_model, x, y, 0.1, steps=2, seed=8))
 
 
+@pytest.mark.slow
 def test_bim_without_random_start_is_deterministic(trained_model, batch):
     x, y = batch
     a = attacks.pgd(trained_model, x, y, 0.1, steps=3, random_start=False)
     np.testing.assert_array_equal(a, attacks.pgd(trained_model, x, y, 0.1, steps=3, random_start=False))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", ["fgsm", "pgd"])
 def test_targeted_attack_raises_target_probability(trained_model, batch, attack):
     x, y = batch
@@ -179,6 +186,7 @@ def test_compiled_once_per_configuration(trained_model, batch):
     assert fn.experimental_get_tracing_count() == before == 1
 
 
+@pytest.mark.slow
 def test_usable_inside_tf_function(trained_model, batch):
     x, y = batch
 
@@ -219,6 +227,7 @@ def test_bad_arguments_raise_clear_errors(trained_model, batch, call, match):
         call(trained_model, x[:4], y[:4])
 
 
+@pytest.mark.slow
 def test_restarts_run_inside_a_tf_function(trained_model, batch, monkeypatch):
     x, y = batch
     x, y = tf.constant(x[:64]), tf.constant(y[:64])
@@ -246,6 +255,7 @@ def test_every_chunk_draws_its_own_random_start(trained_model, batch, monkeypatc
     assert len({a.tobytes() for a in adv}) == 8  # 8 copies, 2 chunks: 8 different random starts
 
 
+@pytest.mark.slow
 def test_early_stop_is_at_least_as_strong_and_stops(trained_model, batch):
     x, y = batch
     full = attacks.pgd(trained_model, x, y, 0.1, steps=20, seed=1)
@@ -261,6 +271,7 @@ def test_early_stop_is_at_least_as_strong_and_stops(trained_model, batch):
     assert np.abs(restarted - x).max() <= 0.1 + 1e-6
 
 
+@pytest.mark.slow
 def test_a_dropped_model_is_freed(mnist):
     import gc
     import weakref
@@ -278,6 +289,7 @@ def test_a_dropped_model_is_freed(mnist):
     assert ref() is None, "the compiled-function cache keeps a dropped model alive"
 
 
+@pytest.mark.slow
 def test_mixed_precision_attacks_see_the_float32_gradient(trained_model, mnist):
     x, y = mnist.x_test[:300], mnist.y_test[:300]
     # A confident model (logits × 3, as after long training): in float16 back-propagation its input gradients

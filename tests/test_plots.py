@@ -31,6 +31,7 @@ def test_show_images_and_attack_grids(shape):
     assert "per image" in fig.axes[3].get_ylabel()
 
 
+@pytest.mark.slow
 def test_class_names_fit_their_columns():
     x = np.zeros((2, 32, 32, 3), np.float32)
     cifar = ["airplane", "automobile"]

@@ -62,6 +62,7 @@ def test_unreadable_cache_entry_is_retrained(tmp_path):
     assert len(calls) == 1
 
 
+@pytest.mark.slow
 def test_standard_model_uses_cache(mnist, tmp_path, monkeypatch):
     monkeypatch.setenv(recipes.CACHE_ENV, str(tmp_path))
     small = mnist.subset(500, 100)
@@ -86,6 +87,7 @@ def test_code_version_covers_attacks_and_training():
     assert re.fullmatch(r"[0-9a-f]{10}", recipes.code_version())
 
 
+@pytest.mark.slow
 def test_adversarial_model_is_cached_with_its_history(small, tmp_path):
     args = dict(attack="fgsm", eps=0.1, epochs=2, mode="double", directory=tmp_path)
     tiny = small.subset(200, 50, n_val=60)
@@ -101,6 +103,7 @@ def test_adversarial_model_is_cached_with_its_history(small, tmp_path):
         recipes.adversarial_model(tiny, **dict(args, patience=3))
 
 
+@pytest.mark.slow
 def test_course_model_recipes(small, tmp_path):
     with pytest.raises(ValueError, match="kind='sturdy'"):
         recipes.course_model(small, "sturdy", directory=tmp_path)

@@ -170,3 +170,18 @@ def test_a_paired_difference_is_not_a_truth_value():
     # `assert report.paired_difference(a, b)` must not pass silently: ask for .is_real
     with pytest.raises(TypeError, match="is_real"):
         bool(report.paired_difference([True, False], [True, True]))
+
+
+def test_with_interval_reads_an_int_as_a_fraction():
+    # 1 and 0 given as ints are accuracies (100 %, 0 %), not counts of 1 and 0 successes.
+    assert report.with_interval(1, 50) == report.with_interval(1.0, 50)
+    assert report.with_interval(1, 50).startswith("100.0 %")
+    assert report.with_interval(0, 50) == report.with_interval(0.0, 50)
+
+
+def test_is_real_difference_computes_what_difference_says():
+    for a, b, n in [(0.5, 0.45, 400), (0.5, 0.4, 400), (0.97, 0.96, 1000), (1, 0, 5), (0.2, 0.31, 300)]:
+        d, low, high = report.difference_interval(a, b, n)
+        assert low <= d <= high and d == pytest.approx(a - b)
+        assert report.is_real_difference(a, b, n) == report.difference(a, b, n).endswith("a real difference")
+    assert report.is_real_difference(1, 0, 5)  # ints are fractions here (100 % vs 0 %), not counts

@@ -21,6 +21,7 @@ def fresh(ds, seed=0):
     return models.build_model(ds.input_shape, ds.num_classes, seed=seed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["double", "adversarial"])
 def test_adversarial_training_reduces_loss_and_reports_history(small, mode):
     model = fresh(small)
@@ -38,6 +39,7 @@ def test_adversarial_training_reduces_loss_and_reports_history(small, mode):
     assert evaluate.accuracy(model, small.x_val, small.y_val) == pytest.approx(h.history["val_clean_accuracy"][-1])
 
 
+@pytest.mark.slow
 def test_the_step_is_an_ordinary_keras_fit(small):
     """AdversarialModel + compile + fit, with Keras' own callbacks and schedules, as in the Keras guide."""
     clf = fresh(small)
@@ -55,6 +57,7 @@ def test_the_step_is_an_ordinary_keras_fit(small):
     assert adv.predict(small.x_val[:5], verbose=0).shape == (5, 10)
 
 
+@pytest.mark.slow
 def test_pgd_training_beats_standard_training_under_attack(small):
     std = fresh(small)
     models.train_model(std, small.x_train, small.y_train, epochs=6, batch_size=64)
@@ -67,6 +70,7 @@ def test_pgd_training_beats_standard_training_under_attack(small):
     assert rob_acc > std_acc + 0.2
 
 
+@pytest.mark.slow
 def test_callable_attack_is_used_inside_the_step(small):
     seen = []
 
@@ -81,6 +85,7 @@ def test_callable_attack_is_used_inside_the_step(small):
     assert len(seen) <= 2 and h.model.config["attack"] == "noise_attack"
 
 
+@pytest.mark.slow
 def test_train_step_traces_at_most_twice(small, monkeypatch):
     traces = []
     orig = attacks._loss_gradient
@@ -97,6 +102,7 @@ def test_train_step_traces_at_most_twice(small, monkeypatch):
     assert 1 <= len(traces) <= 2
 
 
+@pytest.mark.slow
 def test_training_is_reproducible(small):
     def run():
         model = fresh(small, seed=3)
@@ -144,6 +150,7 @@ def test_bad_data(small):
         training.AdversarialModel(lambda x: x, eps=0.1)
 
 
+@pytest.mark.slow
 def test_a_learning_rate_is_never_silently_ignored(small):
     model = fresh(small)
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy")
@@ -168,12 +175,14 @@ def test_warmup_cosine_schedule():
     assert training.steps_per_epoch(3500, 64) == 55
 
 
+@pytest.mark.slow
 def test_eps_warmup_ramps_the_budget(small):
     h = training.adversarial_train(fresh(small), small.x_train[:128], small.y_train[:128], attack="fgsm", eps=0.3,
                                    epochs=4, batch_size=64, eps_warmup=3)
     np.testing.assert_allclose(h.history["eps"], [0.1, 0.2, 0.3, 0.3], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_warmup_epochs_never_count_as_the_best(small):
     # During the warm-up the training attack is weak, and a model scored at a warm-up ε looks robust. Early
     # stopping may only pick epochs trained (and validated) at the full ε.
@@ -188,6 +197,7 @@ def test_warmup_epochs_never_count_as_the_best(small):
     assert full_eps == pytest.approx(h.history["val_adv_accuracy"][best])
 
 
+@pytest.mark.slow
 def test_fgsm_rs_is_one_random_start_step(small):
     model = fresh(small)
     h = training.adversarial_train(model, small.x_train[:256], small.y_train[:256], attack="fgsm_rs", eps=0.1,
@@ -199,6 +209,7 @@ def test_fgsm_rs_is_one_random_start_step(small):
     assert np.abs(x_adv - x).max() <= 0.1 + 1e-6 and not np.array_equal(x_adv, attacks.fgsm(model, x, y, 0.1))
 
 
+@pytest.mark.slow
 def test_early_stopping_restores_the_best_epoch(small):
     model = fresh(small)
     val = (small.x_val[:64], small.y_val[:64])
@@ -229,6 +240,7 @@ def test_cyclic_and_piecewise_schedules():
         training.piecewise([1e-3, 1e-4, 1e-5], [50, 20])
 
 
+@pytest.mark.slow
 def test_an_optimizer_passed_twice_continues_its_schedule(small):
     model = fresh(small)
     optimizer = keras.optimizers.Adam(training.piecewise([1e-3, 0.0], [2]))  # two real steps, then rate zero
@@ -247,6 +259,7 @@ def sgd_adv(ds):
     return adv
 
 
+@pytest.mark.slow
 def test_dataset_input_trains_like_arrays(small):
     x, y = small.x_train[:256], small.y_train[:256]
     a, b = sgd_adv(small), sgd_adv(small)
@@ -259,6 +272,7 @@ def test_dataset_input_trains_like_arrays(small):
     assert hb.history["adv_accuracy"] == ha.history["adv_accuracy"]
 
 
+@pytest.mark.slow
 def test_bad_datasets(small):
     x, y = small.x_train[:64], small.y_train[:64]
     d = tf.data.Dataset.from_tensor_slices
@@ -276,6 +290,7 @@ def test_bad_datasets(small):
             training.adversarial_train(fresh(small), data_x, data_y, attack="fgsm", eps=0.1, epochs=1)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_devices_matches_one_device():
     # A fresh interpreter: TensorFlow's CPU can be split into two logical devices only before it is first used.
     script = Path(__file__).with_name("distributed_check.py")
@@ -291,6 +306,7 @@ def test_mirrored_strategy_on_two_devices_matches_one_device():
         assert result["multi"]["loss"] == pytest.approx(result["single"]["loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_mixed_precision_model_trains_with_loss_scaling(small):
     model = models.build_model(small.input_shape, small.num_classes, seed=0, mixed_precision=True)
     assert model.get_layer("conv1").compute_dtype == "float16" and model.output.dtype == "float32"
@@ -302,6 +318,7 @@ def test_mixed_precision_model_trains_with_loss_scaling(small):
     assert x_adv.dtype == np.float32 and np.abs(x_adv - small.x_val[:32]).max() <= 0.1 + 1e-6
 
 
+@pytest.mark.slow
 def test_xla_compiled_step_matches_the_plain_one(small):
     x, y = small.x_train[:128], small.y_train[:128]
     plain, xla = fresh(small), fresh(small)
@@ -353,6 +370,7 @@ class StudentStep(keras.Model):
 
 @pytest.mark.parametrize("mistake, verdict", [(None, "double"), ("adversarial", "adversarial"), ("clean", "clean"),
                                               ("sum", "scaled"), ("eps", "none")])
+@pytest.mark.slow
 def test_diagnose_step_names_what_a_hand_written_step_does(small, mistake, verdict):
     x, y = small.x_train[:32], small.y_train[:32]
     match, message = training.diagnose_step(lambda c: StudentStep(c, 0.1, mistake), x, y, eps=0.1)
@@ -360,6 +378,7 @@ def test_diagnose_step_names_what_a_hand_written_step_does(small, mistake, verdi
     assert ("correct" in message) == (verdict == "double")
 
 
+@pytest.mark.slow
 def test_ibp_training_certifies_what_standard_training_cannot(small):
     from helpers import certify
 
@@ -384,6 +403,7 @@ def test_ibp_training_certifies_what_standard_training_cannot(small):
         training.IBPModel(softmax_out, eps=0.1, ramp_steps=10)
 
 
+@pytest.mark.slow
 def test_trades_mode_trains_on_the_kl_attack(small):
     model = fresh(small)
     h = training.adversarial_train(model, small.x_train[:256], small.y_train[:256], attack="pgd", eps=0.1, epochs=2,
@@ -435,6 +455,7 @@ def test_stall_monitor_is_quiet_while_training_moves(curve, recwarn):
     assert not [w for w in recwarn if issubclass(w.category, training.StallWarning)]
 
 
+@pytest.mark.slow
 def test_eps_ramps_by_default_only_where_training_stalls(small):
     def wrap(attack, mode, **kw):
         return training.AdversarialModel(fresh(small), attack=attack, eps=0.3, mode=mode, **kw)

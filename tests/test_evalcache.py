@@ -1,0 +1,145 @@
+"""Evaluations remembered with the model: read back exactly, recomputed whenever anything that decides them changes."""
+
+import numpy as np
+import pytest
+
+import keras
+
+from helpers import attacks, evalcache, evaluate, models
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv(evalcache.ENV, raising=False)
+    return tmp_path / "evaluations"
+
+
+def tiny(seed=0):
+    return models.build_model((8, 8, 1), 3, arch="mlp", seed=seed)
+
+
+def data(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 8, 8, 1), dtype=np.float32), rng.integers(0, 3, n)
+
+
+class Counting:
+    """An attack that counts its calls (and is PGD underneath)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, model, x, y, eps, *, steps=3, seed=None):
+        self.calls += 1
+        return attacks.pgd(model, x, y, eps, steps=steps, seed=seed)
+
+
+@pytest.mark.slow
+def test_remembered_reads_back_identical_images_and_recomputes_on_any_change(cache):
+    model, (x, y) = tiny(), data()
+    attack = Counting()
+    run = evaluate.remembered(attack)
+    first = run(model, x, y, 0.1, seed=1)
+    again = run(model, x, y, 0.1, seed=1)
+    assert attack.calls == 1 and np.array_equal(first, again) and again.dtype == np.float32
+    assert len(list(cache.glob("adversarial-*.npz"))) == 1
+    run(model, x, y, 0.2, seed=1)              # another ε
+    run(model, x, y, 0.1, seed=2)              # another seed
+    run(model, x, y, 0.1, seed=1, steps=4)     # another argument
+    run(model, x[:-1], y[:-1], 0.1, seed=1)    # other images
+    assert attack.calls == 5
+    w = model.get_weights()
+    w[0][0, 0] += 1e-3                         # other weights
+    model.set_weights(w)
+    run(model, x, y, 0.1, seed=1)
+    assert attack.calls == 6
+
+
+def test_fresh_randomness_is_never_remembered(cache):
+    model, (x, y) = tiny(), data()
+    attack = Counting()
+    run = evaluate.remembered(attack)
+    run(model, x, y, 0.1)
+    run(model, x, y, 0.1)
+    assert attack.calls == 2 and not cache.exists()
+
+
+def test_switched_off_by_the_environment(cache, monkeypatch):
+    monkeypatch.setenv(evalcache.ENV, "0")
+    model, (x, y) = tiny(), data()
+    attack = Counting()
+    run = evaluate.remembered(attack)
+    run(model, x, y, 0.1, seed=1)
+    run(model, x, y, 0.1, seed=1)
+    assert attack.calls == 2 and not cache.exists()
+
+
+def test_fingerprint_ignores_layer_names_but_not_architecture_or_weights():
+    def auto_named(seed):
+        keras.utils.set_random_seed(seed)
+        return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+
+    a, b = auto_named(0), auto_named(0)                # built twice: Keras names the layers differently
+    assert a.layers[-1].name != b.layers[-1].name
+    assert evalcache.fingerprint(a) == evalcache.fingerprint(b)
+    assert evalcache.fingerprint(a) != evalcache.fingerprint(auto_named(1))
+    inputs = keras.Input((8, 8, 1))
+    scaled = keras.Model(inputs, keras.layers.Rescaling(1000.0)(a(inputs)))   # same weights, other function
+    assert evalcache.fingerprint(scaled) != evalcache.fingerprint(a)
+
+
+def test_the_code_is_part_of_the_key(cache, monkeypatch):
+    model, (x, y) = tiny(), data()
+    before = evalcache.key("k", model, (x, y), {})
+    monkeypatch.setattr(evalcache.recipes, "code_version", lambda: "edited")
+    assert evalcache.key("k", model, (x, y), {}) != before
+
+
+def test_the_key_covers_the_source_of_evaluate(tmp_path):
+    folder = tmp_path / "helpers"
+    folder.mkdir()
+    for name in evalcache._SOURCES:
+        (folder / f"{name}.py").write_text(f"# {name}\n")
+    before = evalcache._code(folder)
+    (folder / "evaluate.py").write_text("# evaluate, edited\n")
+    assert evalcache._code(folder) != before
+
+
+@pytest.mark.slow
+def test_still_right_and_curves_use_the_cache_and_agree_with_a_fresh_computation(cache):
+    model, (x, y) = tiny(), data(40)
+    fresh = evaluate.predict(model, attacks.pgd(model, x, y, 0.1, steps=5, seed=3, early_stop=True))[0] == y
+    ok = evaluate.still_right(model, x, y, "pgd", 0.1, steps=5, seed=3)
+    assert ok.dtype == bool and np.array_equal(ok, fresh)
+    assert np.array_equal(evaluate.still_right(model, x, y, "pgd", 0.1, steps=5, seed=3), fresh)
+    curve = evaluate.accuracy_under_attack(model, x, y, "pgd", [0.1], steps=5, seed=3)
+    assert curve == {0.1: float(fresh.mean())}
+    assert len(list(cache.glob("still-right-*.npz"))) == 1        # the curve read the same entry
+
+
+@pytest.mark.slow
+def test_strong_robust_is_remembered_per_model(cache):
+    model, (x, y) = tiny(), data(20)
+    first = evaluate.strong_robust(model, x, y, 0.1, steps=5, queries=20)
+    files = list(cache.glob("strong-*.npz"))
+    again = evaluate.strong_robust(model, x, y, 0.1, steps=5, queries=20)
+    assert len(files) == 1 and first.keys() == again.keys()
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    l2 = evaluate.strong_robust(model, x, y, 0.5, steps=5, norm="l2")
+    assert l2["square"] is None and evaluate.strong_robust(model, x, y, 0.5, steps=5, norm="l2")["square"] is None
+
+
+def test_unreadable_entry_is_recomputed(cache):
+    model, (x, y) = tiny(), data()
+    attack = Counting()
+    run = evaluate.remembered(attack)
+    run(model, x, y, 0.1, seed=1)
+    (path,) = cache.glob("*.npz")
+    path.write_bytes(b"not an npz")
+    assert run(model, x, y, 0.1, seed=1).shape == x.shape and attack.calls == 2
+
+
+def test_remembered_refuses_a_non_function():
+    with pytest.raises(TypeError, match="needs an attack function"):
+        evaluate.remembered("pgd")
