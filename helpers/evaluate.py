@@ -17,6 +17,9 @@ import tensorflow as tf  # noqa: E402
 
 #: Attacks that ``accuracy_under_attack`` and friends accept by name.
 ATTACK_NAMES = ("fgsm", "pgd", "noise", "raw", "max", "l2", "sign", "apgd", "square")
+#: The ``attacks`` function behind each name (the one-step rules "raw", "max", "l2", "sign": ``gradient_attack``).
+_FUNCTIONS = {"fgsm": attacks.fgsm, "pgd": attacks.pgd, "noise": attacks.random_noise, "apgd": attacks.apgd,
+              "square": attacks.square}
 
 
 def predict_logits(model, x) -> np.ndarray:
@@ -52,16 +55,14 @@ def resolve_attack(attack):
     if callable(attack):
         return attack
     check_choice("attack", attack, ATTACK_NAMES)
-    if attack == "fgsm":
-        return attacks.fgsm
+    if attack in ("fgsm", "apgd", "square"):
+        return _FUNCTIONS[attack]
     if attack == "pgd":
         # Accuracy only asks whether each image *can* be misclassified: stop each one at its first success.
         return partial(attacks.pgd, early_stop=True)
     if attack == "noise":
         # noise ignores the model, the labels and a target: a baseline for targeted success rates too
         return lambda model, x, y, eps, targeted=False, **kw: attacks.random_noise(x, eps, **kw)
-    if attack in ("apgd", "square"):
-        return getattr(attacks, attack)
     return lambda model, x, y, eps, **kw: attacks.gradient_attack(model, x, y, eps, scale=attack, **kw)
 
 
@@ -75,9 +76,7 @@ def _deterministic(attack, kwargs) -> bool:
     """Is ``attack`` a named attack that, with these arguments, gives the same images every time?"""
     if callable(attack):
         return False  # a callable has no stable identity to remember it under
-    fn = {"fgsm": attacks.fgsm, "pgd": attacks.pgd, "noise": attacks.random_noise, "apgd": attacks.apgd,
-          "square": attacks.square}.get(attack, attacks.gradient_attack)
-    return not _is_random(fn, kwargs)
+    return not _is_random(_FUNCTIONS.get(attack, attacks.gradient_attack), kwargs)
 
 
 def still_right(model, x, y, attack, eps, **attack_kwargs) -> np.ndarray:
