@@ -88,8 +88,8 @@ def _check_layer(layer) -> None:
 def layer_chain(model) -> list:
     """The layers of ``model`` from input to logits (input layer left out), checked one by one.
 
-    Follows the model's own graph backwards from its output, so it accepts functional and built ``Sequential``
-    models whose layers form a single chain; raises ValueError on branches, unsupported layers or activations.
+    Walks the model's layers forward through their public ``input``/``output``, so it accepts functional and
+    built ``Sequential`` models whose layers form a single chain; raises ValueError on branches, unsupported layers or activations.
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
@@ -100,19 +100,31 @@ def layer_chain(model) -> list:
     if len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(f"IBP needs a model with one input and one output; {model.name!r} has {len(inputs)} "
                          f"inputs and {len(outputs)} outputs")
-    chain, tensor = [], outputs[0]
-    while tensor is not inputs[0]:
-        layer, node_index, _ = tensor._keras_history
-        node = layer._inbound_nodes[node_index]
-        if len(node.input_tensors) != 1:
-            raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) takes {len(node.input_tensors)} "
-                             "inputs; IBP here needs a single chain of layers from the input to the logits")
+    chain, tensor = [], inputs[0]
+    for layer in model.layers:  # functional and Sequential models list their layers in graph order
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        try:
+            layer_in, layer_out = layer.input, layer.output  # public; raise if the layer is used more than once
+        except (AttributeError, ValueError):
+            raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) is used more than once; IBP here "
+                             "needs a single chain of layers from the input to the logits") from None
+        if isinstance(layer_in, (list, tuple, dict)):
+            raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) takes {len(layer_in)} inputs; IBP "
+                             "here needs a single chain of layers from the input to the logits")
+        if layer_in is not tensor:
+            raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) does not take the previous layer's "
+                             "output: the model branches, or shares the layer with another model (build it from "
+                             "layers of its own); IBP here needs a single chain from the input to the logits")
         _check_layer(layer)
         chain.append(layer)
-        tensor = node.input_tensors[0]
+        tensor = layer_out
+    if tensor is not outputs[0]:
+        raise ValueError(f"the layers of {model.name!r} do not form a single chain ending at its output; IBP here "
+                         "needs a single chain of layers from the input to the logits")
     if len(outputs[0].shape) != 2:
         raise ValueError(f"IBP needs logits of shape (N, classes); {model.name!r} returns {outputs[0].shape}")
-    return chain[::-1]
+    return chain
 
 
 # ------------------------------------------------------------------------------------- rounding allowances

@@ -15,7 +15,7 @@ from ._checks import check_choice, check_images, check_labels, check_positive_in
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tensorflow.python.framework import config as _tf_config  # noqa: E402  (op determinism: no public getter)
+from ._private import disable_op_determinism, op_determinism_enabled  # noqa: E402,F401  (re-exported)
 
 ARCHITECTURES = ("cnn", "cnn_wide", "mlp")
 
@@ -30,13 +30,8 @@ def seed_everything(seed: int = 0, *, deterministic: bool = True) -> None:
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
-    elif op_determinism_enabled():
-        _tf_config.disable_op_determinism()
-
-
-def op_determinism_enabled() -> bool:
-    """Whether TensorFlow's op determinism is on (``seed_everything`` turns it on; XLA cannot run under it)."""
-    return bool(_tf_config.is_op_determinism_enabled())
+    else:
+        disable_op_determinism()
 
 
 def build_model(input_shape, num_classes: int, *, arch: str = "cnn", seed: int | None = None,
@@ -91,15 +86,29 @@ def build_model(input_shape, num_classes: int, *, arch: str = "cnn", seed: int |
 def compile_model(model: keras.Model, *, learning_rate=1e-3) -> keras.Model:
     """Compile for training on integer labels with a from-logits cross-entropy and Adam (loss-scaled when the
     model computes in float16, see ``build_model(mixed_precision=True)``)."""
-    optimizer = keras.optimizers.Adam(learning_rate)
-    if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
-        optimizer=optimizer,
+        optimizer=loss_scaled(keras.optimizers.Adam(learning_rate), model),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     return model
+
+
+def computes_in_float16(model) -> bool:
+    """Whether any layer of ``model``, nested models included, computes in float16 (mixed precision)."""
+    for layer in getattr(model, "layers", ()):
+        if getattr(layer, "compute_dtype", "float32") == "float16" or computes_in_float16(layer):
+            return True
+    return False
+
+
+def loss_scaled(optimizer, model):
+    """``optimizer`` wrapped in Keras' ``LossScaleOptimizer`` when ``model`` computes in float16 (small float16
+    gradients would underflow to 0 without it), else ``optimizer`` unchanged."""
+    optimizer = keras.optimizers.get(optimizer)
+    if computes_in_float16(model) and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
 def train_model(model: keras.Model, x, y, *, epochs: int = 5, batch_size: int = 128, learning_rate=None,

@@ -28,7 +28,8 @@ import keras  # noqa: E402
 
 CACHE_ENV = "COURSE_CACHE_DIR"
 #: The modules whose code decides the trained weights; their source is hashed into every cache key.
-_WEIGHT_MODULES = ("models", "attacks", "_compiled", "certify", "training", "recipes")
+_WEIGHT_MODULES = ("models", "attacks", "_compiled", "certify", "training", "wrapper", "schedules", "_private",
+                   "recipes")
 #: The models the lessons share (the notebooks train or reload exactly these, so the cache is shared).
 COURSE_MODELS = ("standard", "transfer", "fgsm", "pgd", "robust", "ibp")
 

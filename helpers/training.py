@@ -23,7 +23,8 @@ import numpy as np
 
 from . import attacks
 from ._checks import check_choice, check_eps, check_images, check_labels, check_positive_int
-from .models import op_determinism_enabled
+from .schedules import Cyclic, cyclic, piecewise, steps_per_epoch, warmup_cosine  # noqa: F401  (re-exported)
+from .wrapper import WrapperModel
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import keras  # noqa: E402
@@ -90,11 +91,7 @@ def trades_attack(model, x, eps, *, steps: int = 10, step_size=None):
     return tf.stop_gradient(x_adv)
 
 
-def _computes_in_float16(model) -> bool:
-    return any(getattr(layer, "compute_dtype", "float32") == "float16" for layer in model.layers)
-
-
-class AdversarialModel(keras.Model):
+class AdversarialModel(WrapperModel):
     """Wraps a classifier (logits out) and trains it, in place, on adversarial examples made at every step.
 
     ``AdversarialModel(classifier, attack="pgd", eps=0.3, mode="adversarial").compile(optimizer="adam")``, then
@@ -112,24 +109,15 @@ class AdversarialModel(keras.Model):
     def __init__(self, classifier, *, attack="pgd", eps, mode="double", attack_kwargs=None,
                  validation_attack=None, validation_attack_kwargs=None, beta: float = 6.0, eps_warmup="auto",
                  **kwargs):
-        super().__init__(**kwargs)
         if eps_warmup != "auto":
             check_positive_int(eps_warmup, "eps_warmup", minimum=0)
-        self.eps_warmup = eps_warmup
-        if not isinstance(classifier, keras.Model):
-            raise TypeError(f"classifier must be a keras.Model returning logits, got {type(classifier).__name__}")
         check_choice("mode", mode, MODES)
-        self.eps = check_eps(eps)
-        self.mode = mode
-        self.classifier = classifier
-        # The classifier's strategy (if it was built inside a scope) is the wrapper's, as Keras expects.
-        self._distribute_strategy = self._distribute_strategy or getattr(classifier, "_distribute_strategy", None)
+        super().__init__(classifier, eps=eps, **kwargs,
+                         third=lambda: keras.metrics.SparseCategoricalAccuracy(name="adv_accuracy"))
+        self.eps_warmup, self.mode = eps_warmup, mode
         with self.distribute_strategy.scope():
             self.train_eps = self.add_weight(name="train_eps", shape=(), trainable=False,
                                              initializer=keras.initializers.Constant(self.eps))
-            self.loss_tracker = keras.metrics.Mean(name="loss")
-            self.clean_accuracy = keras.metrics.SparseCategoricalAccuracy(name="clean_accuracy")
-            self.adv_accuracy = keras.metrics.SparseCategoricalAccuracy(name="adv_accuracy")
         if mode == "trades":
             self.beta = check_eps(beta, "beta")
             bad = set(attack_kwargs or {}) - {"steps", "step_size"}
@@ -143,7 +131,8 @@ class AdversarialModel(keras.Model):
         default_kwargs = {"steps": 10} if mode == "trades" else attack_kwargs
         self.validation_attack = make_attack(attack if validation_attack is None else validation_attack, self.eps,
                                              default_kwargs if validation_attack is None else validation_attack_kwargs)
-        self.config = dict(attack=getattr(attack, "__name__", attack), eps=self.eps, mode=mode,
+        #: What this wrapper trains with (read by ``warmup_epochs``; not Keras' ``get_config``: not serialisable).
+        self.recipe = dict(attack=getattr(attack, "__name__", attack), eps=self.eps, mode=mode,
                            attack_kwargs=dict(attack_kwargs or {}))
 
     def warmup_epochs(self, epochs: int) -> int:
@@ -155,7 +144,7 @@ class AdversarialModel(keras.Model):
         double batch and TRADES keep a clean signal and do not need it."""
         if self.eps_warmup != "auto":
             return int(self.eps_warmup)
-        strong = self.config["attack"] == "pgd" and self.mode == "adversarial"
+        strong = self.recipe["attack"] == "pgd" and self.mode == "adversarial"
         return max(1, int(epochs) // 4) if strong and int(epochs) > 1 else 0
 
     def fit(self, *args, callbacks=None, **kwargs):
@@ -171,30 +160,8 @@ class AdversarialModel(keras.Model):
             callbacks.insert(0, StallMonitor())
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
-    def call(self, x, training=False):
-        return self.classifier(x, training=training)
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.clean_accuracy, self.adv_accuracy]
-
-    def compile(self, optimizer="adam", loss=None, **kwargs):
-        """``keras.Model.compile`` with the from-logits cross-entropy as the default loss; the optimizer is
-        loss-scaled when the classifier computes in float16 (mixed precision)."""
-        if kwargs.get("jit_compile") is True and op_determinism_enabled():
-            raise ValueError("jit_compile=True cannot run while TensorFlow's op determinism is on (XLA has no "
-                             "deterministic max-pool gradient); call models.seed_everything(seed, "
-                             "deterministic=False) first, or train without jit_compile")
-        with self.distribute_strategy.scope():
-            optimizer = keras.optimizers.get(optimizer)
-            if _computes_in_float16(self.classifier) and not isinstance(
-                    optimizer, keras.optimizers.LossScaleOptimizer):
-                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-            super().compile(optimizer=optimizer, loss=loss or keras.losses.SparseCategoricalCrossentropy(
-                from_logits=True), **kwargs)
-
     def train_step(self, data):
-        x, y = data[0], tf.cast(data[1], tf.int64)
+        x, y = self.unpack(data)
         tf.debugging.assert_less_equal(tf.reduce_max(x), 1.0, message=_RANGE_MESSAGE)
         tf.debugging.assert_greater_equal(tf.reduce_min(x), 0.0, message=_RANGE_MESSAGE)
         # Inner maximisation: attack the model as it is now; the weights learn at these points, not through them.
@@ -206,8 +173,7 @@ class AdversarialModel(keras.Model):
             logits = self(x_in, training=True)
             loss = self.compute_loss(y=y_in, y_pred=logits)  # divided by the replica count under tf.distribute
             scaled = self.optimizer.scale_loss(loss)  # loss scaling under mixed precision (else unchanged)
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
+        self.minimise(tape, scaled)
         n = tf.shape(x)[0]
         clean_logits = logits[:n] if self.mode == "double" else self(x, training=False)
         return self._update_metrics(loss, y, clean_logits, logits[-n:])
@@ -220,12 +186,11 @@ class AdversarialModel(keras.Model):
             kl = keras.losses.KLDivergence()(tf.nn.softmax(clean), tf.nn.softmax(adv))  # scaled for replicas
             loss = self.compute_loss(y=y, y_pred=clean) + self.beta * kl
             scaled = self.optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
+        self.minimise(tape, scaled)
         return self._update_metrics(loss, y, clean, adv)
 
     def test_step(self, data):
-        x, y = data[0], tf.cast(data[1], tf.int64)
+        x, y = self.unpack(data)
         x_adv = tf.stop_gradient(self.validation_attack(self.classifier, x, y))
         clean_logits, adv_logits = self(x, training=False), self(x_adv, training=False)
         if self.mode == "double":
@@ -235,11 +200,8 @@ class AdversarialModel(keras.Model):
         return self._update_metrics(loss, y, clean_logits, adv_logits)
 
     def _update_metrics(self, loss, y, clean_logits, adv_logits):
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        self.loss_tracker.update_state(loss * replicas, sample_weight=tf.shape(y)[0])  # undo the replica scaling
-        self.clean_accuracy.update_state(y, clean_logits)
-        self.adv_accuracy.update_state(y, adv_logits)
-        return {m.name: m.result() for m in self.metrics}
+        self.third_metric.update_state(y, adv_logits)  # adv_accuracy
+        return self.report(loss, y, clean_logits)
 
 
 class EpsWarmup(keras.callbacks.Callback):
@@ -337,24 +299,25 @@ class StallMonitor(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epochs: int, batch_size: int = 128,
-                      mode: str = "double", attack_kwargs: dict | None = None, seed: int = 0, learning_rate=None,
-                      optimizer=None, validation_data=None, eps_warmup="auto", early_stopping: int | None = None,
-                      validation_attack=None, validation_attack_kwargs: dict | None = None,
-                      jit_compile: bool = False, callbacks=None, verbose: int = 0,
-                      beta: float = 6.0) -> keras.callbacks.History:
+def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epochs: int, mode: str = "double",
+                      attack_kwargs: dict | None = None, validation_attack=None,
+                      validation_attack_kwargs: dict | None = None, beta: float = 6.0, eps_warmup="auto",
+                      optimizer=None, learning_rate=None, jit_compile: bool = False, seed: int = 0,
+                      early_stopping: int | None = None, batch_size: int = 128, validation_data=None,
+                      **fit_kwargs) -> keras.callbacks.History:
     """Train ``model`` in place with ``AdversarialModel`` + ``fit``; return the Keras ``History``.
 
-    ``attack``/``eps``/``mode``/``attack_kwargs``/``validation_attack(_kwargs)``: see ``AdversarialModel`` and
-    ``make_attack``.  ``x`` is an image array with labels ``y``, or a ``tf.data.Dataset`` of ``(images, labels)``
-    batches (then ``y=None``).  The optimizer: ``optimizer`` if given, else the one ``model`` was compiled with
-    (training continues with its state), else Adam with ``learning_rate`` (a float or a Keras schedule; default
-    1e-3).  ``eps_warmup=n`` ramps ε over the first ``n`` epochs (``EpsWarmup``); the default, ``"auto"``, ramps over
-    a quarter of the epochs for PGD on adversarial examples only (see ``AdversarialModel.warmup_epochs``; 0 turns
-    it off).  A ``StallMonitor`` warns if training stalls at chance.  ``early_stopping=k`` adds Keras' ``EarlyStopping`` on
-    ``val_adv_accuracy`` (patience ``k``, best weights restored, only full-ε epochs considered; needs
-    ``validation_data``), whose best epoch is returned in ``history.params["best_epoch"]``.  ``verbose`` as in ``fit``.
-    ``beta`` weighs the KL term of ``mode="trades"``.
+    The wrapper's arguments (``attack``, ``eps``, ``mode``, ``attack_kwargs``, ``validation_attack(_kwargs)``,
+    ``beta``, ``eps_warmup``): see ``AdversarialModel`` and ``make_attack``; ``eps_warmup="auto"`` ramps ε over a
+    quarter of the epochs for PGD on adversarial examples only (``AdversarialModel.warmup_epochs``; 0 turns it off).
+    ``x`` is an image array with labels ``y``, or a ``tf.data.Dataset`` of ``(images, labels)`` batches (then
+    ``y=None``).  The optimizer: ``optimizer`` if given, else the one ``model`` was compiled with (training
+    continues with its state), else Adam with ``learning_rate`` (a float or a Keras schedule; default 1e-3);
+    ``jit_compile`` as in ``compile``.  ``seed`` seeds the shuffling and the attacks' random starts.
+    ``early_stopping=k`` adds Keras' ``EarlyStopping`` on ``val_adv_accuracy`` (patience ``k``, best weights
+    restored, only full-ε epochs considered; needs ``validation_data``); its best epoch is returned in
+    ``history.params["best_epoch"]``.  ``epochs``, ``batch_size`` (default 128), ``validation_data`` and every
+    other keyword (``callbacks``, ``verbose`` — default 0 —, ``initial_epoch``, …) go to ``fit``.
     """
     adv = _wrap_checked(model, x, y, attack=attack, eps=eps, epochs=epochs, batch_size=batch_size, mode=mode,
                         attack_kwargs=attack_kwargs, validation_attack=validation_attack,
@@ -367,12 +330,13 @@ def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epoch
     if early_stopping:
         extra.append(keras.callbacks.EarlyStopping("val_adv_accuracy", mode="max", patience=early_stopping,
                                                    restore_best_weights=True, start_from_epoch=max(0, warmup - 1)))
-    keras.utils.set_random_seed(seed)
     streaming = isinstance(x, tf.data.Dataset)
+    fit_kwargs = {"shuffle": not streaming, "validation_batch_size": VALIDATION_BATCH, "verbose": 0, **fit_kwargs,
+                  "callbacks": extra + list(fit_kwargs.get("callbacks") or [])}
+    keras.utils.set_random_seed(seed)
     try:
-        history = adv.fit(x, y, batch_size=None if streaming else batch_size, epochs=epochs, shuffle=not streaming,
-                          validation_data=validation_data, validation_batch_size=VALIDATION_BATCH,
-                          callbacks=extra + list(callbacks or []), verbose=verbose)
+        history = adv.fit(x, y, batch_size=None if streaming else batch_size, epochs=epochs,
+                          validation_data=validation_data, **fit_kwargs)
     except tf.errors.InvalidArgumentError as err:
         if _RANGE_MESSAGE in str(err):
             raise ValueError("the training data holds images outside [0, 1]; scale them to [0, 1] (e.g. divide "
@@ -444,7 +408,7 @@ def _check_dataset_spec(dataset, model):
                         "be integer class indices, one per image")
 
 
-class IBPModel(keras.Model):
+class IBPModel(WrapperModel):
     """Certified training with interval bound propagation (IBP; Gowal et al. 2019): train what can be *proved*.
 
     Wraps a classifier (logits out, layers ``helpers.certify`` can bound) and trains it in place on
@@ -458,34 +422,17 @@ class IBPModel(keras.Model):
 
     def __init__(self, classifier, *, eps, ramp_steps: int, eps_train=None, warmup_steps: int = 0,
                  kappa_end: float = 0.5, **kwargs):
-        super().__init__(**kwargs)
         from .certify import layer_chain
 
         layer_chain(classifier)  # refuse, with a clear message, a layer IBP cannot bound
-        self.classifier, self.eps = classifier, check_eps(eps)
+        super().__init__(classifier, eps=eps, third=lambda: keras.metrics.Mean(name="certified_accuracy"),
+                         **kwargs)
         self.eps_train = self.eps if eps_train is None else check_eps(eps_train, "eps_train")
         self.ramp_steps = check_positive_int(ramp_steps, "ramp_steps")
         self.warmup_steps = check_positive_int(warmup_steps, "warmup_steps", minimum=0)
         if not 0.0 <= kappa_end <= 1.0:
             raise ValueError(f"kappa_end={kappa_end!r} must be a weight in [0, 1]")
         self.kappa_end = float(kappa_end)
-        self._distribute_strategy = self._distribute_strategy or getattr(classifier, "_distribute_strategy", None)
-        with self.distribute_strategy.scope():
-            self.loss_tracker = keras.metrics.Mean(name="loss")
-            self.clean_accuracy = keras.metrics.SparseCategoricalAccuracy(name="clean_accuracy")
-            self.certified_accuracy = keras.metrics.Mean(name="certified_accuracy")
-
-    def call(self, x, training=False):
-        return self.classifier(x, training=training)
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.clean_accuracy, self.certified_accuracy]
-
-    def compile(self, optimizer="adam", loss=None, **kwargs):
-        with self.distribute_strategy.scope():
-            super().compile(optimizer=optimizer, loss=loss or keras.losses.SparseCategoricalCrossentropy(
-                from_logits=True), **kwargs)
 
     def schedule(self, step):
         """``(ε_t, κ_t)`` at optimiser step ``step`` (TF code)."""
@@ -496,7 +443,7 @@ class IBPModel(keras.Model):
     def train_step(self, data):
         from .certify import worst_case_logits
 
-        x, y = data[0], tf.cast(data[1], tf.int64)
+        x, y = self.unpack(data)
         eps, kappa = self.schedule(self.optimizer.iterations)
         with tf.GradientTape() as tape:
             logits = self(x, training=True)
@@ -504,26 +451,22 @@ class IBPModel(keras.Model):
             loss = (kappa * self.compute_loss(y=y, y_pred=logits)
                     + (1.0 - kappa) * self.compute_loss(y=y, y_pred=z_hat))
             scaled = self.optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
+        self.minimise(tape, scaled)
         return self._update_metrics(loss, y, logits, z_hat)
 
     def test_step(self, data):
         from .certify import worst_case_logits
 
-        x, y = data[0], tf.cast(data[1], tf.int64)
+        x, y = self.unpack(data)
         logits = self(x, training=False)
         z_hat = worst_case_logits(self.classifier, x, y, self.eps)
         return self._update_metrics(self.compute_loss(y=y, y_pred=z_hat), y, logits, z_hat)
 
     def _update_metrics(self, loss, y, logits, z_hat):
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        self.loss_tracker.update_state(loss * replicas, sample_weight=tf.shape(y)[0])
-        self.clean_accuracy.update_state(y, logits)
         is_label = tf.one_hot(y, tf.shape(z_hat)[-1]) > 0.5  # z_hat is 0 there; every other bound must be < 0
         proved = tf.reduce_all(tf.logical_or(is_label, z_hat < 0.0), axis=-1)
-        self.certified_accuracy.update_state(tf.cast(proved, tf.float32))
-        return {m.name: m.result() for m in self.metrics}
+        self.third_metric.update_state(tf.cast(proved, tf.float32))  # certified_accuracy
+        return self.report(loss, y, logits)
 
 
 # --------------------------------------------------------------------------- checking a hand-written step
@@ -574,66 +517,3 @@ _STEP_MESSAGES = {
                    "concatenate the clean and the adversarial images (and their labels twice)",
     "clean": "your step is ordinary training on the clean batch: the adversarial examples never reach the loss",
 }
-
-
-# ------------------------------------------------------------------------------------ learning-rate schedules
-@keras.saving.register_keras_serializable(package="course")
-class Cyclic(keras.optimizers.schedules.LearningRateSchedule):
-    """One triangular learning-rate cycle: linear from 0 up to ``peak`` at ``peak_at`` of ``steps``, then linear
-    back down to 0 at ``steps`` (and 0 after).  The "one cycle" schedule of Wong, Rice & Kolter (2020), which lets
-    FGSM training converge in few epochs."""
-
-    def __init__(self, peak: float, steps: int, peak_at: float = 0.4):
-        self.peak, self.steps, self.peak_at = float(peak), int(steps), float(peak_at)
-
-    def __call__(self, step):
-        t = tf.cast(step, tf.float32) / float(self.steps)
-        up = t / self.peak_at
-        down = (1.0 - t) / (1.0 - self.peak_at)
-        return self.peak * tf.clip_by_value(tf.minimum(up, down), 0.0, 1.0)
-
-    def get_config(self):
-        return dict(peak=self.peak, steps=self.steps, peak_at=self.peak_at)
-
-
-def cyclic(peak: float, steps: int, *, peak_at: float = 0.4) -> Cyclic:
-    """Triangular one-cycle schedule over ``steps`` optimiser steps (see ``Cyclic``), for ``learning_rate=``."""
-    check_eps(peak, "peak")
-    steps = check_positive_int(steps, "steps")
-    if not 0.0 < peak_at < 1.0:
-        raise ValueError(f"peak_at={peak_at!r} must be a fraction in (0, 1)")
-    return Cyclic(peak, steps, peak_at)
-
-
-def piecewise(values, boundaries):
-    """Piecewise-constant learning rate: ``values[i]`` until optimiser step ``boundaries[i]`` (Keras'
-    ``PiecewiseConstantDecay``; ``len(values) == len(boundaries) + 1``), e.g. ``piecewise([1e-3, 1e-4], [1000])``.
-    """
-    values = [float(check_eps(v, "learning rate")) for v in values]
-    boundaries = [int(b) for b in boundaries]
-    if len(values) != len(boundaries) + 1:
-        raise ValueError(f"piecewise needs one more value than boundaries, got {len(values)} values and "
-                         f"{len(boundaries)} boundaries")
-    if any(b <= a for a, b in zip(boundaries, boundaries[1:])) or (boundaries and boundaries[0] < 0):
-        raise ValueError(f"boundaries must be increasing non-negative step numbers, got {boundaries}")
-    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-
-
-def warmup_cosine(peak: float, steps: int, *, warmup: float = 0.2):
-    """Learning-rate schedule: linear warm-up from 0 to ``peak`` over the first ``warmup`` fraction of ``steps``
-    optimiser steps, then cosine decay to 0 (Keras' ``CosineDecay`` with ``warmup_target``).
-
-    Robust training at a large ε starts slowly (the adversarial loss is flat and high at first); a gentle start
-    avoids the collapse to chance that a high constant rate can cause, and the decay settles the weights.
-    """
-    check_eps(peak, "peak")
-    steps = check_positive_int(steps, "steps")
-    if not 0.0 <= warmup < 1.0:
-        raise ValueError(f"warmup={warmup!r} must be a fraction in [0, 1)")
-    n_warm = int(warmup * steps)
-    return keras.optimizers.schedules.CosineDecay(0.0, steps - n_warm, warmup_target=peak, warmup_steps=n_warm)
-
-
-def steps_per_epoch(n_examples: int, batch_size: int) -> int:
-    """Optimiser steps in one epoch of ``n_examples`` at ``batch_size`` (the last batch may be smaller)."""
-    return -(-check_positive_int(n_examples, "n_examples") // check_positive_int(batch_size, "batch_size"))

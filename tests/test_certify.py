@@ -343,8 +343,11 @@ def test_traced_calls_return_tensors_equal_to_eager_arrays():
 def test_dropout_is_the_identity():
     model = small_cnn()
     x = unit_batch((8, 8, 1), 3, seed=11)
-    bare = keras.Model(model.inputs, model.layers[-1](model.layers[-3].output))  # skip the Dropout layer
     assert isinstance(model.layers[-2], L.Dropout)
+    kept = [layer for layer in model.layers[1:] if not isinstance(layer, L.Dropout)]
+    bare = keras.Sequential([keras.Input((8, 8, 1)), *[type(k).from_config(k.get_config()) for k in kept]])
+    for k, b in zip(kept, bare.layers):
+        b.set_weights(k.get_weights())
     for a, b in zip(certify.interval_bounds(model, x, 0.1), certify.interval_bounds(bare, x, 0.1)):
         np.testing.assert_array_equal(a, b)
 
@@ -381,6 +384,11 @@ def test_non_chain_and_subclassed_models_are_refused():
     residual = keras.Model(inputs, L.Dense(3)(L.Add(name="add")([flat, L.Dense(16)(flat)])))
     with pytest.raises(ValueError, match=r"'add' \(Add\) takes 2 inputs"):
         certify.interval_bounds(residual, np.zeros((1, 4, 4, 1), np.float32), 0.1)
+
+    model = small_cnn()  # a model sharing its layers with another: refused (the walk reads each layer's graph)
+    shared = keras.Model(model.inputs, model.layers[-1](model.layers[-3].output))
+    with pytest.raises(ValueError, match="shares the layer with another model"):
+        certify.interval_bounds(shared, np.zeros((1, 8, 8, 1), np.float32), 0.1)
 
     class Sub(keras.Model):
         def call(self, x):

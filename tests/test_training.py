@@ -34,7 +34,7 @@ def test_adversarial_training_reduces_loss_and_reports_history(small, mode):
     assert h.history["loss"][-1] < 0.8 * h.history["loss"][0]
     assert h.history["clean_accuracy"][-1] > h.history["clean_accuracy"][0]
     assert all(0.0 <= v <= 1.0 for v in h.history["adv_accuracy"])
-    assert h.model.config["mode"] == mode
+    assert h.model.recipe["mode"] == mode
     # the wrapped classifier was trained in place: the History's last validation figures are its own
     assert evaluate.accuracy(model, small.x_val, small.y_val) == pytest.approx(h.history["val_clean_accuracy"][-1])
 
@@ -82,7 +82,7 @@ def test_callable_attack_is_used_inside_the_step(small):
     h = training.adversarial_train(model, small.x_train[:192], small.y_train[:192], attack=noise_attack, eps=0.1,
                                    epochs=2, batch_size=64)
     assert seen and not any(seen)  # traced into the compiled step, never run eagerly
-    assert len(seen) <= 2 and h.model.config["attack"] == "noise_attack"
+    assert len(seen) <= 2 and h.model.recipe["attack"] == "noise_attack"
 
 
 @pytest.mark.slow
@@ -202,7 +202,7 @@ def test_fgsm_rs_is_one_random_start_step(small):
     model = fresh(small)
     h = training.adversarial_train(model, small.x_train[:256], small.y_train[:256], attack="fgsm_rs", eps=0.1,
                                    epochs=2, batch_size=64, validation_data=(small.x_val[:64], small.y_val[:64]))
-    assert len(h.history["val_adv_accuracy"]) == 2 and h.model.config["attack"] == "fgsm_rs"
+    assert len(h.history["val_adv_accuracy"]) == 2 and h.model.recipe["attack"] == "fgsm_rs"
     fn = training.make_attack("fgsm_rs", 0.1)
     x, y = small.x_val[:16], small.y_val[:16]
     x_adv = tf.function(lambda a, b: fn(model, a, b))(tf.constant(x), tf.constant(y)).numpy()
