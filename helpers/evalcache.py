@@ -56,11 +56,7 @@ def fingerprint(model) -> str:
 def _code(folder=None) -> str:
     """A hash of the code that decides an evaluation: the weight modules (``recipes.code_version``) and
     ``_SOURCES`` in ``folder`` (default: this package)."""
-    folder = Path(folder) if folder is not None else Path(__file__).resolve().parent
-    h = hashlib.sha256(recipes.code_version().encode())
-    for name in _SOURCES:
-        h.update((folder / f"{name}.py").read_bytes())
-    return h.hexdigest()
+    return recipes.code_version(folder) + recipes.source_hash(_SOURCES, folder)
 
 
 def key(kind: str, model, arrays, params: dict) -> str:

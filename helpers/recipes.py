@@ -34,13 +34,18 @@ _WEIGHT_MODULES = ("models", "attacks", "_compiled", "certify", "training", "wra
 COURSE_MODELS = ("standard", "transfer", "fgsm", "pgd", "robust", "ibp")
 
 
-def code_version() -> str:
-    """A short hash of the source of the modules that decide the trained weights (see ``_WEIGHT_MODULES``)."""
+def source_hash(names, folder=None) -> str:
+    """A hash of the source of modules ``names`` of the package in ``folder`` (default: this one)."""
+    folder = Path(folder) if folder is not None else Path(__file__).resolve().parent
     h = hashlib.sha256()
-    folder = Path(__file__).resolve().parent
-    for name in _WEIGHT_MODULES:
+    for name in names:
         h.update((folder / f"{name}.py").read_bytes())
-    return h.hexdigest()[:10]
+    return h.hexdigest()
+
+
+def code_version(folder=None) -> str:
+    """A short hash of the source of the modules that decide the trained weights (see ``_WEIGHT_MODULES``)."""
+    return source_hash(_WEIGHT_MODULES, folder)[:10]
 
 
 def cache_dir(path=None) -> Path:
@@ -85,10 +90,14 @@ def _write_json_atomic(obj, path: Path) -> None:
         raise
 
 
+def _full_key(key: dict) -> dict:
+    """A recipe's key completed with what else decides its weights: the code and Keras versions."""
+    return dict(key, code=code_version(), keras=keras.__version__)
+
+
 def cache_file(key: dict, directory=None) -> Path:
     """Where the model of recipe ``key`` is cached: the key completed with the code and Keras versions."""
-    full = dict(key, code=code_version(), keras=keras.__version__)
-    return cache_dir(directory) / f"{cache_key(**full)}.keras"
+    return cache_dir(directory) / f"{cache_key(**_full_key(key))}.keras"
 
 
 def load_or_train(key: dict, train_fn: Callable, *, directory=None, retrain: bool = False):
@@ -99,9 +108,9 @@ def load_or_train(key: dict, train_fn: Callable, *, directory=None, retrain: boo
     last, each through a temporary file and an atomic rename, so a model file is only ever complete.
     A cached file that cannot be read (for example from an older Keras) is retrained and replaced with a warning.
     """
-    path = cache_file(key, directory)
+    key = _full_key(key)  # (the sources are hashed once per load)
+    path = cache_dir(directory) / f"{cache_key(**key)}.keras"
     folder, meta = path.parent, path.with_suffix(".json")
-    key = dict(key, code=code_version(), keras=keras.__version__)
     if path.exists() and not retrain:
         try:
             model = keras.models.load_model(path, compile=False)
@@ -120,6 +129,21 @@ def _floats(history) -> dict:
     return {k: [float(v) for v in vals] for k, vals in history.items()}
 
 
+def _recipe(ds, fit: Callable, *, arch: str, seed: int, directory, retrain: bool, **key):
+    """``(model, history)``: the CNN ``arch`` for ``ds``, built with ``seed`` and trained by ``fit(model) ->
+    history dict`` — or read from the cache under ``key`` (completed with the dataset, its fingerprint, ``arch`` and
+    ``seed``; ``load_or_train`` adds the code version)."""
+    key = dict(dataset=ds.name, data=ds.fingerprint(), arch=arch, seed=seed, **key)
+
+    def train():
+        keras.utils.set_random_seed(seed)
+        model = build_model(ds.input_shape, ds.num_classes, arch=arch, seed=seed)
+        return model, fit(model)
+
+    model, history, _ = load_or_train(key, train, directory=directory, retrain=retrain)
+    return model, history
+
+
 def standard_model(ds, *, arch: str = "cnn", epochs: int = 10, batch_size: int = 128, seed: int = 0,
                    directory=None, retrain: bool = False):
     """The course's standard classifier for dataset ``ds`` (a ``helpers.data.Dataset``), trained or from cache.
@@ -127,18 +151,13 @@ def standard_model(ds, *, arch: str = "cnn", epochs: int = 10, batch_size: int =
     Returns ``(model, history)``: ``history`` holds the per-epoch ``loss``, ``accuracy``, ``val_loss``,
     ``val_accuracy`` (on the validation split ``ds.x_val``) and ``time`` (seconds) of the run that trained it.
     """
-    key = dict(dataset=ds.name, data=ds.fingerprint(), arch=arch, recipe="standard", epochs=epochs,
-               batch_size=batch_size, seed=seed)
-
-    def train():
-        keras.utils.set_random_seed(seed)
-        model = build_model(ds.input_shape, ds.num_classes, arch=arch, seed=seed)
+    def fit(model):
         hist = train_model(model, ds.x_train, ds.y_train, epochs=epochs, batch_size=batch_size, seed=seed,
                            validation_data=(ds.x_val, ds.y_val), callbacks=[EpochTimer()])
-        return model, _floats(hist.history)
+        return _floats(hist.history)
 
-    model, history, _ = load_or_train(key, train, directory=directory, retrain=retrain)
-    return model, history
+    return _recipe(ds, fit, arch=arch, seed=seed, directory=directory, retrain=retrain, recipe="standard",
+                   epochs=epochs, batch_size=batch_size)
 
 
 def _serializable(learning_rate):
@@ -168,14 +187,7 @@ def adversarial_model(ds, *, attack="pgd", eps, epochs: int, batch_size: int = 6
     if callable(train_kwargs.get("validation_attack")):
         raise TypeError("validation_attack must be a name here ('fgsm', 'fgsm_rs' or 'pgd'), not a callable")
     n_val = len(ds.x_val) if validation_size is None else int(validation_size)
-    key = dict(dataset=ds.name, data=ds.fingerprint(), arch=arch, recipe=f"adv-{attack}-{mode}", epochs=epochs,
-               eps=eps, batch_size=batch_size, attack_kwargs=attack_kwargs or {}, seed=seed,
-               learning_rate=_serializable(learning_rate), validation=n_val,
-               **{k: v for k, v in train_kwargs.items() if v is not None})
-
-    def train():
-        keras.utils.set_random_seed(seed)
-        model = build_model(ds.input_shape, ds.num_classes, arch=arch, seed=seed)
+    def fit(model):
         h = training.adversarial_train(model, ds.x_train, ds.y_train, attack=attack, eps=eps, epochs=epochs,
                                        batch_size=batch_size, mode=mode, attack_kwargs=attack_kwargs, seed=seed,
                                        learning_rate=learning_rate, validation_data=(ds.x_val[:n_val],
@@ -184,10 +196,12 @@ def adversarial_model(ds, *, attack="pgd", eps, epochs: int, batch_size: int = 6
         history = _floats(h.history)
         if "best_epoch" in h.params:
             history["best_epoch"] = [h.params["best_epoch"]]
-        return model, history
+        return history
 
-    model, history, _ = load_or_train(key, train, directory=directory, retrain=retrain)
-    return model, history
+    return _recipe(ds, fit, arch=arch, seed=seed, directory=directory, retrain=retrain,
+                   recipe=f"adv-{attack}-{mode}", epochs=epochs, eps=eps, batch_size=batch_size,
+                   attack_kwargs=attack_kwargs or {}, learning_rate=_serializable(learning_rate), validation=n_val,
+                   **{k: v for k, v in train_kwargs.items() if v is not None})
 
 
 def ibp_model(ds, *, eps, eps_train=None, epochs: int = 100, batch_size: int = 64, ramp: float = 0.5,
@@ -203,13 +217,7 @@ def ibp_model(ds, *, eps, eps_train=None, epochs: int = 100, batch_size: int = 6
     eps_train = eps if eps_train is None else check_eps(eps_train, "eps_train")
     if not 0.0 < ramp <= 1.0:
         raise ValueError(f"ramp={ramp!r} must be a fraction of the training steps in (0, 1]")
-    key = dict(dataset=ds.name, data=ds.fingerprint(), arch=arch, recipe="ibp", epochs=epochs, eps=eps,
-               eps_train=eps_train, batch_size=batch_size, ramp=ramp, kappa_end=kappa_end,
-               learning_rate=learning_rate, seed=seed)
-
-    def train():
-        keras.utils.set_random_seed(seed)
-        model = build_model(ds.input_shape, ds.num_classes, arch=arch, seed=seed)
+    def fit(model):
         steps = epochs * training.steps_per_epoch(len(ds.x_train), batch_size)
         ibp = training.IBPModel(model, eps=eps, eps_train=eps_train, ramp_steps=max(1, int(ramp * steps)),
                                 kappa_end=kappa_end)
@@ -219,10 +227,11 @@ def ibp_model(ds, *, eps, eps_train=None, epochs: int = 100, batch_size: int = 6
         h = ibp.fit(ds.x_train, ds.y_train, batch_size=batch_size, epochs=epochs, verbose=0,
                     validation_data=(ds.x_val, ds.y_val), validation_batch_size=training.VALIDATION_BATCH,
                     callbacks=[EpochTimer()])
-        return model, _floats(h.history)
+        return _floats(h.history)
 
-    model, history, _ = load_or_train(key, train, directory=directory, retrain=retrain)
-    return model, history
+    return _recipe(ds, fit, arch=arch, seed=seed, directory=directory, retrain=retrain, recipe="ibp",
+                   epochs=epochs, eps=eps, eps_train=eps_train, batch_size=batch_size, ramp=ramp,
+                   kappa_end=kappa_end, learning_rate=learning_rate)
 
 
 def course_model(ds, kind: str = "standard", *, eps: float | None = None, seed: int = 0, directory=None):

@@ -1,5 +1,8 @@
 """Evaluations remembered with the model: read back exactly, recomputed whenever anything that decides them changes."""
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -93,18 +96,22 @@ def test_fingerprint_ignores_layer_names_but_not_architecture_or_weights():
 def test_the_code_is_part_of_the_key(cache, monkeypatch):
     model, (x, y) = tiny(), data()
     before = evalcache.key("k", model, (x, y), {})
-    monkeypatch.setattr(evalcache.recipes, "code_version", lambda: "edited")
+    monkeypatch.setattr(evalcache.recipes, "code_version", lambda folder=None: "edited")
     assert evalcache.key("k", model, (x, y), {}) != before
 
 
-def test_the_key_covers_the_source_of_evaluate(tmp_path):
+def test_the_key_covers_the_source_of_evaluate_and_of_the_weight_modules(tmp_path):
     folder = tmp_path / "helpers"
-    folder.mkdir()
-    for name in evalcache._SOURCES:
-        (folder / f"{name}.py").write_text(f"# {name}\n")
+    shutil.copytree(Path(evalcache.__file__).parent, folder, ignore=shutil.ignore_patterns("__pycache__"))
     before = evalcache._code(folder)
-    (folder / "evaluate.py").write_text("# evaluate, edited\n")
-    assert evalcache._code(folder) != before
+    assert before == evalcache._code()
+    for name in ("evaluate", "evalcache", "attacks"):
+        source = folder / f"{name}.py"
+        text = source.read_text()
+        source.write_text(text + "\n# edited\n")
+        assert evalcache._code(folder) != before, name
+        source.write_text(text)
+    assert evalcache._code(folder) == before
 
 
 @pytest.mark.slow

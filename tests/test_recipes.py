@@ -1,4 +1,6 @@
+import ast
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -82,9 +84,39 @@ def test_a_code_change_is_a_new_cache_entry(tmp_path, monkeypatch):
     assert len(calls) == 2  # the old weights are not loaded for the new code
 
 
-def test_code_version_covers_attacks_and_training():
-    assert set(recipes._WEIGHT_MODULES) >= {"models", "attacks", "training", "recipes"}
-    assert re.fullmatch(r"[0-9a-f]{10}", recipes.code_version())
+def _reached_from(name, package) -> set:
+    """The modules of ``package`` that module ``name`` imports, directly or through others (relative imports)."""
+    seen, todo = set(), [name]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        for node in ast.walk(ast.parse((package / f"{module}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                todo += [node.module] if node.module else [a.name for a in node.names]
+    return {m for m in seen if (package / f"{m}.py").exists()}
+
+
+def test_editing_a_weight_module_changes_the_code_version(tmp_path):
+    """Edit each module that decides the weights in a copy of the package: the version (so every cache key)
+    changes; editing a module that cannot change the weights (plots) leaves it."""
+    package = tmp_path / "helpers"
+    shutil.copytree(Path(recipes.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    original = recipes.code_version(package)
+    assert original == recipes.code_version() and re.fullmatch(r"[0-9a-f]{10}", original)
+    # every module the recipes reach (directly or through others) decides the weights, except these
+    assert _reached_from("recipes", package) - {"data", "_checks", "_quiet", "__init__"} <= set(
+        recipes._WEIGHT_MODULES)
+    for name in recipes._WEIGHT_MODULES:
+        source = package / f"{name}.py"
+        text = source.read_text()
+        source.write_text(text + "\n# an edit\n")
+        assert recipes.code_version(package) != original, name
+        source.write_text(text)
+    assert recipes.code_version(package) == original
+    (package / "plots.py").write_text((package / "plots.py").read_text() + "\n# an edit\n")
+    assert recipes.code_version(package) == original
 
 
 @pytest.mark.slow
