@@ -124,14 +124,21 @@ def train_model(model: keras.Model, x, y, *, epochs: int = 5, batch_size: int = 
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
     keras.utils.set_random_seed(seed)
-    if getattr(model, "optimizer", None) is None:
+    if existing_optimizer(model, learning_rate, "recompile it (models.compile_model) instead") is None:
         compile_model(model, learning_rate=1e-3 if learning_rate is None else learning_rate)
-    elif learning_rate is not None:
-        raise ValueError(f"the model is already compiled with {type(model.optimizer).__name__}, whose learning rate "
-                         "would silently win over learning_rate=; recompile it (models.compile_model) instead")
     return model.fit(np.asarray(x, np.float32), np.asarray(y, np.int64), epochs=epochs, batch_size=batch_size,
                      validation_data=validation_data, shuffle=True, verbose=verbose,
                      callbacks=callbacks)
+
+
+def existing_optimizer(model: keras.Model, learning_rate, remedy: str):
+    """The optimizer ``model`` was compiled with (None if it is not compiled).  Training continues with it, so a
+    ``learning_rate`` passed as well would be silently ignored: refused, with ``remedy`` in the message."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and learning_rate is not None:
+        raise ValueError(f"the model is already compiled with {type(optimizer).__name__}, whose learning rate "
+                         f"would silently win over learning_rate=; {remedy}")
+    return optimizer
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import attacks
 from ._checks import check_choice, check_eps, check_images, check_labels, check_positive_int
+from .models import existing_optimizer
 from .schedules import Cyclic, cyclic, piecewise, steps_per_epoch, warmup_cosine  # noqa: F401  (re-exported)
 from .wrapper import WrapperModel
 
@@ -354,13 +355,9 @@ def _choose_optimizer(model, optimizer, learning_rate):
         if learning_rate is not None:
             raise ValueError("pass either optimizer= or learning_rate=, not both (the optimizer has its own rate)")
         return optimizer
-    if getattr(model, "optimizer", None) is not None:
-        if learning_rate is not None:
-            raise ValueError(f"the model is already compiled with {type(model.optimizer).__name__}, whose learning "
-                             "rate would silently win over learning_rate=; pass optimizer=keras.optimizers.Adam(...) "
-                             "to train with a new optimizer, or leave learning_rate out to continue with the old one")
-        return model.optimizer
-    return keras.optimizers.Adam(1e-3 if learning_rate is None else learning_rate)
+    current = existing_optimizer(model, learning_rate, "pass optimizer=keras.optimizers.Adam(...) to train with a "
+                                 "new optimizer, or leave learning_rate out to continue with the old one")
+    return current if current is not None else keras.optimizers.Adam(1e-3 if learning_rate is None else learning_rate)
 
 
 def _wrap_checked(model, x, y, *, epochs, batch_size, validation_data, eps_warmup, early_stopping, **config):

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import keras
 
-from helpers import attacks, certify, evaluate, models
+from helpers import attacks, certify, evaluate, models, training
 
 L = keras.layers
 
@@ -104,32 +104,6 @@ def tiny_trained():
     return model, ds.x_test[:48].copy(), ds.y_test[:48].copy()
 
 
-def ibp_train(model, x, y, *, eps, epochs, batch_size, warmup_steps, ramp_steps, kappa=0.5, learning_rate=1e-3):
-    """A minimal IBP training loop: loss = κ·CE(z, y) + (1-κ)·CE(ẑ, y), ε ramped linearly after a clean warm-up."""
-    opt = keras.optimizers.Adam(learning_rate)
-    eps_now = tf.Variable(0.0, trainable=False)  # assigned between steps: no retracing
-
-    @tf.function
-    def step(xb, yb):
-        with tf.GradientTape() as tape:
-            clean = keras.losses.sparse_categorical_crossentropy(yb, model(xb, training=True), from_logits=True)
-            z_hat = certify.worst_case_logits(model, xb, yb, eps_now)
-            robust = keras.losses.sparse_categorical_crossentropy(yb, z_hat, from_logits=True)
-            loss = tf.reduce_mean(kappa * clean + (1.0 - kappa) * robust)
-        grads = tape.gradient(loss, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-
-    rng, n = np.random.default_rng(0), 0
-    for _ in range(epochs):
-        order = rng.permutation(len(x))
-        for i in range(0, len(x), batch_size):
-            eps_now.assign(eps * float(np.clip((n - warmup_steps) / ramp_steps, 0.0, 1.0)))
-            step(tf.constant(x[order[i:i + batch_size]]), tf.constant(y[order[i:i + batch_size]]))
-            n += 1
-    return model
-
-
 @pytest.fixture(scope="module")
 def ibp_trained():
     """The course CNN IBP-trained for ε = 0.1 on 500 digits (10 epochs, ~4 s): it certifies a good share at 0.1."""
@@ -139,7 +113,9 @@ def ibp_trained():
     models.seed_everything(0)
     model = models.build_model(ds.input_shape, ds.num_classes, arch="cnn", seed=0)
     # A clean warm-up and a slow ramp: IBP from an untrained network, or a fast ramp, collapses to one class.
-    ibp_train(model, ds.x_train, ds.y_train, eps=0.1, epochs=10, batch_size=25, warmup_steps=40, ramp_steps=120)
+    ibp = training.IBPModel(model, eps=0.1, warmup_steps=40, ramp_steps=120, kappa_end=0.5)  # the course's trainer
+    ibp.compile(optimizer=keras.optimizers.Adam(1e-3))
+    ibp.fit(ds.x_train, ds.y_train, epochs=10, batch_size=25, verbose=0)
     return model, ds.x_test.copy(), ds.y_test.copy()
 
 

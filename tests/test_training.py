@@ -488,3 +488,64 @@ def test_a_real_stall_is_reported_even_when_early_stopping_restores_it(mnist):
         h = adv.fit(mnist.x_train, mnist.y_train, batch_size=64, epochs=3, verbose=0, callbacks=[stop],
                     validation_data=(mnist.x_val[:100], mnist.y_val[:100]))
     assert max(h.history["adv_accuracy"]) < 0.15
+
+
+# ------------------------------------------------------------------------- the losses against their formulas
+def _dense_classifier(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((6, 6, 1))
+    h = keras.layers.Dense(12, activation="relu")(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, keras.layers.Dense(4)(h))
+
+
+def _batch(n=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 6, 6, 1), dtype=np.float32), rng.integers(0, 4, n)
+
+
+def _ce(logits, y):
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
+
+
+def test_trades_loss_is_ce_plus_beta_times_kl():
+    """One TRADES step at learning rate 0 reports CE(f(x), y) + β·KL(softmax f(x) ‖ softmax f(x')), computed here
+    by hand, with x' from a fixed stand-in attack."""
+    x, y = _batch()
+    clf = _dense_classifier()
+    adv = training.AdversarialModel(clf, attack="pgd", eps=0.1, mode="trades", beta=3.0)
+    adv.attack = lambda model, xb, yb: tf.clip_by_value(xb + 0.1 * tf.sign(xb - 0.5), 0.0, 1.0)
+    adv.compile(optimizer=keras.optimizers.SGD(0.0))
+    logs = adv.train_step((tf.constant(x), tf.constant(y)))
+    x_adv = np.clip(x + 0.1 * np.sign(x - 0.5), 0.0, 1.0)
+    clean, moved = clf(x).numpy().astype(np.float64), clf(x_adv).numpy().astype(np.float64)
+    p = np.exp(clean - clean.max(1, keepdims=True)); p /= p.sum(1, keepdims=True)
+    q = np.exp(moved - moved.max(1, keepdims=True)); q /= q.sum(1, keepdims=True)
+    kl = np.mean(np.sum(p * np.log(p / q), axis=1))
+    assert kl > 1e-4  # the stand-in attack moves the prediction: the KL term is really there
+    np.testing.assert_allclose(float(logs["loss"]), _ce(clean, y) + 3.0 * kl, rtol=1e-4)
+
+
+def test_ibp_loss_mixes_clean_and_worst_case_ce_on_its_schedule():
+    """At optimiser step 3 of a 4-step ramp (after 1 warm-up step): ε_t = ½·eps_train, κ_t = 1 − ½(1 − κ_end); the
+    reported loss is κ_t·CE(z, y) + (1 − κ_t)·CE(ẑ, y), ẑ the worst-case logits at ε_t; test_step reports CE(ẑ) at ε."""
+    from helpers import certify
+
+    x, y = _batch()
+    clf = _dense_classifier()
+    ibp = training.IBPModel(clf, eps=0.1, eps_train=0.2, ramp_steps=4, warmup_steps=1, kappa_end=0.2)
+    ibp.compile(optimizer=keras.optimizers.SGD(0.0))
+    ibp.optimizer.build(ibp.trainable_variables)
+    ibp.optimizer.iterations.assign(3)
+    eps_t, kappa = (float(v) for v in ibp.schedule(3))
+    assert (eps_t, kappa) == pytest.approx((0.1, 0.6))
+    logs = ibp.train_step((tf.constant(x), tf.constant(y)))
+    z, z_hat = clf(x).numpy(), certify.worst_case_logits(clf, x, y, eps_t).numpy()
+    assert _ce(z_hat, y) > _ce(z, y) + 1e-3  # the two terms differ, so a wrong weighting shows
+    np.testing.assert_allclose(float(logs["loss"]), kappa * _ce(z, y) + (1 - kappa) * _ce(z_hat, y), rtol=1e-4)
+    for m in ibp.metrics:
+        m.reset_state()
+    logs = ibp.test_step((tf.constant(x), tf.constant(y)))
+    np.testing.assert_allclose(float(logs["loss"]),
+                               _ce(certify.worst_case_logits(clf, x, y, 0.1).numpy(), y), rtol=1e-4)
