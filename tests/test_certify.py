@@ -208,6 +208,7 @@ def hand_model():
     return model
 
 
+@pytest.mark.slow
 def test_hand_computed_two_layer_bounds():
     model = hand_model()
     x = np.array([0.5, 0.5, 0.95, 0.05], np.float32).reshape(2, 1, 2, 1)
@@ -429,6 +430,7 @@ def one_pixel_model(bias):
     return model
 
 
+@pytest.mark.slow
 def test_certificates_are_sound_where_float32_rounding_fakes_a_margin():
     # One pixel x = 127/4096 and a radius eps that float32 holds exactly, so casting loses nothing: the corner
     # x - eps of the ball is itself a float32 number.  In float32, IBP's centre/radius form (μ = (u+l)/2,

@@ -209,6 +209,7 @@ def test_solution_regions_keep_the_scaffold():
             course._stub_regions(broken)
 
 
+@pytest.mark.slow
 def test_live_widgets_become_a_note_in_html():
     cell = nbformat.v4.new_code_cell("slider")
     cell.outputs = [nbformat.v4.new_output("display_data", data={

@@ -423,6 +423,7 @@ def test_tfds_datasets_load_through_mocked_tfds(tfds, tmp_path, monkeypatch, nam
     assert ds.subset(5, 5).x_train.shape == (5, *shape)
 
 
+@pytest.mark.slow
 def test_auto_source_uses_tfds_for_mnist(tfds, tmp_path, monkeypatch):
     _mock_metadata(tfds, tmp_path, "mnist", 20)
     _forbid_network(monkeypatch)

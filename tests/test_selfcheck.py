@@ -139,6 +139,7 @@ def fgsm_step(direction, clip=True):
     return attack
 
 
+@pytest.mark.slow
 def test_fgsm(cnn, images, capsys):
     x, y = images
     assert selfcheck.fgsm(fgsm_step(+1), cnn, x, y, 0.2) is True
@@ -154,6 +155,7 @@ def test_fgsm(cnn, images, capsys):
     assert selfcheck.fgsm(stub, cnn, x, y, 0.2) is None and not_written(capsys, 1, "my_fgsm()")
 
 
+@pytest.mark.slow
 def test_targeted_fgsm(cnn, images, capsys):
     x, _ = images
     t = np.full(len(x), 3)

@@ -92,6 +92,7 @@ def test_a_nested_mixed_precision_classifier_gets_a_loss_scaled_optimizer():
     assert not isinstance(plain.optimizer, keras.optimizers.LossScaleOptimizer)
 
 
+@pytest.mark.slow
 def test_the_wrapper_trains_the_classifier_in_place(data):
     x, y = data
     clf = tiny_classifier()
