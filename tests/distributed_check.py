@@ -1,7 +1,8 @@
 """Run by tests/test_training.py in a fresh process: TensorFlow's devices can only be split before first use.
 
 Splits the CPU into two logical devices, trains the same model with the same batches (a) on one device and
-(b) under a ``MirroredStrategy`` over both, and prints the results as JSON.  Modes: ``"double"`` trains on a
+(b) under a ``MirroredStrategy`` over both, and prints the results as JSON, one line per mode given as an argument.
+Modes: ``"double"`` trains on a
 ``tf.data.Dataset`` with ``fit`` inside the scope; ``"adversarial"`` on arrays with ``adversarial_train`` inside the
 scope; ``"outside"`` builds the classifier inside the scope and calls ``adversarial_train`` outside it, as one may with
 any Keras model.
@@ -24,10 +25,9 @@ from helpers import data, models, training  # noqa: E402
 ds = data.load_dataset("mnist_5k").subset(256, 64, n_val=64, seed=0)
 batches = tf.data.Dataset.from_tensor_slices((ds.x_train, ds.y_train.astype(np.int32))).batch(64)
 keras.config.disable_traceback_filtering()
-mode = sys.argv[1] if len(sys.argv) > 1 else "double"
 
 
-def train_in(strategy):
+def train_in(strategy, mode):
     args = dict(attack="fgsm", eps=0.1, mode="adversarial" if mode != "double" else "double")
     with strategy.scope():
         model = models.build_model(ds.input_shape, ds.num_classes, seed=0)
@@ -47,12 +47,13 @@ def train_in(strategy):
     return model.get_weights(), h.history
 
 
-models.seed_everything(0)
-single_w, single_h = train_in(tf.distribute.get_strategy())
-mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-models.seed_everything(0)
-multi_w, multi_h = train_in(mirrored)
-print(json.dumps(dict(
-    replicas=mirrored.num_replicas_in_sync,
-    max_weight_diff=max(float(np.abs(a - b).max()) for a, b in zip(single_w, multi_w)),
-    single=single_h, multi=multi_h)))
+for mode in sys.argv[1:] or ["double"]:  # one interpreter for all modes: TensorFlow starts once
+    models.seed_everything(0)
+    single_w, single_h = train_in(tf.distribute.get_strategy(), mode)
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    models.seed_everything(0)
+    multi_w, multi_h = train_in(mirrored, mode)
+    print(json.dumps(dict(
+        mode=mode, replicas=mirrored.num_replicas_in_sync,
+        max_weight_diff=max(float(np.abs(a - b).max()) for a, b in zip(single_w, multi_w)),
+        single=single_h, multi=multi_h)), flush=True)
