@@ -93,35 +93,52 @@ class NotebookResult:
 
 # ------------------------------------------------------------------------------------------------ reading
 def notebook_info(nb) -> dict:
-    """Title (first ``# heading``), learning goals (bullets under a "Learning goals" heading) and stated run time
-    (the text after ``**Run time:**`` up to the end of its paragraph), from the notebook's markdown cells."""
+    """Title (the first level-1 heading), learning goals (the items of the list right after a "Learning goals"
+    heading or bold line) and stated run time (the first sentence after a paragraph's leading **Run time:**), read
+    from the syntax trees of the notebook's markdown cells (mistune), as Markdown one-liners."""
     title, goals, runtime = "", [], ""
     for cell in nb.cells:
         if cell.cell_type != "markdown":
             continue
-        in_goals = False
-        for paragraph in re.split(r"\n\s*\n", cell.source):
-            lines = paragraph.splitlines()
-            first = lines[0].strip() if lines else ""
-            if not title and first.startswith("# "):
-                title = first[2:].strip()
-            if re.match(r"^(#+\s*|\*\*)learning goals", first, re.I):
-                in_goals = True
-                lines = lines[1:]
-            elif in_goals and not re.match(r"^[-*]\s+", first):
-                in_goals = False  # the paragraph after the list
-            if in_goals:
-                for line in lines:
-                    if re.match(r"^\s*[-*]\s+", line):
-                        goals.append(re.sub(r"^\s*[-*]\s+", "", line).strip())
-                    elif goals and line.strip() and not line.lstrip().startswith("#"):
-                        goals[-1] += " " + line.strip()  # a bullet continued on the next line
-            m = re.search(r"\*\*Run time:\*\*\s*(.+)", paragraph, re.S)
-            if m and not runtime:  # its first sentence; the rest (other datasets, GPUs) stays on the page
-                runtime = re.split(r"(?<=[.)])\s+(?=[A-Z])", " ".join(m.group(1).split()))[0].rstrip(".")
+        blocks = [b for b in _markdown_blocks(cell.source) if b["type"] != "blank_line"]
+        for block, after in zip(blocks, blocks[1:] + [None]):
+            kind, inline = block["type"], _inline_tokens(block)
+            if not title and kind == "heading" and block["attrs"]["level"] == 1:
+                title = _as_markdown(inline)
+            label = _as_markdown(inline).strip("*: ").lower()
+            if not goals and kind in ("heading", "paragraph") and label == "learning goals" and after \
+                    and after["type"] == "list":
+                goals = [_as_markdown(_inline_tokens(item)) for item in after["children"]]
+            if not runtime and kind == "paragraph" and inline and inline[0]["type"] == "strong" \
+                    and _as_markdown(inline[0]["children"]) == "Run time:":
+                # its first sentence; the rest (other datasets, GPUs) stays on the page
+                runtime = re.split(r"(?<=[.)])\s+(?=[A-Z])", _as_markdown(inline[1:]))[0].rstrip(".")
         if title and goals and runtime:
             break
     return {"title": title, "goals": goals, "runtime": runtime}
+
+
+def _markdown_blocks(text: str) -> list:
+    """The block tokens of a Markdown text (mistune's syntax tree)."""
+    import mistune
+
+    return mistune.create_markdown(renderer=None)(text)
+
+
+def _inline_tokens(block) -> list:
+    """The inline tokens of a heading or paragraph, or of a list item's text."""
+    if block["type"] == "list_item":
+        return [t for child in block["children"] if child["type"] in ("block_text", "paragraph")
+                for t in child["children"]]
+    return block.get("children") or []
+
+
+def _as_markdown(tokens) -> str:
+    """Inline ``tokens`` back as Markdown on one line (soft breaks become spaces)."""
+    from mistune.core import BlockState
+    from mistune.renderers.markdown import MarkdownRenderer
+
+    return " ".join(MarkdownRenderer().render_tokens(tokens, BlockState()).split())
 
 
 def _inline_markdown(text: str) -> str:

@@ -241,3 +241,19 @@ def test_output_folders_are_replaced_together_or_not_at_all(tmp_path, monkeypatc
     monkeypatch.setattr(Path, "rename", real_rename)
     course._swap_in(staging, out, ("html", "student"))
     assert (out / "html" / "page").read_text() == "new html" and (out / "student" / "page").read_text() == "new student"
+
+
+def test_notebook_info_reads_the_markdown_structure_not_lines_that_look_like_it():
+    """A code block's comment is not a heading, a goal may run over lines and carry code, the run time is the
+    first sentence of its paragraph (mistune's syntax tree; a line-by-line reading gets the first two wrong)."""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("Set-up:\n\n```python\nx = 1\n\n# not a title\n```"),
+        nbformat.v4.new_markdown_cell("# 05 · The *real* title\n\nIntro.\n\n**Learning goals**\n"
+                                      "- Write `train_step`\n  over two lines.\n- Read **curves**.\n\nAfter."),
+        nbformat.v4.new_markdown_cell("**Run time:** about 36 s (13 FU: it trains `x`). Other datasets: longer."),
+    ])
+    assert course.notebook_info(nb) == {
+        "title": "05 · The *real* title",
+        "goals": ["Write `train_step` over two lines.", "Read **curves**."],
+        "runtime": "about 36 s (13 FU: it trains `x`)",
+    }
