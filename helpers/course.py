@@ -41,7 +41,7 @@ from pathlib import Path
 
 import nbformat
 
-DATASETS = ("mnist_5k", "mnist", "fashion_mnist", "cifar10")
+from .data import DATASETS  # the datasets a build can run the series on (helpers.data does not import TensorFlow)
 NOTEBOOK_PATTERN = re.compile(r"^\d\d_[\w-]+\.ipynb$")
 DEFAULT_NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 #: MathJax 2 configuration: the standard combined one, Safe mode, and ``local/course`` (written by ``_copy_mathjax``),
