@@ -88,13 +88,13 @@ def test_callable_attack_is_used_inside_the_step(small):
 @pytest.mark.slow
 def test_train_step_traces_at_most_twice(small, monkeypatch):
     traces = []
-    orig = attacks._loss_gradient
+    orig = attacks.loss_gradient
 
     def counting(*a, **k):
         traces.append(1)
         return orig(*a, **k)
 
-    monkeypatch.setattr(attacks, "_loss_gradient", counting)
+    monkeypatch.setattr(attacks, "loss_gradient", counting)
     # 250 examples in batches of 64: three full batches and a short one, over two epochs.  Keras traces the step
     # once, and at most once more with a relaxed batch dimension for the short batch (reduce_retracing).
     training.adversarial_train(fresh(small), small.x_train[:250], small.y_train[:250], attack="fgsm", eps=0.1,
