@@ -46,7 +46,8 @@ BLOCK_STEPS = 10
 #: activations stay in the caches; ``benchmarks/bench_attack_speed.py``).  Random draws do not depend on it.
 ATTACK_BATCH = 128
 #: The eager attacks differentiate a single-channel first convolution with ``_conv2d_gradient`` (same numbers, faster
-#: on a CPU); set to False before an attack is first compiled for a model to use TensorFlow's own gradient.
+#: on a CPU); set to False before an attack is first compiled for a model to use TensorFlow's own gradient.  (Where
+#: this TensorFlow lacks what it needs, ``FAST_CONV_AVAILABLE`` is False and TensorFlow's gradient is used anyway.)
 FAST_CONV_GRADIENT = True
 __all__ = ["SCALES", "NORMS", "per_example_loss", "input_gradient", "step_rule", "project", "gradient_attack",
            "fgsm", "default_step_size", "pgd", "random_noise", "EVAL_BATCH", "BLOCK_STEPS", "ATTACK_BATCH",
@@ -80,7 +81,7 @@ def loss_gradient(model, x, y, targeted=False, loss_fn=cross_entropy, *, fast=Fa
     own compiled blocks) a single-channel first convolution is differentiated faster (``_conv2d_gradient``).
     """
     x = tf.convert_to_tensor(x, tf.float32)
-    if fast and FAST_CONV_GRADIENT and not tf.executing_eagerly():
+    if fast and FAST_CONV_GRADIENT and FAST_CONV_AVAILABLE and not tf.executing_eagerly():
         with tf.compat.v1.get_default_graph().gradient_override_map({"Conv2D": _FAST_CONV2D_GRADIENT}):
             logits = tf.cast(model(x, training=False), tf.float32)
 
@@ -123,7 +124,7 @@ def _conv2d_gradient(op, grad):
     if (op.get_attr("data_format") != b"NHWC" or list(op.get_attr("strides")) != [1, 1, 1, 1]
             or list(op.get_attr("dilations")) != [1, 1, 1, 1] or padding not in (b"VALID", b"SAME")
             or x.shape.rank != 4 or None in x.shape[1:] or x.shape[3] != 1 or None in kernel.shape):
-        return _tf_conv2d_gradient(op, grad)
+        return _TF_CONV2D_GRADIENT(op, grad)
     kh, kw, _, channels = kernel.shape
     n, oh, ow = tf.shape(grad)[0], grad.shape[1], grad.shape[2]
     taps = tf.matmul(tf.reshape(kernel, [kh * kw, channels]), tf.reshape(grad, [-1, channels]), transpose_b=True)
@@ -137,16 +138,27 @@ def _conv2d_gradient(op, grad):
     return full, None
 
 
-def _tf_conv2d_gradient(op, grad):
-    from tensorflow.python.ops import nn_grad  # TensorFlow's registered Conv2D gradient (not public API)
+def _resolve_tf_conv2d_gradient():
+    """TensorFlow's own ``Conv2D`` gradient function, for the convolutions ``_conv2d_gradient`` leaves to it, with
+    our gradient registered; None where this TensorFlow lacks a piece (``_Conv2DGrad`` is not public API, the
+    gradient override is ``tf.compat.v1``): then the attacks differentiate with TensorFlow's gradient everywhere.
+    Resolved once, at import."""
+    try:
+        from tensorflow.python.ops import nn_grad
 
-    return nn_grad._Conv2DGrad(op, grad)  # noqa: SLF001
+        tf_gradient = nn_grad._Conv2DGrad  # noqa: SLF001
+        tf.compat.v1.get_default_graph().gradient_override_map  # noqa: B018  (is the override still there?)
+    except (ImportError, AttributeError):
+        return None
+    try:
+        tf.RegisterGradient(_FAST_CONV2D_GRADIENT)(_conv2d_gradient)
+    except KeyError:  # already registered: this module was reloaded
+        pass
+    return tf_gradient
 
 
-try:
-    tf.RegisterGradient(_FAST_CONV2D_GRADIENT)(_conv2d_gradient)
-except KeyError:  # already registered: this module was reloaded
-    pass
+_TF_CONV2D_GRADIENT = _resolve_tf_conv2d_gradient()
+FAST_CONV_AVAILABLE = _TF_CONV2D_GRADIENT is not None
 
 
 def _objective_gradient(model, x, y, targeted):

@@ -312,3 +312,53 @@ def test_mixed_precision_attacks_see_the_float32_gradient(trained_model, mnist):
     acc32 = evaluate.accuracy(full, attacks.fgsm(full, x, y, 0.15), y)
     acc16 = evaluate.accuracy(half, attacks.fgsm(half, x, y, 0.15), y)
     assert acc16 <= acc32 + 0.02  # as strong as on the float32 model
+
+
+# ------------------------------------------------------------------- the fast first-layer gradient and its fallback
+def test_without_tensorflows_private_conv_gradient_the_attacks_use_tensorflows_own(trained_model, batch,
+                                                                                   monkeypatch):
+    """``nn_grad._Conv2DGrad`` is not public API: where a TensorFlow lacks it, the fast path is off (resolved once, at
+    import) and the attacks differentiate with TensorFlow's own gradient: same gradients, same attacks."""
+    import keras
+    from tensorflow.python.ops import nn_grad
+
+    assert attacks.FAST_CONV_AVAILABLE and attacks._TF_CONV2D_GRADIENT is nn_grad._Conv2DGrad
+    monkeypatch.delattr(nn_grad, "_Conv2DGrad")
+    assert attacks._resolve_tf_conv2d_gradient() is None
+    monkeypatch.setattr(attacks, "_TF_CONV2D_GRADIENT", None)
+    monkeypatch.setattr(attacks, "FAST_CONV_AVAILABLE", False)
+    x, y = batch[0][:64], batch[1][:64]
+    xt, yt = tf.constant(x), tf.constant(y)
+    fn = tf.function(lambda a, b: attacks.loss_gradient(trained_model, a, b, fast=True)[1])
+    ops = [op.type for op in fn.get_concrete_function(xt, yt).graph.get_operations()]
+    assert ops.count("Conv2DBackpropInput") == 2  # no override: TensorFlow's gradient for both convolutions
+    tape = tf.function(lambda a, b: attacks.loss_gradient(trained_model, a, b)[1])(xt, yt).numpy()
+    np.testing.assert_allclose(fn(xt, yt).numpy(), tape, rtol=1e-4, atol=1e-5 * np.abs(tape).max())
+    # a copy of the model, so that the attacks are compiled anew, without the fast path
+    plain = keras.models.clone_model(trained_model)
+    plain.set_weights(trained_model.get_weights())
+    for attack in (lambda m: attacks.pgd(m, x, y, 0.1, steps=3, seed=0),
+                   lambda m: attacks.apgd(m, x, y, 0.1, steps=3, seed=0)):
+        with_fast, without = attack(trained_model), attack(plain)
+        assert np.mean(with_fast == without) > 0.999  # equal up to float rounding of a few gradient signs
+        assert np.abs(without - x).max() <= 0.1 + 1e-6
+
+
+@pytest.mark.slow
+def test_the_fast_path_is_resolved_at_import(tmp_path):
+    """The same in a fresh interpreter where TensorFlow's private gradient is gone before helpers.attacks loads."""
+    import subprocess
+    import sys
+
+    script = ("from tensorflow.python.ops import nn_grad\n"
+              "del nn_grad._Conv2DGrad\n"
+              "import numpy as np\n"
+              "from helpers import attacks, models\n"
+              "assert not attacks.FAST_CONV_AVAILABLE\n"
+              "m = models.build_model((28, 28, 1), 10, seed=0)\n"
+              "x = np.random.default_rng(0).uniform(0, 1, (8, 28, 28, 1)).astype(np.float32)\n"
+              "adv = attacks.pgd(m, x, np.arange(8) % 10, 0.1, steps=2, seed=0)\n"
+              "assert np.abs(adv - x).max() <= 0.1 + 1e-6 and np.abs(adv - x).max() > 0\n"
+              "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
