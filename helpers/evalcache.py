@@ -25,7 +25,7 @@ import numpy as np
 from . import recipes
 
 ENV = "COURSE_EVAL_CACHE"
-_SOURCES = ("evaluate", "evalcache")
+_SOURCES = ("evaluate", "evalcache", "autoattack")
 
 
 def enabled() -> bool:

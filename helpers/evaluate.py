@@ -8,7 +8,7 @@ from functools import partial
 
 import numpy as np
 
-from . import attacks, evalcache
+from . import attacks, autoattack, evalcache
 from ._checks import check_choice, check_eps, check_images, check_labels
 from ._compiled import batched, compiled, input_specs
 
@@ -18,8 +18,8 @@ import tensorflow as tf  # noqa: E402
 #: Attacks that ``accuracy_under_attack`` and friends accept by name.
 ATTACK_NAMES = ("fgsm", "pgd", "noise", "raw", "max", "l2", "sign", "apgd", "square")
 #: The ``attacks`` function behind each name (the one-step rules "raw", "max", "l2", "sign": ``gradient_attack``).
-_FUNCTIONS = {"fgsm": attacks.fgsm, "pgd": attacks.pgd, "noise": attacks.random_noise, "apgd": attacks.apgd,
-              "square": attacks.square}
+_FUNCTIONS = {"fgsm": attacks.fgsm, "pgd": attacks.pgd, "noise": attacks.random_noise, "apgd": autoattack.apgd,
+              "square": autoattack.square}
 
 
 def predict_logits(model, x) -> np.ndarray:
@@ -282,9 +282,9 @@ def strong_robust(model, x, y, eps, *, steps: int = 100, restarts: int = 1, quer
 
 def _strong_robust(model, x, y, *, eps, steps, restarts, queries, seed, norm) -> dict:
     robust = predict(model, x)[0] == y
-    runs = {"apgd-ce": partial(attacks.apgd, loss="ce", steps=steps, restarts=restarts, norm=norm, seed=seed),
-            "apgd-dlr": partial(attacks.apgd, loss="dlr", steps=steps, restarts=restarts, norm=norm, seed=seed),
-            "square": partial(attacks.square, queries=queries, seed=seed) if norm == "inf" else None}
+    runs = {"apgd-ce": partial(autoattack.apgd, loss="ce", steps=steps, restarts=restarts, norm=norm, seed=seed),
+            "apgd-dlr": partial(autoattack.apgd, loss="dlr", steps=steps, restarts=restarts, norm=norm, seed=seed),
+            "square": partial(autoattack.square, queries=queries, seed=seed) if norm == "inf" else None}
     result = {}
     for name, run in runs.items():
         if run is None:

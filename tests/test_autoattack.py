@@ -78,7 +78,7 @@ def test_fast_first_layer_gradient_is_the_tapes(trained_model, batch):
                              keras.layers.Conv2D(4, 3, strides=2), keras.layers.Flatten(), keras.layers.Dense(10)])
     for model in (trained_model, same):
         for loss_fn in (attacks.cross_entropy, attacks.dlr_loss):
-            fns = [tf.function(lambda a, b, m=model, f=loss_fn, fast=fast: attacks._loss_gradient(
+            fns = [tf.function(lambda a, b, m=model, f=loss_fn, fast=fast: attacks.loss_gradient(
                 m, a, b, loss_fn=f, fast=fast)[1]) for fast in (False, True)]
             tape, fast = (f(x, y).numpy() for f in fns)
             np.testing.assert_allclose(fast, tape, rtol=1e-4, atol=1e-5 * np.abs(tape).max())
@@ -203,6 +203,30 @@ def test_targeted_apgd_reaches_the_target(trained_model, batch):
 
 
 # ------------------------------------------------------------------------------------------------------ Square
+def reference_p(i, n_queries, p_init=0.8):
+    """The fraction of pixels of Square's i-th iteration in the reference implementation (fra31/auto-attack,
+    ``autoattack/square.py``, ``SquareAttack.p_selection`` with ``resc_schedule=True``): the iteration is rescaled to
+    a horizon of 10,000, then p_init is halved once for each of these bounds that it exceeds."""
+    it = int(i / n_queries * 10000)
+    return p_init / 2 ** sum(it > bound for bound in (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000))
+
+
+@pytest.mark.parametrize("queries,height,width", [(1000, 28, 28), (300, 28, 28), (5000, 28, 28), (1000, 32, 32),
+                                                  (40, 8, 6)])
+def test_square_sides_follow_the_reference_schedule(queries, height, width):
+    """Side of iteration i: ``max(round(sqrt(p_i · h · w)), 1)`` as in the reference, p_i on its schedule laid out for
+    ``SQUARE_SCHEDULE_QUERIES`` whatever the budget (so a larger budget continues a smaller one); at most h - 1."""
+    horizon = attacks.SQUARE_SCHEDULE_QUERIES
+    expected = [min(max(int(round(np.sqrt(reference_p(i, horizon) * height * width))), 1), min(height, width) - 1)
+                for i in range(queries - 1)]
+    np.testing.assert_array_equal(attacks.square_sides(queries, height, width), expected)
+    assert attacks.SQUARE_P_INIT == 0.8 and horizon == 1000  # AutoAttack's p_init, at the default budget
+    sides = attacks.square_sides(queries, height, width)
+    if queries == 1000 and height == 28:  # the reference's numbers for MNIST: 25 px first, 1 px at the end
+        assert sides[0] == 25 and sides[1] == 25 and sides[2] == 18 and sides[-1] == 1
+    np.testing.assert_array_equal(attacks.square_sides(queries + 500, height, width)[:len(sides)], sides)
+
+
 @pytest.mark.slow
 def test_square_budget_zero_and_more_queries_never_worse(trained_model, batch):
     x, y = batch[0][:128], batch[1][:128]

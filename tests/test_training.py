@@ -88,13 +88,13 @@ def test_callable_attack_is_used_inside_the_step(small):
 @pytest.mark.slow
 def test_train_step_traces_at_most_twice(small, monkeypatch):
     traces = []
-    orig = attacks._loss_gradient
+    orig = attacks.loss_gradient
 
     def counting(*a, **k):
         traces.append(1)
         return orig(*a, **k)
 
-    monkeypatch.setattr(attacks, "_loss_gradient", counting)
+    monkeypatch.setattr(attacks, "loss_gradient", counting)
     # 250 examples in batches of 64: three full batches and a short one, over two epochs.  Keras traces the step
     # once, and at most once more with a relaxed batch dimension for the short batch (reduce_retracing).
     training.adversarial_train(fresh(small), small.x_train[:250], small.y_train[:250], attack="fgsm", eps=0.1,
@@ -204,9 +204,19 @@ def test_fgsm_rs_is_one_random_start_step(small):
                                    epochs=2, batch_size=64, validation_data=(small.x_val[:64], small.y_val[:64]))
     assert len(h.history["val_adv_accuracy"]) == 2 and h.model.recipe["attack"] == "fgsm_rs"
     fn = training.make_attack("fgsm_rs", 0.1)
-    x, y = small.x_val[:16], small.y_val[:16]
+    x, y = small.x_val[:128], small.y_val[:128]
     x_adv = tf.function(lambda a, b: fn(model, a, b))(tf.constant(x), tf.constant(y)).numpy()
     assert np.abs(x_adv - x).max() <= 0.1 + 1e-6 and not np.array_equal(x_adv, attacks.fgsm(model, x, y, 0.1))
+    # From a uniform start u in [-ε, ε], one sign step of 1.25·ε, projected: a pixel not clipped to [0, 1] moves by
+    # at least 0.25·ε (|u ± 1.25·ε| >= 0.25·ε) unless its gradient is exactly 0, by less than ε on some pixels (the
+    # random start), and mostly in the direction of the sign of the clean image's gradient.
+    # Uniform noise fails the first (a quarter of its pixels move less), ±ε noise the second, both the third.
+    delta, inside = x_adv - x, (x_adv > 0.0) & (x_adv < 1.0)
+    g = attacks.input_gradient(model, x, y)
+    moved = inside & (g != 0)
+    assert np.mean(np.abs(delta[moved]) < 0.025 - 1e-6) < 0.01  # measured: none
+    assert np.mean(np.abs(delta[inside]) < 0.09) > 0.1  # measured: 17 %
+    assert np.mean(np.sign(delta[moved]) == np.sign(g[moved])) > 0.6  # measured: 68 % (noise: 50 %)
 
 
 @pytest.mark.slow
