@@ -26,6 +26,7 @@ import numpy as np
 from ._checks import check_bool, check_choice, check_eps, check_images, check_labels, check_positive_int
 from ._compiled import (EVAL_BATCH, SCALAR_SPEC, batched, compiled, input_specs, new_seed, run_blocks, run_chunks,
                         tracing)
+from .models import computes_in_float16
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import keras  # noqa: E402
@@ -66,10 +67,6 @@ def per_example_loss(model, x, y):
     return cross_entropy(model(x, training=False), y)
 
 
-def _computes_in_float16(model) -> bool:
-    return any(getattr(layer, "compute_dtype", "float32") == "float16" for layer in getattr(model, "layers", ()))
-
-
 def loss_gradient(model, x, y, targeted=False, loss_fn=cross_entropy, *, fast=False):
     """``(per-example loss, gradient of the attacker's objective w.r.t. x, logits)`` as TF code.
 
@@ -99,7 +96,7 @@ def loss_gradient(model, x, y, targeted=False, loss_fn=cross_entropy, *, fast=Fa
         losses = loss_fn(logits, y)
         objective = tf.reduce_sum(-losses if targeted else losses)
     g_logits = head.gradient(objective, logits)
-    if not _computes_in_float16(model):
+    if not computes_in_float16(model):
         return losses, backward(g_logits), logits
     scale = 1.0 / tf.maximum(tf.reduce_max(tf.abs(g_logits), axis=-1, keepdims=True), _TINY)
     grad = backward(g_logits * scale)

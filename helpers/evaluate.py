@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from functools import partial
 
 import numpy as np
 
 from . import attacks, autoattack, evalcache
-from ._checks import check_choice, check_eps, check_images, check_labels
+from ._checks import check_choice, check_eps, check_images, check_labels, check_positive_int
 from ._compiled import batched, compiled, input_specs
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
@@ -225,10 +226,6 @@ def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- AutoAttack-grade evaluation
-import time  # noqa: E402  (kept with the only code that uses them)
-
-from ._checks import check_positive_int  # noqa: E402
-
 
 def strong_accuracy(model, x, y, eps, *, steps: int = 100, restarts: int = 1, queries: int = 1000, seed: int = 0,
                     norm: str = "inf") -> dict:
