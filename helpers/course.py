@@ -8,7 +8,8 @@
 2. ``OUT/html/NN_name.html``: one page per executed notebook (nbconvert's lab template, figures inline, solutions
    kept, MathJax served from ``OUT/html/mathjax`` so formulas render without internet) and ``OUT/html/index.html``,
    a course index with each notebook's title, learning goals and run time.
-3. ``OUT/student/NN_name.ipynb``: the source notebooks with outputs cleared and every ``solution`` cell replaced by
+3. ``OUT/student/NN_name.ipynb``: the source notebooks with outputs cleared, nbgrader's hidden tests removed (the
+   check cells' ``### BEGIN HIDDEN TESTS`` regions, see ``helpers.grading``) and every ``solution`` cell replaced by
    an exercise stub (a ``# TODO`` and placeholders for names that later cells use).  A solution cell whose answer
    lies between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines (as in nbgrader) keeps everything else: only
    that region becomes a ``# TODO`` and a ``raise NotWrittenYet(...)`` — e.g. the body of a method to write.
@@ -60,6 +61,8 @@ STUB = "# TODO (exercise): write your solution here."
 STUB_RAISE = 'raise NotWrittenYet("exercise")'
 STUB_IMPORT = "from helpers import NotWrittenYet   # what the TODO below raises until you write it"
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+#: nbgrader's hidden tests (``helpers.grading`` ends every autograded check cell with one): not in student versions.
+HIDDEN_TESTS = re.compile(r"\n*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 #: What an exported page shows instead of a live ipywidgets view (which needs a running kernel to do anything).
 WIDGET_NOTE = ("<p style=\"color:#555;font-style:italic\">[A live ipywidgets slider appears here when you run the "
@@ -204,6 +207,7 @@ def make_student_version(nb):
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
+            cell.source = HIDDEN_TESTS.sub("", cell.source)
         if "solution" not in _tags(cell):
             continue
         if cell.cell_type == "markdown":
