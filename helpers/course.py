@@ -1,6 +1,7 @@
 """The instructor's build: execute the series, export HTML that works from disk, make student versions.
 
 ``python -m helpers.course build [--out build] [--dataset NAME] [--only PATTERN] [--timeout SECONDS] [--no-fit-unit]``
+(``python -m helpers.course release --out DIR`` writes an nbgrader course directory instead: ``helpers.release``.)
 
 1. Every ``notebooks/NN_*.ipynb`` runs top to bottom in a fresh kernel, on a *copy* (the sources are never
    written), with a progress line per notebook.  ``--dataset`` overrides the ``DATASET`` of the ``parameters`` cell
@@ -448,7 +449,14 @@ def main(argv=None) -> int:
     b.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default: 600)")
     b.add_argument("--no-fit-unit", action="store_true",
                    help="skip measuring the fit unit (run times in seconds only; saves about 4 FU)")
+    r = sub.add_parser("release", help="write an nbgrader course directory (needs pip install -e .[instructor])")
+    r.add_argument("--out", required=True, help="the course directory to write (source/ and nbgrader_config.py)")
+    r.add_argument("--notebooks", default=str(DEFAULT_NOTEBOOKS), help="folder of NN_name.ipynb notebooks")
+    r.add_argument("--only", help="release only notebooks whose file name contains this text (e.g. 02)")
+    r.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell when autograding")
     args = parser.parse_args(argv)
+    if args.command == "release":
+        return _release(args)
     try:
         build(args.notebooks, args.out, dataset=args.dataset, timeout=args.timeout, only=args.only,
               fit_unit=not args.no_fit_unit)
@@ -458,6 +466,17 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"\nBuild interrupted. Nothing was written to {args.out}.", file=sys.stderr)
         return 130
+    return 0
+
+
+def _release(args) -> int:
+    from .release import ReleaseError, release
+
+    try:
+        release(args.out, find_notebooks(args.notebooks, args.only), timeout=args.timeout)
+    except (ReleaseError, BuildError) as err:
+        print(f"Release failed: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

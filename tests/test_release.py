@@ -1,0 +1,134 @@
+"""The nbgrader release (helpers.release, ``python -m helpers.course release``): a course directory that nbgrader's
+own commands turn into student copies, grade and give feedback on.
+
+Fast: the messages without nbgrader or with stale metadata, and what the release writes.  Slow (``-m slow``,
+about 2 minutes with the course's models cached): nbgrader's commands in a temporary course directory —
+``generate_assignment`` for all nine notebooks (structural: metadata, solution regions, hidden tests, locked
+cells), then notebook 02 only executed by ``autograde``, three times: the solution (full points), the released
+notebook unanswered (zero) and FGSM with the gradient's sign flipped (loses exactly that check's points, and the
+feedback says why)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers import course, grading, release, selfcheck
+
+ROOT = Path(__file__).resolve().parent.parent
+NB02 = "02_untargeted_attack"
+
+try:
+    import nbgrader  # noqa: F401
+
+    HAVE_NBGRADER = sys.version_info >= (3, 11)
+except ImportError:
+    HAVE_NBGRADER = False
+needs_nbgrader = pytest.mark.skipif(not HAVE_NBGRADER, reason="nbgrader is not installed: pip install -e "
+                                    "'.[instructor]' (Python >= 3.11) to test the nbgrader release")
+
+
+def test_without_nbgrader_release_says_what_to_install(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "nbgrader", None)               # import nbgrader -> ImportError
+    with pytest.raises(release.ReleaseError, match=r"pip install -e '\.\[instructor\]'"):
+        release.require_nbgrader()
+    assert course.main(["release", "--out", str(tmp_path / "c"), "--only", "02"]) == 1
+    assert "nbgrader is not installed" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
+def test_old_python_is_a_clear_message(monkeypatch):
+    monkeypatch.setattr(sys, "version_info", (3, 10, 14))
+    with pytest.raises(release.ReleaseError, match=r"needs Python >= 3\.11.*work without nbgrader"):
+        release.require_nbgrader()
+
+
+@needs_nbgrader
+def test_stale_metadata_stops_the_release(tmp_path):
+    nb = nbformat.read(ROOT / "notebooks" / f"{NB02}.ipynb", as_version=4)
+    for cell in nb.cells:
+        cell.metadata.pop("nbgrader", None)
+    nbformat.write(nb, tmp_path / f"{NB02}.ipynb")
+    with pytest.raises(release.ReleaseError, match="python -m helpers.grading --write"):
+        release.release(tmp_path / "course", [tmp_path / f"{NB02}.ipynb"], log=lambda line: None)
+    assert not (tmp_path / "course").exists()
+
+
+@needs_nbgrader
+def test_release_writes_sources_and_config(tmp_path):
+    names = release.release(tmp_path, course.find_notebooks(ROOT / "notebooks"), log=lambda line: None)
+    assert names == [p.stem for p in course.find_notebooks(ROOT / "notebooks")]
+    for name in names:
+        assert (tmp_path / "source" / name / f"{name}.ipynb").read_bytes() == \
+            (ROOT / "notebooks" / f"{name}.ipynb").read_bytes()
+    config = (tmp_path / "nbgrader_config.py").read_text()
+    assert "NotWrittenYet" in config and "COURSE_CACHE_DIR" in config
+    compile(config, "nbgrader_config.py", "exec")
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+def nbgrader_cmd(course_dir, *args):
+    """Run ``nbgrader ARGS`` in ``course_dir`` with this environment's scripts first on PATH (nbgrader runs
+    ``alembic`` from there); fail with nbgrader's own output."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env.pop("MPLBACKEND", None)
+    out = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), *args], cwd=course_dir, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
+    return out.stdout + out.stderr
+
+
+def submit(course_dir, student, nb):
+    folder = course_dir / "submitted" / student / NB02
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / f"{NB02}.ipynb")
+
+
+def flipped_sign(nb):
+    """The solution with one deliberate mistake: FGSM steps down the loss (the gradient's sign flipped)."""
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "ex1-fgsm")
+    assert "x + eps * tf.sign(grad)" in cell.source
+    cell.source = cell.source.replace("x + eps * tf.sign(grad)", "x - eps * tf.sign(grad)")
+    return nb
+
+
+@pytest.mark.slow
+@needs_nbgrader
+def test_nbgrader_assigns_grades_and_explains(tmp_path):
+    from nbgrader.api import Gradebook
+
+    release.release(tmp_path, course.find_notebooks(ROOT / "notebooks"), log=lambda line: None)
+    nbgrader_cmd(tmp_path, "generate_assignment", "*")                  # all nine notebooks
+    for path in course.find_notebooks(ROOT / "notebooks"):
+        text = (tmp_path / "release" / path.stem / path.name).read_text()
+        assert "HIDDEN TESTS" not in text and "BEGIN SOLUTION" not in text and "NotWrittenYet" in text, path.name
+    source = nbformat.read(tmp_path / "source" / NB02 / f"{NB02}.ipynb", as_version=4)
+    submit(tmp_path, "solved", source)
+    submit(tmp_path, "unanswered", nbformat.read(tmp_path / "release" / NB02 / f"{NB02}.ipynb", as_version=4))
+    submit(tmp_path, "flipped", flipped_sign(nbformat.read(tmp_path / "source" / NB02 / f"{NB02}.ipynb",
+                                                           as_version=4)))
+    nbgrader_cmd(tmp_path, "autograde", NB02, "--create")
+    nbgrader_cmd(tmp_path, "generate_feedback", NB02)
+    tests = [gid for gid, (_, kind, _) in _cells(source).items() if kind == "test"]
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
+        score = {s: {g: gb.find_grade(g, NB02, NB02, s).auto_score for g in tests}
+                 for s in ("solved", "unanswered", "flipped")}
+        maximum = {g: gb.find_grade_cell(g, NB02, NB02).max_score for g in tests}
+    assert sum(maximum.values()) == grading.points(NB02)["auto"] > 0
+    assert score["solved"] == maximum
+    assert all(v == 0 for v in score["unanswered"].values())
+    assert score["flipped"] == {**score["solved"], "ex1-check-fgsm": 0}
+    feedback = (tmp_path / "feedback" / "flipped" / NB02 / f"{NB02}.html").read_text()
+    assert "the sign is flipped" in feedback
+    unanswered = (tmp_path / "feedback" / "unanswered" / NB02 / f"{NB02}.html").read_text()
+    assert selfcheck.NOT_WRITTEN.format(number=1, what="my_fgsm()") in unanswered
+
+
+def _cells(nb):
+    out = {}
+    for exercise in grading.exercises_of(NB02):
+        out.update(grading.locate(nb, exercise))
+    return out
