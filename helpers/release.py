@@ -3,7 +3,8 @@
 ``python -m helpers.course release --out DIR [--only PATTERN]`` writes
 
 - ``DIR/source/NN_name/NN_name.ipynb``: one assignment per notebook, the source notebook as committed (solutions,
-  hidden tests and the nbgrader metadata of ``helpers.grading``, checked to be up to date);
+  hidden tests and the nbgrader metadata of ``helpers.grading``, checked to be up to date), where a whole-cell
+  answer that later cells use gets placeholders (``prepare``);
 - ``DIR/nbgrader_config.py``: the course's settings — the stub that replaces a solution (it raises
   ``helpers.NotWrittenYet``, so the self-checks say "not written yet"), a cell timeout, and the model cache the
   notebooks read (``COURSE_CACHE_DIR``, unless already set), so autograding does not retrain the course's models.
@@ -78,6 +79,30 @@ def ready_source(path: Path):
     return nb
 
 
+def prepare(nb):
+    """A copy of ``nb`` as nbgrader's source version.  A solution cell without ``### BEGIN SOLUTION`` lines (the
+    whole cell is the answer) whose names later cells read gets placeholders for them — as the build's student
+    versions have (``course.make_student_version``) — and its code between ``### BEGIN SOLUTION`` / ``### END
+    SOLUTION``, so that in the students' copy those names still exist and the later cells and self-checks say
+    "not written yet" instead of failing with a ``NameError``."""
+    from . import course
+
+    nb = copy.deepcopy(nb)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or "solution" not in cell.metadata.get("tags", []) or \
+                course.BEGIN_SOLUTION in cell.source:
+            continue
+        later = set().union(*(course._read_names(c.source) for c in nb.cells[i + 1:] if c.cell_type == "code"))
+        names = [(name, kind) for name, kind in course._assigned_names(cell.source) if name in later]
+        if not names:
+            continue
+        lines = [f"def {name}(*args, **kwargs):\n    {course.STUB_RAISE}" if kind == "def"
+                 else f"{name} = None  # TODO: replace with your result" for name, kind in names]
+        source = "\n".join(lines + [course.BEGIN_SOLUTION, cell.source, course.END_SOLUTION])
+        cell.source = course._with_stub_import(source)
+    return nb
+
+
 def write_config(out_dir: Path, *, course_id: str = "adversarial-course", timeout: int = 600,
                  cache: str | None = None) -> Path:
     text = CONFIG.format(course_id=course_id, code_stub=CODE_STUB, text_stub=TEXT_STUB, timeout=timeout,
@@ -101,7 +126,7 @@ def release(out_dir, paths, *, log=None, timeout: int = 600) -> list:
         folder = out_dir / "source" / path.stem
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
-        nbformat.write(nb, folder / path.name)
+        nbformat.write(prepare(nb), folder / path.name)
         p = grading.points(path.name)
         log(f"source/{path.stem}/{path.name}: {p['auto']} points autograded, {p['manual']} graded by hand")
         names.append(path.stem)

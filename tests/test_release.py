@@ -62,11 +62,28 @@ def test_release_writes_sources_and_config(tmp_path):
     names = release.release(tmp_path, course.find_notebooks(ROOT / "notebooks"), log=lambda line: None)
     assert names == [p.stem for p in course.find_notebooks(ROOT / "notebooks")]
     for name in names:
-        assert (tmp_path / "source" / name / f"{name}.ipynb").read_bytes() == \
-            (ROOT / "notebooks" / f"{name}.ipynb").read_bytes()
+        written = nbformat.read(tmp_path / "source" / name / f"{name}.ipynb", as_version=4)
+        committed = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        assert nbformat.writes(written) == nbformat.writes(release.prepare(committed)), name
+    assert (tmp_path / "source" / NB02 / f"{NB02}.ipynb").read_bytes() == \
+        (ROOT / "notebooks" / f"{NB02}.ipynb").read_bytes()              # nothing to prepare in 02
     config = (tmp_path / "nbgrader_config.py").read_text()
     assert "NotWrittenYet" in config and "COURSE_CACHE_DIR" in config
     compile(config, "nbgrader_config.py", "exec")
+
+
+def test_prepare_gives_whole_cell_answers_the_build_s_placeholders():
+    """A whole-cell answer that a later cell reads (notebook 01's `least`, read by its self-check) keeps a
+    placeholder in the students' copy, the one the build's student version has; the solution itself becomes an
+    nbgrader solution region, and running the prepared cell still gives the solution's value."""
+    nb = nbformat.read(ROOT / "notebooks" / "01_train_classifier.ipynb", as_version=4)
+    index = next(i for i, c in enumerate(nb.cells) if c.source.startswith("right = np.flatnonzero"))
+    prepared = release.prepare(nb).cells[index].source
+    assert prepared.startswith("least = None  # TODO: replace with your result\n### BEGIN SOLUTION\n")
+    assert prepared.endswith(nb.cells[index].source + "\n### END SOLUTION")
+    student = course.make_student_version(nb).cells[index].source
+    assert "least = None  # TODO: replace with your result" in student
+    assert release.prepare(release.prepare(nb)).cells[index].source == prepared      # idempotent
 
 
 # ------------------------------------------------------------------------------------------------ end to end
