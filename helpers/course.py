@@ -13,7 +13,8 @@
    check cells' ``### BEGIN HIDDEN TESTS`` regions, see ``helpers.grading``) and every ``solution`` cell replaced by
    an exercise stub (a ``# TODO`` and placeholders for names that later cells use).  A solution cell whose answer
    lies between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines (as in nbgrader) keeps everything else: only
-   that region becomes a ``# TODO`` and a ``raise NotWrittenYet(...)`` — e.g. the body of a method to write.
+   that region becomes ``CODE_STUB`` (a ``# TODO`` and a ``raise NotWrittenYet(...)``, the stub nbgrader's release
+   puts there too) — e.g. the body of a method to write.
    ``helpers.NotWrittenYet`` is a ``NotImplementedError`` that ``helpers.selfcheck`` recognises, so the student
    version runs top to bottom with "Exercise N is not written yet" lines instead of tracebacks.
 
@@ -61,6 +62,9 @@ STUB = "# TODO (exercise): write your solution here."
 #: put at the top of every stubbed cell that raises it.
 STUB_RAISE = 'raise NotWrittenYet("exercise")'
 STUB_IMPORT = "from helpers import NotWrittenYet   # what the TODO below raises until you write it"
+#: What a ``### BEGIN SOLUTION`` … ``### END SOLUTION`` region becomes, line by line at the region's indentation:
+#: the build's stub and nbgrader's (``ClearSolutions.code_stub`` of ``helpers.release``), one definition for both.
+CODE_STUB = f"# TODO (exercise): write this part.\nfrom helpers import NotWrittenYet\n{STUB_RAISE}"
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 #: nbgrader's hidden tests (``helpers.grading`` ends every autograded check cell with one): not in student versions.
 HIDDEN_TESTS = re.compile(r"\n*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
@@ -215,7 +219,7 @@ def make_student_version(nb):
             cell.source = MARKDOWN_STUB
             continue
         if BEGIN_SOLUTION in cell.source:
-            cell.source = _with_stub_import(_stub_regions(cell.source))
+            cell.source = _stub_regions(cell.source)
             cell.metadata["tags"] = [t for t in _tags(cell) if t != "solution"] + ["exercise"]
             continue
         later = set().union(*(_read_names(c.source) for c in nb.cells[i + 1:] if c.cell_type == "code"), set())
@@ -249,7 +253,7 @@ def _stub_regions(source: str) -> str:
             if inside:
                 raise ValueError(f"nested {BEGIN_SOLUTION!r} in a solution cell:\n{source}")
             inside, indent = True, line[:len(line) - len(line.lstrip())]
-            out += [f"{indent}# TODO (exercise): write this part.", f"{indent}{STUB_RAISE}"]
+            out += [indent + line for line in CODE_STUB.split("\n")]
         elif stripped.startswith(END_SOLUTION):
             if not inside:
                 raise ValueError(f"{END_SOLUTION!r} without {BEGIN_SOLUTION!r} in a solution cell:\n{source}")

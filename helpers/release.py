@@ -30,13 +30,10 @@ from pathlib import Path
 
 import nbformat
 
-from . import grading
+from . import course, grading
 
 REQUIRES = "nbgrader>=0.9.6,<0.10"
-#: What a solution region becomes in the students' copy (nbgrader's ClearSolutions, indented like the region).
-CODE_STUB = ('# TODO (exercise): write this part.\n'
-             'from helpers import NotWrittenYet\n'
-             'raise NotWrittenYet("exercise")')
+#: What a markdown answer becomes in the students' copy (nbgrader's ClearSolutions; the code stub: course.CODE_STUB).
 TEXT_STUB = "*Your answer here.*"
 CONFIG = '''"""nbgrader settings of the adversarial-examples course (written by python -m helpers.course release)."""
 import os
@@ -85,8 +82,6 @@ def prepare(nb):
     versions have (``course.make_student_version``) — and its code between ``### BEGIN SOLUTION`` / ``### END
     SOLUTION``, so that in the students' copy those names still exist and the later cells and self-checks say
     "not written yet" instead of failing with a ``NameError``."""
-    from . import course
-
     nb = copy.deepcopy(nb)
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or "solution" not in cell.metadata.get("tags", []) or \
@@ -105,7 +100,7 @@ def prepare(nb):
 
 def write_config(out_dir: Path, *, course_id: str = "adversarial-course", timeout: int = 600,
                  cache: str | None = None) -> Path:
-    text = CONFIG.format(course_id=course_id, code_stub=CODE_STUB, text_stub=TEXT_STUB, timeout=timeout,
+    text = CONFIG.format(course_id=course_id, code_stub=course.CODE_STUB, text_stub=TEXT_STUB, timeout=timeout,
                          cache=str(cache or default_cache_dir()))
     path = out_dir / "nbgrader_config.py"
     path.write_text(text, encoding="utf-8")

@@ -8,8 +8,8 @@ cells), then notebook 02 only executed by ``autograde``, three times: the soluti
 notebook unanswered (zero) and FGSM with the gradient's sign flipped (loses exactly that check's points, and the
 feedback says why)."""
 
+import copy
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +84,30 @@ def test_prepare_gives_whole_cell_answers_the_build_s_placeholders():
     student = course.make_student_version(nb).cells[index].source
     assert "least = None  # TODO: replace with your result" in student
     assert release.prepare(release.prepare(nb)).cells[index].source == prepared      # idempotent
+
+
+@needs_nbgrader
+def test_build_and_nbgrader_stub_the_same_way():
+    """One definition of the student version's code: on every solution region and check cell of the series, the
+    build's student version (course.make_student_version, no nbgrader needed) equals what nbgrader's own
+    ClearSolutions and ClearHiddenTests make of the source with the release's configuration."""
+    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+    from traitlets.config import Config
+
+    config = Config()
+    config.ClearSolutions.code_stub = {"python": course.CODE_STUB}
+    config.ClearSolutions.enforce_metadata = True
+    compared = 0
+    for path in course.find_notebooks(ROOT / "notebooks"):
+        nb = nbformat.read(path, as_version=4)
+        ours = course.make_student_version(nb)
+        theirs = ClearHiddenTests(config=config).preprocess(
+            ClearSolutions(config=config).preprocess(copy.deepcopy(nb), {"metadata": {"path": ""}})[0], {})[0]
+        for source, a, b in zip(nb.cells, ours.cells, theirs.cells):
+            if course.BEGIN_SOLUTION in source.source or grading.BEGIN_HIDDEN in source.source:
+                assert a.source == b.source, f"{path.name}:\n{a.source}\n---\n{b.source}"
+                compared += 1
+    assert compared == sum(1 + len(e.checks) for e in grading.EXERCISES if not e.words) + 1   # + 01's least check
 
 
 # ------------------------------------------------------------------------------------------------ end to end
