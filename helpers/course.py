@@ -16,7 +16,10 @@
    that region becomes ``CODE_STUB`` (a ``# TODO`` and a ``raise NotWrittenYet(...)``, the stub nbgrader's release
    puts there too) — e.g. the body of a method to write.
    ``helpers.NotWrittenYet`` is a ``NotImplementedError`` that ``helpers.selfcheck`` recognises, so the student
-   version runs top to bottom with "Exercise N is not written yet" lines instead of tracebacks.
+   version runs top to bottom with "Exercise N is not written yet" lines instead of tracebacks.  With nbgrader
+   installed (``pip install -e .[instructor]``) the regions and hidden tests are cleared by nbgrader's own
+   ``ClearSolutions`` / ``ClearHiddenTests``; without it, by this module's code, which gives the same notebooks
+   (tested), so the build does not need nbgrader.
 
 Run times are printed and shown in the index in seconds and in fit units (FU, ``helpers.fitunit``: one 5-epoch fit
 of the course CNN, measured on this machine at the start of the build in a separate process, about 4 FU), so an
@@ -199,27 +202,34 @@ def _read_names(source: str) -> set:
         return set(re.findall(r"[A-Za-z_]\w*", source))
 
 
-def make_student_version(nb):
+def make_student_version(nb, *, use_nbgrader: bool | None = None):
     """Return a copy of ``nb`` for students: outputs cleared, ``solution`` cells replaced by exercise stubs.
 
-    A stubbed code cell keeps placeholders for the names it defined that a later cell reads, so later cells still
-    run: ``NAME = None  # TODO: replace with your result``, or a function that raises ``NotWrittenYet`` (a
-    ``NotImplementedError``; the cell imports it from ``helpers``).
+    ``### BEGIN SOLUTION`` regions become ``CODE_STUB`` and nbgrader's hidden tests disappear: done by nbgrader's own
+    ``ClearSolutions`` and ``ClearHiddenTests`` when it is installed (``use_nbgrader=None``; ``True`` requires it),
+    else by this module's ``_stub_regions`` and ``HIDDEN_TESTS``, which give the same notebook
+    (``tests/test_release.py``), so the build needs no nbgrader.  A solution cell without regions (the whole cell is
+    the answer) becomes a stub that keeps placeholders for the names it defined that a later cell reads, so later
+    cells still run: ``NAME = None  # TODO: replace with your result``, or a function that raises ``NotWrittenYet``
+    (a ``NotImplementedError``; the cell imports it from ``helpers``).
     """
+    clear = _nbgrader_clearing(required=bool(use_nbgrader)) if use_nbgrader is not False else None
+    clear = clear or _clear_regions
     nb = copy.deepcopy(nb)
     nb.cells = [c for c in nb.cells if "injected-parameters" not in _tags(c)]
     for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-            cell.source = HIDDEN_TESTS.sub("", cell.source)
-        if "solution" not in _tags(cell):
+        solution = "solution" in _tags(cell)
+        if cell.cell_type != "code":
+            cell.source = MARKDOWN_STUB if solution and cell.cell_type == "markdown" else cell.source
             continue
-        if cell.cell_type == "markdown":
-            cell.source = MARKDOWN_STUB
+        cell.outputs = []
+        cell.execution_count = None
+        whole = BEGIN_SOLUTION not in cell.source      # the whole cell is the answer (if it is a solution)
+        if not whole or HIDDEN_TESTS.search(cell.source):
+            clear(cell)
+        if not solution:
             continue
-        if BEGIN_SOLUTION in cell.source:
-            cell.source = _stub_regions(cell.source)
+        if not whole:
             cell.metadata["tags"] = [t for t in _tags(cell) if t != "solution"] + ["exercise"]
             continue
         later = set().union(*(_read_names(c.source) for c in nb.cells[i + 1:] if c.cell_type == "code"), set())
@@ -233,6 +243,32 @@ def make_student_version(nb):
     nb.metadata.pop("widgets", None)
     nbformat.validate(nb)
     return nb
+
+
+def _clear_regions(cell) -> None:
+    """The build's own clearing, in place: solution regions become ``CODE_STUB``, hidden tests disappear."""
+    cell.source = _stub_regions(HIDDEN_TESTS.sub("", cell.source))
+
+
+def _nbgrader_clearing(required: bool = False):
+    """nbgrader's ``ClearSolutions`` (with ``CODE_STUB``) and ``ClearHiddenTests`` as one in-place function of a code
+    cell; ``None`` if nbgrader is not installed (``ImportError`` if ``required``)."""
+    try:
+        from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+        from traitlets.config import Config
+    except ImportError:
+        if required:
+            raise ImportError("use_nbgrader=True needs nbgrader: pip install -e '.[instructor]'") from None
+        return None
+    config = Config()
+    config.ClearSolutions.code_stub = {"python": CODE_STUB}
+    config.ClearSolutions.enforce_metadata = config.ClearHiddenTests.enforce_metadata = False  # tags suffice here
+    solutions, hidden = ClearSolutions(config=config), ClearHiddenTests(config=config)
+
+    def clear(cell) -> None:
+        solutions.preprocess_cell(cell, {"language": "python"}, 0)
+        hidden.preprocess_cell(cell, {}, 0)
+    return clear
 
 
 def _with_stub_import(source: str) -> str:
@@ -390,6 +426,8 @@ def build(notebooks_dir=DEFAULT_NOTEBOOKS, out_dir="build", *, dataset: str | No
         fu = measure_fit_unit()
         log(f"1 FU = {fu:.2f} s on this machine")
     start_all = time.perf_counter()
+    log("student versions: solution regions cleared by " + ("nbgrader's ClearSolutions" if _nbgrader_clearing()
+                                                             else "the course's own code (nbgrader not installed)"))
     try:
         (staging / "html").mkdir()
         (staging / "student").mkdir()
