@@ -4,9 +4,10 @@ own commands turn into student copies, grade and give feedback on.
 Fast: the messages without nbgrader or with stale metadata, and what the release writes.  Slow (``-m slow``,
 about 2 minutes with the course's models cached): nbgrader's commands in a temporary course directory —
 ``generate_assignment`` for all nine notebooks (structural: metadata, solution regions, hidden tests, locked
-cells), then notebook 02 only executed by ``autograde``, three times: the solution (full points), the released
-notebook unanswered (zero) and FGSM with the gradient's sign flipped (loses exactly that check's points, and the
-feedback says why)."""
+cells), then notebook 02 executed by ``autograde`` three times: the solution (full points), the released notebook
+unanswered (zero) and FGSM with the gradient's sign flipped (loses that check's points; the feedback says why), and
+notebook 01, which has two autograded checks, once: a naive softmax loses exactly the softmax check's points and
+keeps the other's.  The other seven notebooks are checked structurally only (generate_assignment)."""
 
 import copy
 import os
@@ -173,6 +174,30 @@ def test_nbgrader_assigns_grades_and_explains(tmp_path):
     assert "the sign is flipped" in feedback
     unanswered = (tmp_path / "feedback" / "unanswered" / NB02 / f"{NB02}.html").read_text()
     assert selfcheck.NOT_WRITTEN.format(number=1, what="my_fgsm()") in unanswered
+    _one_wrong_of_two(tmp_path)
+
+
+def _one_wrong_of_two(course_dir):
+    """Notebook 01 has two autograded checks: a naive softmax (no shift, so exp overflows) loses exactly the
+    softmax check's points, keeps the other's, and the feedback names the fix."""
+    from nbgrader.api import Gradebook
+
+    name = "01_train_classifier"
+    nb = nbformat.read(course_dir / "source" / name / f"{name}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "ex1-softmax")
+    assert "np.exp(z - z.max(axis=1, keepdims=True))" in cell.source
+    cell.source = cell.source.replace("np.exp(z - z.max(axis=1, keepdims=True))", "np.exp(z)")
+    folder = course_dir / "submitted" / "naive" / name
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / f"{name}.ipynb")
+    nbgrader_cmd(course_dir, "autograde", name, "--create")
+    nbgrader_cmd(course_dir, "generate_feedback", name)
+    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
+        score = {g: gb.find_grade(g, name, name, "naive").auto_score
+                 for g in ("ex1-check-softmax", "ex3-check-least-confident")}
+    assert score == {"ex1-check-softmax": 0, "ex3-check-least-confident": 2}
+    feedback = (course_dir / "feedback" / "naive" / name / f"{name}.html").read_text()
+    assert "subtract each row" in feedback
 
 
 def _cells(nb):
