@@ -1,6 +1,7 @@
 """The grading scheme (helpers.grading): every exercise, self-check and answer in words of the series carries the
 nbgrader metadata of the one table, points add up, the README's table is the table's, and the hidden tests fail an
-unanswered or wrong exercise with the message the student reads (helpers.selfcheck.graded).  Fast: only the softmax check imports TensorFlow."""
+unanswered or wrong exercise with the message the student reads (helpers.selfcheck.graded).  Fast: only the
+softmax check imports TensorFlow."""
 
 import copy
 import re
