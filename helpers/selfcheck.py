@@ -58,13 +58,54 @@ def _not_written(number: int, what: str, check: str | None = None):
     return None
 
 
+#: The answer and arguments of each check's last passing run (for ``graded``'s second question).
+CALLS: dict = {}
+#: Checks that compare the answer with a function of ``helpers.attacks``, which an answer could simply call and pass:
+#: ``{check: (those functions, how the check calls the answer on a few of its inputs)}``.
+SHORTCUTS = {
+    "fgsm": (("fgsm", "gradient_attack", "pgd"), lambda fn, model, x, y, eps, **_: fn(model, x[:4], y[:4], eps)),
+    "targeted_fgsm": (("fgsm", "gradient_attack", "pgd"),
+                      lambda fn, model, x, t, eps, *_, **__: fn(model, x[:4], t[:4], eps)),
+    "dlr": (("dlr_loss",), lambda fn, z, y, **_: fn(np.asarray(z)[:4], np.asarray(y)[:4])),
+}
+SHORTCUT = ("your answer calls helpers.attacks.{name}, the function the self-check compares it with: the exercise "
+            "is to write it yourself")
+
+
+class _Shortcut(Exception):
+    pass
+
+
 def graded(check: str) -> None:
     """The hidden test of an autograded self-check cell (``helpers.grading``): raise ``AssertionError`` unless the
-    last run of ``selfcheck.<check>`` in this kernel passed, with the message the student read from it."""
+    last run of ``selfcheck.<check>`` in this kernel passed, with the message the student read from it; for the
+    checks of ``SHORTCUTS``, also if the answer only works by calling the ``helpers`` function it is compared with."""
     outcome = OUTCOMES.get(check)
-    if outcome == PASSED:
-        return
-    raise AssertionError(outcome if outcome is not None else NOT_RUN.format(check=check))
+    if outcome != PASSED:
+        raise AssertionError(outcome if outcome is not None else NOT_RUN.format(check=check))
+    if check in SHORTCUTS and check in CALLS:
+        _no_shortcut(check)
+
+
+def _no_shortcut(check: str) -> None:
+    """Call the answer again with the functions of ``SHORTCUTS[check]`` replaced by ones that refuse."""
+    from unittest import mock
+
+    names, call = SHORTCUTS[check]
+    answer, args, kwargs = CALLS[check]
+
+    def refuse(name):
+        def stand_in(*a, **k):
+            raise _Shortcut(name)
+        return stand_in
+
+    with contextlib.ExitStack() as stack:
+        for name in names:
+            stack.enter_context(mock.patch.object(attacks, name, refuse(name)))
+        try:
+            call(answer, *args, **kwargs)
+        except _Shortcut as err:
+            raise AssertionError(SHORTCUT.format(name=err.args[0])) from None
 
 
 @contextlib.contextmanager
@@ -85,6 +126,7 @@ def _exercise(number: int, what: str):
         def run(answer, *args, **kwargs):
             name = check.__name__
             OUTCOMES.pop(name, None)
+            CALLS.pop(name, None)
             if answer is None:
                 return _not_written(number, what, name)
             try:
@@ -96,7 +138,7 @@ def _exercise(number: int, what: str):
             except AssertionError as err:
                 OUTCOMES[name] = str(err)
                 raise
-            OUTCOMES[name] = PASSED
+            OUTCOMES[name], CALLS[name] = PASSED, (answer, args, kwargs)
             return result
         run.exercise, run.fills_in = number, what
         return run

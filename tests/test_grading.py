@@ -141,3 +141,32 @@ def test_graded_after_training_run(capsys):
     assert selfcheck.training_run({}, None, None) is None
     with pytest.raises(AssertionError, match=r"^\(skipped: exercise 1 is not written yet\)$"):
         selfcheck.graded("training_run")
+
+
+def test_graded_catches_an_answer_that_calls_the_helper(capsys):
+    """A hard-coded answer: my_fgsm that returns helpers.attacks.fgsm passes the visible check (it compares with
+    attacks.fgsm) but not the hidden test; an FGSM written out passes both."""
+    import keras
+    import tensorflow as tf
+
+    from helpers import attacks, models
+
+    model = models.build_model((28, 28, 1), 10, seed=0)
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(size=(8, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, 8)
+    shortcut = lambda m, x, y, eps: attacks.fgsm(m, x, y, eps)            # noqa: E731
+    assert selfcheck.fgsm(shortcut, model, x, y, 0.1) is True
+    with pytest.raises(AssertionError, match=r"calls helpers\.attacks\.fgsm.*write it yourself"):
+        selfcheck.graded("fgsm")
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def written_out(m, x, y, eps):
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = loss_fn(y, m(x, training=False))
+        return tf.clip_by_value(x + eps * tf.sign(tape.gradient(loss, x)), 0.0, 1.0).numpy()
+
+    assert selfcheck.fgsm(written_out, model, x, y, 0.1) is True
+    selfcheck.graded("fgsm")
+    assert attacks.fgsm is not None and attacks.fgsm.__name__ == "fgsm"      # the real function is back
