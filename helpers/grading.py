@@ -9,7 +9,8 @@ README.  Cells are found by what they contain, not by their position:
   if the row gives points for the answer in words (``words``), a manually graded answer with those points;
 - its self-checks: the code cell calling ``selfcheck.CHECK(`` for each ``(CHECK, points)`` of ``checks`` — an
   autograded test cell (``exN-check-CHECK``, locked) whose last lines are a hidden test,
-  ``selfcheck.graded("CHECK")``, which fails unless the visible check passed.  The student's copy lacks it, so the
+  ``selfcheck.graded("CHECK")``, which fails unless the visible check passed (and, for some checks, unless the
+  answer works without the ``helpers`` function it is compared with: ``selfcheck.SHORTCUTS``).  The student's copy lacks it, so the
   live notebook still says "not written yet"; nbgrader's autograde puts it back, so an unanswered exercise scores 0.
 
 ``python -m helpers.grading`` says whether the notebooks are up to date; ``--write`` updates them (only metadata
