@@ -5,8 +5,9 @@
 - ``DIR/source/NN_name/NN_name.ipynb``: one assignment per notebook, the source notebook as committed (solutions,
   hidden tests and the nbgrader metadata of ``helpers.grading``, checked to be up to date), where a whole-cell
   answer that later cells use gets placeholders (``prepare``);
-- ``DIR/nbgrader_config.py``: the course's settings — the stub that replaces a solution (it raises
-  ``helpers.NotWrittenYet``, so the self-checks say "not written yet"), a cell timeout, and the model cache the
+- ``DIR/nbgrader_config.py``: the course's settings — the stub that replaces a solution (``course.CODE_STUB``: it
+  raises ``helpers.NotWrittenYet`` inside a function, so the self-checks say "not written yet"; at the top level of
+  a cell only its ``# TODO`` stays, as in the build's student versions), a cell timeout, and the model cache the
   notebooks read (``COURSE_CACHE_DIR``, unless already set), so autograding does not retrain the course's models.
 
 The notebooks need no copies beside them: they import the installed ``helpers`` package (``pip install -e
@@ -43,6 +44,10 @@ c.CourseDirectory.course_id = {course_id!r}
 c.ClearSolutions.code_stub = {{"python": {code_stub!r}}}
 c.ClearSolutions.text_stub = {text_stub!r}
 c.ClearSolutions.enforce_metadata = True
+# ... and a whole-cell answer's stub does not raise at the top level of its cell (helpers.release)
+from helpers.release import generate_assignment_preprocessors  # noqa: E402
+
+c.GenerateAssignment.preprocessors = generate_assignment_preprocessors()
 c.Execute.timeout = {timeout}           # seconds per cell (notebook 07 trains for about 100 s in one cell)
 # The notebooks load the course's models from this cache instead of training them for every submission.
 os.environ.setdefault("COURSE_CACHE_DIR", {cache!r})
@@ -96,6 +101,28 @@ def prepare(nb):
         source = "\n".join(lines + [course.BEGIN_SOLUTION, cell.source, course.END_SOLUTION])
         cell.source = course._with_stub_import(source)
     return nb
+
+
+def generate_assignment_preprocessors() -> list:
+    """nbgrader's ``GenerateAssignment.preprocessors`` with ``QuietTopLevelStubs`` right after ``ClearSolutions``
+    (``nbgrader_config.py`` sets it)."""
+    from nbgrader.converters import GenerateAssignment
+    from nbgrader.preprocessors import ClearSolutions, NbGraderPreprocessor
+
+    class QuietTopLevelStubs(NbGraderPreprocessor):
+        """A whole-cell answer's stub must not raise at the top level of a cell (a traceback before the student
+        has written anything, unlike the build's student versions): drop the stub's import and ``raise`` lines there;
+        the ``# TODO`` and the placeholders stay.  Inside a function the stub still raises ``NotWrittenYet``."""
+
+        def preprocess_cell(self, cell, resources, index):
+            if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
+                drop = course.CODE_STUB.split("\n")[1:]                    # the import and the raise, unindented
+                cell.source = "\n".join(line for line in cell.source.split("\n") if line not in drop)
+            return cell, resources
+
+    default = list(GenerateAssignment.class_traits()["preprocessors"].default())
+    at = default.index(ClearSolutions) + 1
+    return default[:at] + [QuietTopLevelStubs] + default[at:]
 
 
 def write_config(out_dir: Path, *, course_id: str = "adversarial-course", timeout: int = 600,

@@ -110,6 +110,23 @@ def test_build_and_nbgrader_stub_the_same_way():
     assert regions == sum(1 for e in grading.EXERCISES if not e.words)      # every exercise that asks for code
 
 
+@needs_nbgrader
+def test_whole_cell_stubs_do_not_raise_at_the_top_level():
+    from nbgrader.preprocessors import ClearSolutions
+
+    steps = release.generate_assignment_preprocessors()
+    quiet = steps[steps.index(ClearSolutions) + 1]
+    top = nbformat.v4.new_code_cell("least = None  # TODO: replace with your result\n" + course.CODE_STUB)
+    body = "\n".join("    " + line for line in course.CODE_STUB.split("\n"))
+    inside = nbformat.v4.new_code_cell("def f(x):\n" + body)
+    for cell in (top, inside):
+        cell.metadata["nbgrader"] = grading.nbgrader_metadata("solution", "x")
+    assert quiet().preprocess_cell(top, {}, 0)[0].source == \
+        "least = None  # TODO: replace with your result\n# TODO (exercise): write this part."
+    before = inside.source
+    assert quiet().preprocess_cell(inside, {}, 0)[0].source == before     # inside a function it still raises
+
+
 def test_use_nbgrader_without_nbgrader_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "nbgrader.preprocessors", None)
     nb = nbformat.read(ROOT / "notebooks" / f"{NB02}.ipynb", as_version=4)
@@ -150,10 +167,15 @@ def test_nbgrader_assigns_grades_and_explains(tmp_path):
     from nbgrader.api import Gradebook
 
     release.release(tmp_path, course.find_notebooks(ROOT / "notebooks"), log=lambda line: None)
-    nbgrader_cmd(tmp_path, "generate_assignment", "*")                  # all nine notebooks
+    log = nbgrader_cmd(tmp_path, "generate_assignment", "*")            # all nine notebooks
+    assert "Exception while loading config" not in log                   # else nbgrader's own stubs, silently
     for path in course.find_notebooks(ROOT / "notebooks"):
-        text = (tmp_path / "release" / path.stem / path.name).read_text()
+        released = nbformat.read(tmp_path / "release" / path.stem / path.name, as_version=4)
+        text = nbformat.writes(released)
         assert "HIDDEN TESTS" not in text and "BEGIN SOLUTION" not in text and "NotWrittenYet" in text, path.name
+        for cell in released.cells:                                        # no traceback before any answer
+            if cell.metadata.get("nbgrader", {}).get("solution"):
+                assert not any(line.startswith("raise ") for line in cell.source.split("\n")), cell.source
     source = nbformat.read(tmp_path / "source" / NB02 / f"{NB02}.ipynb", as_version=4)
     submit(tmp_path, "solved", source)
     submit(tmp_path, "unanswered", nbformat.read(tmp_path / "release" / NB02 / f"{NB02}.ipynb", as_version=4))
