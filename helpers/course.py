@@ -1,6 +1,7 @@
 """The instructor's build: execute the series, export HTML that works from disk, make student versions.
 
 ``python -m helpers.course build [--out build] [--dataset NAME] [--only PATTERN] [--timeout SECONDS] [--no-fit-unit]``
+(``python -m helpers.course release --out DIR`` writes an nbgrader course directory instead: ``helpers.release``.)
 
 1. Every ``notebooks/NN_*.ipynb`` runs top to bottom in a fresh kernel, on a *copy* (the sources are never
    written), with a progress line per notebook.  ``--dataset`` overrides the ``DATASET`` of the ``parameters`` cell
@@ -8,12 +9,17 @@
 2. ``OUT/html/NN_name.html``: one page per executed notebook (nbconvert's lab template, figures inline, solutions
    kept, MathJax served from ``OUT/html/mathjax`` so formulas render without internet) and ``OUT/html/index.html``,
    a course index with each notebook's title, learning goals and run time.
-3. ``OUT/student/NN_name.ipynb``: the source notebooks with outputs cleared and every ``solution`` cell replaced by
+3. ``OUT/student/NN_name.ipynb``: the source notebooks with outputs cleared, nbgrader's hidden tests removed (the
+   check cells' ``### BEGIN HIDDEN TESTS`` regions, see ``helpers.grading``) and every ``solution`` cell replaced by
    an exercise stub (a ``# TODO`` and placeholders for names that later cells use).  A solution cell whose answer
    lies between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines (as in nbgrader) keeps everything else: only
-   that region becomes a ``# TODO`` and a ``raise NotWrittenYet(...)`` — e.g. the body of a method to write.
+   that region becomes ``CODE_STUB`` (a ``# TODO`` and a ``raise NotWrittenYet(...)``, the stub nbgrader's release
+   puts there too) — e.g. the body of a method to write.
    ``helpers.NotWrittenYet`` is a ``NotImplementedError`` that ``helpers.selfcheck`` recognises, so the student
-   version runs top to bottom with "Exercise N is not written yet" lines instead of tracebacks.
+   version runs top to bottom with "Exercise N is not written yet" lines instead of tracebacks.  With nbgrader
+   installed (``pip install -e .[instructor]``) the regions and hidden tests are cleared by nbgrader's own
+   ``ClearSolutions`` / ``ClearHiddenTests``; without it, by this module's code, which gives the same notebooks
+   (tested), so the build does not need nbgrader.
 
 Run times are printed and shown in the index in seconds and in fit units (FU, ``helpers.fitunit``: one 5-epoch fit
 of the course CNN, measured on this machine at the start of the build in a separate process, about 4 FU), so an
@@ -59,7 +65,12 @@ STUB = "# TODO (exercise): write your solution here."
 #: put at the top of every stubbed cell that raises it.
 STUB_RAISE = 'raise NotWrittenYet("exercise")'
 STUB_IMPORT = "from helpers import NotWrittenYet   # what the TODO below raises until you write it"
+#: What a ``### BEGIN SOLUTION`` … ``### END SOLUTION`` region becomes, line by line at the region's indentation:
+#: the build's stub and nbgrader's (``ClearSolutions.code_stub`` of ``helpers.release``), one definition for both.
+CODE_STUB = f"# TODO (exercise): write this part.\nfrom helpers import NotWrittenYet\n{STUB_RAISE}"
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+#: nbgrader's hidden tests (``helpers.grading`` ends every autograded check cell with one): not in student versions.
+HIDDEN_TESTS = re.compile(r"\n*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 #: What an exported page shows instead of a live ipywidgets view (which needs a running kernel to do anything).
 WIDGET_NOTE = ("<p style=\"color:#555;font-style:italic\">[A live ipywidgets slider appears here when you run the "
@@ -208,26 +219,34 @@ def _read_names(source: str) -> set:
         return set(re.findall(r"[A-Za-z_]\w*", source))
 
 
-def make_student_version(nb):
+def make_student_version(nb, *, use_nbgrader: bool | None = None):
     """Return a copy of ``nb`` for students: outputs cleared, ``solution`` cells replaced by exercise stubs.
 
-    A stubbed code cell keeps placeholders for the names it defined that a later cell reads, so later cells still
-    run: ``NAME = None  # TODO: replace with your result``, or a function that raises ``NotWrittenYet`` (a
-    ``NotImplementedError``; the cell imports it from ``helpers``).
+    ``### BEGIN SOLUTION`` regions become ``CODE_STUB`` and nbgrader's hidden tests disappear: done by nbgrader's own
+    ``ClearSolutions`` and ``ClearHiddenTests`` when it is installed (``use_nbgrader=None``; ``True`` requires it),
+    else by this module's ``_stub_regions`` and ``HIDDEN_TESTS``, which give the same notebook
+    (``tests/test_release.py``), so the build needs no nbgrader.  A solution cell without regions (the whole cell is
+    the answer) becomes a stub that keeps placeholders for the names it defined that a later cell reads, so later
+    cells still run: ``NAME = None  # TODO: replace with your result``, or a function that raises ``NotWrittenYet``
+    (a ``NotImplementedError``; the cell imports it from ``helpers``).
     """
+    clear = _nbgrader_clearing(required=bool(use_nbgrader)) if use_nbgrader is not False else None
+    clear = clear or _clear_regions
     nb = copy.deepcopy(nb)
     nb.cells = [c for c in nb.cells if "injected-parameters" not in _tags(c)]
     for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-        if "solution" not in _tags(cell):
+        solution = "solution" in _tags(cell)
+        if cell.cell_type != "code":
+            cell.source = MARKDOWN_STUB if solution and cell.cell_type == "markdown" else cell.source
             continue
-        if cell.cell_type == "markdown":
-            cell.source = MARKDOWN_STUB
+        cell.outputs = []
+        cell.execution_count = None
+        whole = BEGIN_SOLUTION not in cell.source      # the whole cell is the answer (if it is a solution)
+        if not whole or HIDDEN_TESTS.search(cell.source):
+            clear(cell)
+        if not solution:
             continue
-        if BEGIN_SOLUTION in cell.source:
-            cell.source = _with_stub_import(_stub_regions(cell.source))
+        if not whole:
             cell.metadata["tags"] = [t for t in _tags(cell) if t != "solution"] + ["exercise"]
             continue
         later = set().union(*(_read_names(c.source) for c in nb.cells[i + 1:] if c.cell_type == "code"), set())
@@ -241,6 +260,32 @@ def make_student_version(nb):
     nb.metadata.pop("widgets", None)
     nbformat.validate(nb)
     return nb
+
+
+def _clear_regions(cell) -> None:
+    """The build's own clearing, in place: solution regions become ``CODE_STUB``, hidden tests disappear."""
+    cell.source = _stub_regions(HIDDEN_TESTS.sub("", cell.source))
+
+
+def _nbgrader_clearing(required: bool = False):
+    """nbgrader's ``ClearSolutions`` (with ``CODE_STUB``) and ``ClearHiddenTests`` as one in-place function of a code
+    cell; ``None`` if nbgrader is not installed (``ImportError`` if ``required``)."""
+    try:
+        from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+        from traitlets.config import Config
+    except ImportError:
+        if required:
+            raise ImportError("use_nbgrader=True needs nbgrader: pip install -e '.[instructor]'") from None
+        return None
+    config = Config()
+    config.ClearSolutions.code_stub = {"python": CODE_STUB}
+    config.ClearSolutions.enforce_metadata = config.ClearHiddenTests.enforce_metadata = False  # tags suffice here
+    solutions, hidden = ClearSolutions(config=config), ClearHiddenTests(config=config)
+
+    def clear(cell) -> None:
+        solutions.preprocess_cell(cell, {"language": "python"}, 0)
+        hidden.preprocess_cell(cell, {}, 0)
+    return clear
 
 
 def _with_stub_import(source: str) -> str:
@@ -261,7 +306,7 @@ def _stub_regions(source: str) -> str:
             if inside:
                 raise ValueError(f"nested {BEGIN_SOLUTION!r} in a solution cell:\n{source}")
             inside, indent = True, line[:len(line) - len(line.lstrip())]
-            out += [f"{indent}# TODO (exercise): write this part.", f"{indent}{STUB_RAISE}"]
+            out += [indent + line for line in CODE_STUB.split("\n")]
         elif stripped.startswith(END_SOLUTION):
             if not inside:
                 raise ValueError(f"{END_SOLUTION!r} without {BEGIN_SOLUTION!r} in a solution cell:\n{source}")
@@ -398,6 +443,8 @@ def build(notebooks_dir=DEFAULT_NOTEBOOKS, out_dir="build", *, dataset: str | No
         fu = measure_fit_unit()
         log(f"1 FU = {fu:.2f} s on this machine")
     start_all = time.perf_counter()
+    log("student versions: solution regions cleared by " + ("nbgrader's ClearSolutions" if _nbgrader_clearing()
+                                                             else "the course's own code (nbgrader not installed)"))
     try:
         (staging / "html").mkdir()
         (staging / "student").mkdir()
@@ -461,7 +508,14 @@ def main(argv=None) -> int:
     b.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default: 600)")
     b.add_argument("--no-fit-unit", action="store_true",
                    help="skip measuring the fit unit (run times in seconds only; saves about 4 FU)")
+    r = sub.add_parser("release", help="write an nbgrader course directory (needs pip install -e .[instructor])")
+    r.add_argument("--out", required=True, help="the course directory to write (source/ and nbgrader_config.py)")
+    r.add_argument("--notebooks", default=str(DEFAULT_NOTEBOOKS), help="folder of NN_name.ipynb notebooks")
+    r.add_argument("--only", help="release only notebooks whose file name contains this text (e.g. 02)")
+    r.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell when autograding")
     args = parser.parse_args(argv)
+    if args.command == "release":
+        return _release(args)
     try:
         build(args.notebooks, args.out, dataset=args.dataset, timeout=args.timeout, only=args.only,
               fit_unit=not args.no_fit_unit)
@@ -471,6 +525,17 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"\nBuild interrupted. Nothing was written to {args.out}.", file=sys.stderr)
         return 130
+    return 0
+
+
+def _release(args) -> int:
+    from .release import ReleaseError, release
+
+    try:
+        release(args.out, find_notebooks(args.notebooks, args.only), timeout=args.timeout)
+    except (ReleaseError, BuildError) as err:
+        print(f"Release failed: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

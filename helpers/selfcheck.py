@@ -11,7 +11,10 @@ student's answer on cases chosen so that a do-nothing answer, a constant and the
 
 Cells after an exercise that use its result wrap that part in ``with selfcheck.skip_if_not_written(N):``, which
 prints "(skipped: exercise N is not written yet)" instead of a traceback.  The messages live here, in one place,
-so they can become nbgrader feedback.  Each check costs about what the notebooks' hand-written checks cost before.
+so they are also nbgrader's feedback: a wrong answer fails the autograded check cell with the
+message the student reads, and ``graded(CHECK)``, the hidden test at the end of each check cell, fails an unanswered
+exercise with the "not written yet" line it printed (``OUTCOMES`` remembers each check's last outcome).  Each check
+costs about what the notebooks' hand-written checks cost before.
 Like ``helpers.course``, this module stands apart from the course vocabulary: nothing in ``helpers`` imports it.
 """
 
@@ -25,7 +28,7 @@ import numpy as np
 from . import NotWrittenYet
 from . import attacks, evaluate, report, training
 
-__all__ = ["NotWrittenYet", "is_stub", "skip_if_not_written", "softmax", "least_confident", "fgsm",
+__all__ = ["NotWrittenYet", "is_stub", "skip_if_not_written", "graded", "softmax", "least_confident", "fgsm",
            "best_linear_gain", "targeted_fgsm", "train_step", "training_run", "worst_case_accuracy",
            "collapse_detector", "dense_interval", "dlr", "random_search_step"]
 
@@ -40,9 +43,69 @@ def is_stub(err: BaseException) -> bool:
     return isinstance(err, NotWrittenYet) or (type(err) is NotImplementedError and str(err).strip() == "exercise")
 
 
-def _not_written(number: int, what: str):
-    print(NOT_WRITTEN.format(number=number, what=what))
+#: What the last run of each check in this kernel found: "passed", or the message the student read (not written
+#: yet, or what is wrong).  ``graded`` reads it: nbgrader's hidden tests say the same thing the check said.
+OUTCOMES: dict = {}
+PASSED = "passed"
+NOT_RUN = "the self-check {check}() did not run: run the cells above it, then this one"
+
+
+def _not_written(number: int, what: str, check: str | None = None):
+    message = NOT_WRITTEN.format(number=number, what=what)
+    print(message)
+    if check is not None:
+        OUTCOMES[check] = message
     return None
+
+
+#: The answer and arguments of each check's last passing run (for ``graded``'s second question).
+CALLS: dict = {}
+#: Checks that compare the answer with a function of ``helpers.attacks``, which an answer could simply call and pass:
+#: ``{check: (those functions, how the check calls the answer on a few of its inputs)}``.
+SHORTCUTS = {
+    "fgsm": (("fgsm", "gradient_attack", "pgd"), lambda fn, model, x, y, eps, **_: fn(model, x[:4], y[:4], eps)),
+    "targeted_fgsm": (("fgsm", "gradient_attack", "pgd"),
+                      lambda fn, model, x, t, eps, *_, **__: fn(model, x[:4], t[:4], eps)),
+    "dlr": (("dlr_loss",), lambda fn, z, y, **_: fn(np.asarray(z)[:4], np.asarray(y)[:4])),
+}
+SHORTCUT = ("your answer calls helpers.attacks.{name}, the function the self-check compares it with: the exercise "
+            "is to write it yourself")
+
+
+class _Shortcut(Exception):
+    pass
+
+
+def graded(check: str) -> None:
+    """The hidden test of an autograded self-check cell (``helpers.grading``): raise ``AssertionError`` unless the
+    last run of ``selfcheck.<check>`` in this kernel passed, with the message the student read from it; for the
+    checks of ``SHORTCUTS``, also if the answer only works by calling the ``helpers`` function it is compared with."""
+    outcome = OUTCOMES.get(check)
+    if outcome != PASSED:
+        raise AssertionError(outcome if outcome is not None else NOT_RUN.format(check=check))
+    if check in SHORTCUTS and check in CALLS:
+        _no_shortcut(check)
+
+
+def _no_shortcut(check: str) -> None:
+    """Call the answer again with the functions of ``SHORTCUTS[check]`` replaced by ones that refuse."""
+    from unittest import mock
+
+    names, call = SHORTCUTS[check]
+    answer, args, kwargs = CALLS[check]
+
+    def refuse(name):
+        def stand_in(*a, **k):
+            raise _Shortcut(name)
+        return stand_in
+
+    with contextlib.ExitStack() as stack:
+        for name in names:
+            stack.enter_context(mock.patch.object(attacks, name, refuse(name)))
+        try:
+            call(answer, *args, **kwargs)
+        except _Shortcut as err:
+            raise AssertionError(SHORTCUT.format(name=err.args[0])) from None
 
 
 @contextlib.contextmanager
@@ -61,14 +124,22 @@ def _exercise(number: int, what: str):
     def decorate(check):
         @functools.wraps(check)
         def run(answer, *args, **kwargs):
+            name = check.__name__
+            OUTCOMES.pop(name, None)
+            CALLS.pop(name, None)
             if answer is None:
-                return _not_written(number, what)
+                return _not_written(number, what, name)
             try:
-                return check(answer, *args, **kwargs)
+                result = check(answer, *args, **kwargs)
             except NotImplementedError as err:
                 if not is_stub(err):
                     raise
-                return _not_written(number, what)
+                return _not_written(number, what, name)
+            except AssertionError as err:
+                OUTCOMES[name] = str(err)
+                raise
+            OUTCOMES[name], CALLS[name] = PASSED, (answer, args, kwargs)
+            return result
         run.exercise, run.fills_in = number, what
         return run
     return decorate
@@ -246,15 +317,19 @@ def train_step(make_model, x, y, eps):
 def training_run(results: dict, mine, twin):
     """Notebook 05, after exercise 1: the classifier trained with your step (``results["your step"]``, as
     (clean, FGSM) accuracy) ends where ``training.AdversarialModel``'s twin does."""
+    OUTCOMES.pop("training_run", None)
     if "your step" not in results:
         print(SKIPPED.format(number=1))
+        OUTCOMES["training_run"] = SKIPPED.format(number=1)
         return None
     diff = max(float(np.abs(a - b).max()) for a, b in zip(mine.get_weights(), twin.get_weights()))
     print(f"largest weight difference between the two: {diff:.1e}")
     (c1, f1), (c2, f2) = results["your step"], results["helpers twin"]
     if abs(c1 - c2) > 0.01 or abs(f1 - f2) > 0.01:
-        raise AssertionError(f"your step and AdversarialModel should agree within 1 point: clean {c1:.1%} against "
-                             f"{c2:.1%}, FGSM {f1:.1%} against {f2:.1%}")
+        OUTCOMES["training_run"] = (f"your step and AdversarialModel should agree within 1 point: clean {c1:.1%} "
+                                    f"against {c2:.1%}, FGSM {f1:.1%} against {f2:.1%}")
+        raise AssertionError(OUTCOMES["training_run"])
+    OUTCOMES["training_run"] = PASSED
     print("your step and training.AdversarialModel(attack='fgsm', mode='double') agree within a point, clean and "
           "under FGSM")
     return True
