@@ -20,143 +20,20 @@ Like ``helpers.course``, this module stands apart from the course vocabulary: no
 
 from __future__ import annotations
 
-import contextlib
-import functools
-
 import numpy as np
 
 from . import NotWrittenYet
 from . import attacks, evaluate, report, training
+from .models import build_model
+
+from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
+import keras  # noqa: E402
+from .exercise import (CALLS, NOT_RUN, NOT_WRITTEN, OUTCOMES, PASSED, SHORTCUT, SHORTCUTS, SKIPPED,  # noqa: F401
+                       _array, _exercise, graded, is_stub, skip_if_not_written)
 
 __all__ = ["NotWrittenYet", "is_stub", "skip_if_not_written", "graded", "softmax", "least_confident", "fgsm",
-           "best_linear_gain", "targeted_fgsm", "train_step", "training_run", "worst_case_accuracy",
+           "best_linear_gain", "targeted_fgsm", "diagnose_step", "train_step", "training_run", "worst_case_accuracy",
            "collapse_detector", "dense_interval", "dlr", "random_search_step"]
-
-NOT_WRITTEN = "Exercise {number} is not written yet: fill in {what} above, then run this cell again."
-SKIPPED = "(skipped: exercise {number} is not written yet)"
-
-
-# ------------------------------------------------------------------------------------------------ the stub
-def is_stub(err: BaseException) -> bool:
-    """True if ``err`` comes from an exercise stub: ``NotWrittenYet``, or the ``NotImplementedError("exercise")`` of
-    student versions built before it existed.  Any other ``NotImplementedError`` is a real error."""
-    return isinstance(err, NotWrittenYet) or (type(err) is NotImplementedError and str(err).strip() == "exercise")
-
-
-#: What the last run of each check in this kernel found: "passed", or the message the student read (not written
-#: yet, or what is wrong).  ``graded`` reads it: nbgrader's hidden tests say the same thing the check said.
-OUTCOMES: dict = {}
-PASSED = "passed"
-NOT_RUN = "the self-check {check}() did not run: run the cells above it, then this one"
-
-
-def _not_written(number: int, what: str, check: str | None = None):
-    message = NOT_WRITTEN.format(number=number, what=what)
-    print(message)
-    if check is not None:
-        OUTCOMES[check] = message
-    return None
-
-
-#: The answer and arguments of each check's last passing run (for ``graded``'s second question).
-CALLS: dict = {}
-#: Checks that compare the answer with a function of ``helpers.attacks``, which an answer could simply call and pass:
-#: ``{check: (those functions, how the check calls the answer on a few of its inputs)}``.
-SHORTCUTS = {
-    "fgsm": (("fgsm", "gradient_attack", "pgd"), lambda fn, model, x, y, eps, **_: fn(model, x[:4], y[:4], eps)),
-    "targeted_fgsm": (("fgsm", "gradient_attack", "pgd"),
-                      lambda fn, model, x, t, eps, *_, **__: fn(model, x[:4], t[:4], eps)),
-    "dlr": (("dlr_loss",), lambda fn, z, y, **_: fn(np.asarray(z)[:4], np.asarray(y)[:4])),
-}
-SHORTCUT = ("your answer calls helpers.attacks.{name}, the function the self-check compares it with: the exercise "
-            "is to write it yourself")
-
-
-class _Shortcut(Exception):
-    pass
-
-
-def graded(check: str) -> None:
-    """The hidden test of an autograded self-check cell (``helpers.grading``): raise ``AssertionError`` unless the
-    last run of ``selfcheck.<check>`` in this kernel passed, with the message the student read from it; for the
-    checks of ``SHORTCUTS``, also if the answer only works by calling the ``helpers`` function it is compared with."""
-    outcome = OUTCOMES.get(check)
-    if outcome != PASSED:
-        raise AssertionError(outcome if outcome is not None else NOT_RUN.format(check=check))
-    if check in SHORTCUTS and check in CALLS:
-        _no_shortcut(check)
-
-
-def _no_shortcut(check: str) -> None:
-    """Call the answer again with the functions of ``SHORTCUTS[check]`` replaced by ones that refuse."""
-    from unittest import mock
-
-    names, call = SHORTCUTS[check]
-    answer, args, kwargs = CALLS[check]
-
-    def refuse(name):
-        def stand_in(*a, **k):
-            raise _Shortcut(name)
-        return stand_in
-
-    with contextlib.ExitStack() as stack:
-        for name in names:
-            stack.enter_context(mock.patch.object(attacks, name, refuse(name)))
-        try:
-            call(answer, *args, **kwargs)
-        except _Shortcut as err:
-            raise AssertionError(SHORTCUT.format(name=err.args[0])) from None
-
-
-@contextlib.contextmanager
-def skip_if_not_written(number: int):
-    """Run the block; if an exercise stub raises in it, print one "skipped" line instead of failing."""
-    try:
-        yield
-    except NotImplementedError as err:
-        if not is_stub(err):
-            raise
-        print(SKIPPED.format(number=number))
-
-
-def _exercise(number: int, what: str):
-    """Make a check answer "not written yet" (and return None) when the answer is None or its code is the stub."""
-    def decorate(check):
-        @functools.wraps(check)
-        def run(answer, *args, **kwargs):
-            name = check.__name__
-            OUTCOMES.pop(name, None)
-            CALLS.pop(name, None)
-            if answer is None:
-                return _not_written(number, what, name)
-            try:
-                result = check(answer, *args, **kwargs)
-            except NotImplementedError as err:
-                if not is_stub(err):
-                    raise
-                return _not_written(number, what, name)
-            except AssertionError as err:
-                OUTCOMES[name] = str(err)
-                raise
-            OUTCOMES[name], CALLS[name] = PASSED, (answer, args, kwargs)
-            return result
-        run.exercise, run.fills_in = number, what
-        return run
-    return decorate
-
-
-def _array(value, shape, call: str, dtype=np.float64) -> np.ndarray:
-    """``value`` as an array of ``shape``, or an AssertionError that says what ``call`` returned instead."""
-    if value is None:
-        raise AssertionError(f"{call} returned None: did you forget the `return`?")
-    try:
-        arr = np.asarray(value, dtype)
-    except (TypeError, ValueError):
-        raise AssertionError(f"{call} should return an array of shape {shape}, got {type(value).__name__}") from None
-    if arr.shape != tuple(shape):
-        raise AssertionError(f"{call} should return an array of shape {tuple(shape)}, got shape {arr.shape}")
-    return arr
-
 
 # ------------------------------------------------------------------------------------------------ 01
 @_exercise(1, "softmax()")
@@ -303,11 +180,58 @@ def best_linear_gain(fn, g, eps_inf, eps_l2, seed: int = 0):
 
 
 # ------------------------------------------------------------------------------------------------ 05
+def diagnose_step(make_model, x, y, *, eps, attack="fgsm", seed: int = 0) -> tuple[str, str]:
+    """Which training step does a hand-written ``train_step`` take?  For the adversarial-training exercise.
+
+    ``make_model(classifier)`` wraps a classifier in the student's ``keras.Model`` subclass.  From the same
+    weights, on the batch ``(x, y)``, one plain-SGD step of it is compared with the steps of
+    ``AdversarialModel(attack=attack, eps=eps)`` in ``mode="double"`` and ``"adversarial"`` and with ordinary
+    training on the clean batch.  Returns ``(match, message)``: ``match`` is ``"double"``, ``"adversarial"``,
+    ``"clean"``, ``"scaled"`` (the double step's direction at another size) or ``"none"``; the message says what
+    differs.
+    """
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.int64)
+
+    def update(wrap):
+        keras.utils.set_random_seed(seed)
+        clf = build_model(x.shape[1:], 10 if y.max() < 10 else int(y.max()) + 1, seed=seed)
+        model = wrap(clf)
+        model.compile(optimizer=keras.optimizers.SGD(1.0), loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True))
+        before = [w.numpy().copy() for w in clf.trainable_weights]
+        model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)  # (x, y) batches, as fit gives
+        return np.concatenate([(w.numpy() - b).ravel() for w, b in zip(clf.trainable_weights, before)])
+
+    mine = update(make_model)
+    refs = {mode: update(lambda c, m=mode: training.AdversarialModel(c, attack=attack, eps=eps, mode=m))
+            for mode in ("double", "adversarial")}
+    refs["clean"] = update(lambda c: c)
+    rel = {k: float(np.linalg.norm(mine - r) / max(np.linalg.norm(r), 1e-12)) for k, r in refs.items()}
+    best = min(rel, key=rel.get)
+    if rel[best] < 1e-3:
+        return best, _STEP_MESSAGES[best]
+    cos = float(mine @ refs["double"] / max(np.linalg.norm(mine) * np.linalg.norm(refs["double"]), 1e-12))
+    if cos > 0.999:
+        ratio = np.linalg.norm(mine) / np.linalg.norm(refs["double"])
+        return "scaled", (f"your update points the right way but is {ratio:.3g} × the expected size: use the mean "
+                          "loss of the double batch (a Keras loss object averages), not a sum or a half-batch mean")
+    return "none", (f"your update matches none of the steps (closest: {best}, {100 * rel[best]:.0f} % off): attack "
+                    "self.classifier at eps, concatenate [x, x_adv] and [y, y], and apply the gradient of the loss")
+
+
+_STEP_MESSAGES = {
+    "double": "your step is the double-batch step (clean + adversarial): correct",
+    "adversarial": "your step trains on the adversarial examples only; the exercise asks for the double batch: "
+                   "concatenate the clean and the adversarial images (and their labels twice)",
+    "clean": "your step is ordinary training on the clean batch: the adversarial examples never reach the loss",
+}
+
+
 @_exercise(1, "train_step")
 def train_step(make_model, x, y, eps):
     """Notebook 05, exercise 1: one step of ``make_model(classifier)`` is the FGSM double-batch step
-    (``training.diagnose_step`` compares it, from the same weights, with every candidate step)."""
-    match, message = training.diagnose_step(make_model, x, y, eps=eps)
+    (``diagnose_step`` compares it, from the same weights, with every candidate step)."""
+    match, message = diagnose_step(make_model, x, y, eps=eps)
     if match != "double":
         raise AssertionError(message)
     print("Exercise 1:", message)

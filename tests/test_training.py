@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import attacks, evaluate, models, training
+from helpers import attacks, evaluate, models, selfcheck, training
 
 
 @pytest.fixture(scope="module")
@@ -385,7 +385,7 @@ class StudentStep(keras.Model):
 @pytest.mark.slow
 def test_diagnose_step_names_what_a_hand_written_step_does(small, mistake, verdict):
     x, y = small.x_train[:32], small.y_train[:32]
-    match, message = training.diagnose_step(lambda c: StudentStep(c, 0.1, mistake), x, y, eps=0.1)
+    match, message = selfcheck.diagnose_step(lambda c: StudentStep(c, 0.1, mistake), x, y, eps=0.1)
     assert match == verdict, message
     assert ("correct" in message) == (verdict == "double")
 
