@@ -358,11 +358,7 @@ def margin_bounds(model, x, y, eps):
     forward pass, whose rounding allowance (about 10⁻⁴ relative for the course CNN) they include — see "Rounding"
     in the module docstring.  Raises ValueError for layers that analysis does not cover (float16 ones).
     """
-    chain = layer_chain(model)
-    _check_rounding_covered(chain)
-    if tracing(x, y, eps):
-        return _sound_margin_graph(chain, x, y, eps)
-    return _run(model, "ibp-margin", _sound_margin_graph, x, y, eps, tf.float64)
+    return _sound(model, "ibp-margin", _sound_margin_graph, x, y, eps)
 
 
 def certified(model, x, y, eps):
@@ -371,11 +367,18 @@ def certified(model, x, y, eps):
     A proof for the exact network and for the model's float32 forward pass alike (``margin_bounds``, which
     include the rounding allowance); a tie, or a margin thinner than the model's rounding, is no proof.
     """
+    proved = _sound(model, "ibp-certified", _certified_graph, x, y, eps)
+    return proved if tracing(x, y, eps) else proved.astype(bool)
+
+
+def _sound(model, name: str, graph, x, y, eps):
+    """``graph(chain, x, y, eps)`` on the checked layer chain of ``model`` in float64: traced into the caller's
+    graph, or run eagerly as the compiled function ``name`` on arrays."""
     chain = layer_chain(model)
     _check_rounding_covered(chain)
     if tracing(x, y, eps):
-        return _certified_graph(chain, x, y, eps)
-    return _run(model, "ibp-certified", _certified_graph, x, y, eps, tf.float64).astype(bool)
+        return graph(chain, x, y, eps)
+    return _run(model, name, graph, x, y, eps, tf.float64)
 
 
 def certified_accuracy(model, x, y, eps) -> float:

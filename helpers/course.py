@@ -503,16 +503,12 @@ def main(argv=None) -> int:
     b = sub.add_parser("build", help="execute the notebooks, export HTML and student versions")
     b.add_argument("--out", default="build", help="output folder (default: build)")
     b.add_argument("--dataset", choices=DATASETS, help="run every notebook on this dataset instead of its default")
-    b.add_argument("--notebooks", default=str(DEFAULT_NOTEBOOKS), help="folder of NN_name.ipynb notebooks")
-    b.add_argument("--only", help="build only notebooks whose file name contains this text (e.g. 02)")
-    b.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default: 600)")
+    _notebook_args(b, "build", "seconds allowed per cell (default: 600)")
     b.add_argument("--no-fit-unit", action="store_true",
                    help="skip measuring the fit unit (run times in seconds only; saves about 4 FU)")
     r = sub.add_parser("release", help="write an nbgrader course directory (needs pip install -e .[instructor])")
     r.add_argument("--out", required=True, help="the course directory to write (source/ and nbgrader_config.py)")
-    r.add_argument("--notebooks", default=str(DEFAULT_NOTEBOOKS), help="folder of NN_name.ipynb notebooks")
-    r.add_argument("--only", help="release only notebooks whose file name contains this text (e.g. 02)")
-    r.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell when autograding")
+    _notebook_args(r, "release", "seconds allowed per cell when autograding")
     args = parser.parse_args(argv)
     if args.command == "release":
         return _release(args)
@@ -526,6 +522,13 @@ def main(argv=None) -> int:
         print(f"\nBuild interrupted. Nothing was written to {args.out}.", file=sys.stderr)
         return 130
     return 0
+
+
+def _notebook_args(command, verb: str, timeout_help: str) -> None:
+    """The options ``build`` and ``release`` share: which notebooks, and the time allowed per cell."""
+    command.add_argument("--notebooks", default=str(DEFAULT_NOTEBOOKS), help="folder of NN_name.ipynb notebooks")
+    command.add_argument("--only", help=f"{verb} only notebooks whose file name contains this text (e.g. 02)")
+    command.add_argument("--timeout", type=int, default=600, help=timeout_help)
 
 
 def _release(args) -> int:

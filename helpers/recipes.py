@@ -64,14 +64,14 @@ def cache_key(**key) -> str:
     return f"{readable}-{digest}" if readable else digest
 
 
-def save_model_atomic(model: keras.Model, path) -> Path:
-    """Save ``model`` to ``path`` (``.keras``) via a temporary file and an atomic rename."""
+def _write_atomic(path, write: Callable) -> Path:
+    """Write ``path`` by ``write(temporary path)`` beside it, then an atomic rename: a file is complete or absent."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".keras", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        model.save(tmp)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -79,15 +79,13 @@ def save_model_atomic(model: keras.Model, path) -> Path:
     return path
 
 
+def save_model_atomic(model: keras.Model, path) -> Path:
+    """Save ``model`` to ``path`` (``.keras``) via a temporary file and an atomic rename."""
+    return _write_atomic(path, model.save)
+
+
 def _write_json_atomic(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(obj)))
 
 
 def _full_key(key: dict) -> dict:
