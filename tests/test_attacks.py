@@ -283,6 +283,7 @@ def test_restarts_run_inside_a_tf_function(trained_model, batch, monkeypatch):
     assert np.any(s4 > s1 + 1e-3)
 
 
+@pytest.mark.slow
 def test_every_chunk_draws_its_own_random_start(trained_model, batch, monkeypatch):
     x, y = batch
     monkeypatch.setattr(attacks, "EVAL_BATCH", 4)
@@ -351,6 +352,7 @@ def test_mixed_precision_attacks_see_the_float32_gradient(trained_model, mnist):
 
 
 # ------------------------------------------------------------------- the fast first-layer gradient and its fallback
+@pytest.mark.slow
 def test_without_tensorflows_private_conv_gradient_the_attacks_use_tensorflows_own(trained_model, batch,
                                                                                    monkeypatch):
     """``nn_grad._Conv2DGrad`` is not public API: where a TensorFlow lacks it, the fast path is off (resolved once, at

@@ -325,6 +325,7 @@ def test_dlr_needs_enough_classes(linear_model):
         attacks.dlr_loss(np.zeros((2, 2), np.float32), np.array([0, 1]))
 
 
+@pytest.mark.slow
 def test_apgd_refuses_to_be_traced(trained_model, batch):
     x, y = batch
 

@@ -317,6 +317,7 @@ def test_traced_calls_return_tensors_equal_to_eager_arrays():
     assert np.all(-eager[4].numpy() >= eager[2]) and np.all(-eager[4].numpy() <= eager[2] + 1e-4)
 
 
+@pytest.mark.slow
 def test_dropout_is_the_identity():
     model = small_cnn()
     x = unit_batch((8, 8, 1), 3, seed=11)

@@ -143,6 +143,7 @@ def test_graded_after_training_run(capsys):
         selfcheck.graded("training_run")
 
 
+@pytest.mark.slow
 def test_graded_catches_an_answer_that_calls_the_helper(capsys):
     """A hard-coded answer: my_fgsm that returns helpers.attacks.fgsm passes the visible check (it compares with
     attacks.fgsm) but not the hidden test; an FGSM written out passes both."""

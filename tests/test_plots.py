@@ -44,6 +44,7 @@ def test_class_names_fit_their_columns():
         assert title.width <= column
 
 
+@pytest.mark.slow
 def test_curves_and_matrices():
     ax = plots.plot_accuracy_vs_eps({"FGSM": {0.0: 0.99, 0.1: 0.5}, "noise": {0.0: 0.99, 0.1: 0.98}}, chance=0.1)
     assert len(ax.lines) == 3 and "ε" in ax.get_xlabel() and ax.get_ylabel() == "accuracy"
