@@ -9,16 +9,16 @@
 2. ``OUT/html/NN_name.html``: one page per executed notebook (nbconvert's lab template, figures inline, solutions
    kept, MathJax served from ``OUT/html/mathjax`` so formulas render without internet) and ``OUT/html/index.html``,
    a course index with each notebook's title, learning goals and run time.
-3. ``OUT/student/NN_name.ipynb``: the source notebooks with outputs cleared, nbgrader's hidden tests removed (the
-   check cells' ``### BEGIN HIDDEN TESTS`` regions, see ``helpers.grading``) and every ``solution`` cell replaced by
-   an exercise stub (a ``# TODO`` and placeholders for names that later cells use).  A solution cell whose answer
-   lies between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines (as in nbgrader) keeps everything else: only
-   that region becomes ``CODE_STUB`` (a ``# TODO`` and a ``raise NotWrittenYet(...)``, the stub nbgrader's release
-   puts there too) — e.g. the body of a method to write.
+3. ``OUT/student/NN_name.ipynb`` (made by ``helpers.student``): the source notebooks with outputs cleared,
+   nbgrader's hidden tests removed (the check cells' ``### BEGIN HIDDEN TESTS`` regions, see ``helpers.grading``)
+   and every ``solution`` cell replaced by an exercise stub (a ``# TODO`` and placeholders for names that later
+   cells use).  A solution cell whose answer lies between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines (as
+   in nbgrader) keeps everything else: only that region becomes ``CODE_STUB`` (a ``# TODO`` and a
+   ``raise NotWrittenYet(...)``, the stub nbgrader's release puts there too) — e.g. the body of a method to write.
    ``helpers.NotWrittenYet`` is a ``NotImplementedError`` that ``helpers.selfcheck`` recognises, so the student
    version runs top to bottom with "Exercise N is not written yet" lines instead of tracebacks.  With nbgrader
    installed (``pip install -e .[instructor]``) the regions and hidden tests are cleared by nbgrader's own
-   ``ClearSolutions`` / ``ClearHiddenTests``; without it, by this module's code, which gives the same notebooks
+   ``ClearSolutions`` / ``ClearHiddenTests``; without it, by the course's code, which gives the same notebooks
    (tested), so the build does not need nbgrader.
 
 Run times are printed and shown in the index in seconds and in fit units (FU, ``helpers.fitunit``: one 5-epoch fit
@@ -33,7 +33,6 @@ This module stands apart from the course vocabulary (``data → … → plots``)
 from __future__ import annotations
 
 import argparse
-import ast
 import copy
 import html
 import os
@@ -48,6 +47,10 @@ from pathlib import Path
 import nbformat
 
 from .data import DATASETS  # the datasets a build can run the series on (helpers.data does not import TensorFlow)
+from .student import (BEGIN_SOLUTION, CODE_STUB, END_SOLUTION, HIDDEN_TESTS, MARKDOWN_STUB, STUB,  # noqa: F401
+                      STUB_IMPORT, STUB_RAISE, _assigned_names, _nbgrader_clearing, _read_names, _stub_regions, _tags,
+                      _with_stub_import, make_student_version)
+
 NOTEBOOK_PATTERN = re.compile(r"^\d\d_[\w-]+\.ipynb$")
 DEFAULT_NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 #: MathJax 2 configuration: the standard combined one, Safe mode, and ``local/course`` (written by ``_copy_mathjax``),
@@ -60,22 +63,10 @@ MATHJAX_LOCAL_CONFIG = """MathJax.Hub.Config({
 });
 MathJax.Ajax.loadComplete("[MathJax]/config/local/course.js");
 """
-STUB = "# TODO (exercise): write your solution here."
-#: What a stub raises until the student writes the code (``helpers.NotWrittenYet``), and the line that imports it,
-#: put at the top of every stubbed cell that raises it.
-STUB_RAISE = 'raise NotWrittenYet("exercise")'
-STUB_IMPORT = "from helpers import NotWrittenYet   # what the TODO below raises until you write it"
-#: What a ``### BEGIN SOLUTION`` … ``### END SOLUTION`` region becomes, line by line at the region's indentation:
-#: the build's stub and nbgrader's (``ClearSolutions.code_stub`` of ``helpers.release``), one definition for both.
-CODE_STUB = f"# TODO (exercise): write this part.\nfrom helpers import NotWrittenYet\n{STUB_RAISE}"
-BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
-#: nbgrader's hidden tests (``helpers.grading`` ends every autograded check cell with one): not in student versions.
-HIDDEN_TESTS = re.compile(r"\n*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 #: What an exported page shows instead of a live ipywidgets view (which needs a running kernel to do anything).
 WIDGET_NOTE = ("<p style=\"color:#555;font-style:italic\">[A live ipywidgets slider appears here when you run the "
                "notebook in Jupyter; in this page, use the precomputed slider above.]</p>")
-MARKDOWN_STUB = "*Solution removed — try the exercise above first.*"
 
 
 class BuildError(RuntimeError):
@@ -174,10 +165,6 @@ def find_notebooks(notebooks_dir, only: str | None = None) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------------------------ transforming
-def _tags(cell) -> list:
-    return list(cell.get("metadata", {}).get("tags", []))
-
-
 def inject_parameters(nb, dataset: str):
     """Return a copy of ``nb`` with ``DATASET = dataset`` in a cell tagged ``injected-parameters``."""
     if dataset not in DATASETS:
@@ -189,133 +176,6 @@ def inject_parameters(nb, dataset: str):
     index = next((i + 1 for i, c in enumerate(nb.cells) if "parameters" in _tags(c)), 0)
     nb.cells.insert(index, cell)
     return nb
-
-
-def _assigned_names(source: str) -> list:
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    names = []
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.append((node.name, "def" if not isinstance(node, ast.ClassDef) else "value"))
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.append((node.id, "value"))
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.extend(((a.asname or a.name).split(".")[0], "value") for a in node.names)
-    seen, out = set(), []
-    for name, kind in names:
-        if name not in seen:
-            seen.add(name)
-            out.append((name, kind))
-    return out
-
-
-def _read_names(source: str) -> set:
-    try:
-        return {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    except SyntaxError:  # IPython magics and the like: fall back to words
-        return set(re.findall(r"[A-Za-z_]\w*", source))
-
-
-def make_student_version(nb, *, use_nbgrader: bool | None = None):
-    """Return a copy of ``nb`` for students: outputs cleared, ``solution`` cells replaced by exercise stubs.
-
-    ``### BEGIN SOLUTION`` regions become ``CODE_STUB`` and nbgrader's hidden tests disappear: done by nbgrader's own
-    ``ClearSolutions`` and ``ClearHiddenTests`` when it is installed (``use_nbgrader=None``; ``True`` requires it),
-    else by this module's ``_stub_regions`` and ``HIDDEN_TESTS``, which give the same notebook
-    (``tests/test_release.py``), so the build needs no nbgrader.  A solution cell without regions (the whole cell is
-    the answer) becomes a stub that keeps placeholders for the names it defined that a later cell reads, so later
-    cells still run: ``NAME = None  # TODO: replace with your result``, or a function that raises ``NotWrittenYet``
-    (a ``NotImplementedError``; the cell imports it from ``helpers``).
-    """
-    clear = _nbgrader_clearing(required=bool(use_nbgrader)) if use_nbgrader is not False else None
-    clear = clear or _clear_regions
-    nb = copy.deepcopy(nb)
-    nb.cells = [c for c in nb.cells if "injected-parameters" not in _tags(c)]
-    for i, cell in enumerate(nb.cells):
-        solution = "solution" in _tags(cell)
-        if cell.cell_type != "code":
-            cell.source = MARKDOWN_STUB if solution and cell.cell_type == "markdown" else cell.source
-            continue
-        cell.outputs = []
-        cell.execution_count = None
-        whole = BEGIN_SOLUTION not in cell.source      # the whole cell is the answer (if it is a solution)
-        if not whole or HIDDEN_TESTS.search(cell.source):
-            clear(cell)
-        if not solution:
-            continue
-        if not whole:
-            cell.metadata["tags"] = [t for t in _tags(cell) if t != "solution"] + ["exercise"]
-            continue
-        later = set().union(*(_read_names(c.source) for c in nb.cells[i + 1:] if c.cell_type == "code"), set())
-        lines = [STUB]
-        for name, kind in _assigned_names(cell.source):
-            if name in later:
-                lines.append(f"def {name}(*args, **kwargs):\n    {STUB_RAISE}"
-                             if kind == "def" else f"{name} = None  # TODO: replace with your result")
-        cell.source = _with_stub_import("\n".join(lines))
-        cell.metadata["tags"] = [t for t in _tags(cell) if t != "solution"] + ["exercise"]
-    nb.metadata.pop("widgets", None)
-    nbformat.validate(nb)
-    return nb
-
-
-def _clear_regions(cell) -> None:
-    """The build's own clearing, in place: solution regions become ``CODE_STUB``, hidden tests disappear."""
-    cell.source = _stub_regions(HIDDEN_TESTS.sub("", cell.source))
-
-
-def _nbgrader_clearing(required: bool = False):
-    """nbgrader's ``ClearSolutions`` (with ``CODE_STUB``) and ``ClearHiddenTests`` as one in-place function of a code
-    cell; ``None`` if nbgrader is not installed (``ImportError`` if ``required``)."""
-    try:
-        from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
-        from traitlets.config import Config
-    except ImportError:
-        if required:
-            raise ImportError("use_nbgrader=True needs nbgrader: pip install -e '.[instructor]'") from None
-        return None
-    config = Config()
-    config.ClearSolutions.code_stub = {"python": CODE_STUB}
-    config.ClearSolutions.enforce_metadata = config.ClearHiddenTests.enforce_metadata = False  # tags suffice here
-    solutions, hidden = ClearSolutions(config=config), ClearHiddenTests(config=config)
-
-    def clear(cell) -> None:
-        solutions.preprocess_cell(cell, {"language": "python"}, 0)
-        hidden.preprocess_cell(cell, {}, 0)
-    return clear
-
-
-def _with_stub_import(source: str) -> str:
-    """``source`` with ``STUB_IMPORT`` as its first line (after a cell magic) if it raises ``NotWrittenYet``."""
-    if STUB_RAISE not in source:
-        return source
-    lines = source.splitlines()
-    at = 1 if lines and lines[0].startswith("%%") else 0
-    return "\n".join(lines[:at] + [STUB_IMPORT, ""] + lines[at:])
-
-
-def _stub_regions(source: str) -> str:
-    """Replace every ``### BEGIN SOLUTION`` … ``### END SOLUTION`` region by a TODO at the region's indentation."""
-    out, inside = [], False
-    for line in source.splitlines():
-        stripped = line.strip()
-        if stripped.startswith(BEGIN_SOLUTION):
-            if inside:
-                raise ValueError(f"nested {BEGIN_SOLUTION!r} in a solution cell:\n{source}")
-            inside, indent = True, line[:len(line) - len(line.lstrip())]
-            out += [indent + line for line in CODE_STUB.split("\n")]
-        elif stripped.startswith(END_SOLUTION):
-            if not inside:
-                raise ValueError(f"{END_SOLUTION!r} without {BEGIN_SOLUTION!r} in a solution cell:\n{source}")
-            inside = False
-        elif not inside:
-            out.append(line)
-    if inside:
-        raise ValueError(f"{BEGIN_SOLUTION!r} without {END_SOLUTION!r} in a solution cell:\n{source}")
-    return "\n".join(out)
 
 
 def _static_widget_outputs(nb):

@@ -1,0 +1,162 @@
+"""Student versions of the notebooks: outputs cleared, solutions replaced by exercise stubs, hidden tests removed.
+
+``make_student_version(nb)`` is what the build (``helpers.course``) writes to ``OUT/student/``.  A solution cell
+whose answer lies between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines (as in nbgrader) keeps everything
+else: only that region becomes ``CODE_STUB`` (a ``# TODO`` and a ``raise NotWrittenYet(...)``, the stub nbgrader's
+release puts there too, ``helpers.release``).  A solution cell without regions becomes a stub that keeps
+placeholders for the names later cells read.  With nbgrader installed its own ``ClearSolutions`` /
+``ClearHiddenTests`` clear the regions and hidden tests; without it, this module's code does, with the same result
+(tested), so the build does not need nbgrader.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import re
+
+import nbformat
+
+STUB = "# TODO (exercise): write your solution here."
+#: What a stub raises until the student writes the code (``helpers.NotWrittenYet``), and the line that imports it,
+#: put at the top of every stubbed cell that raises it.
+STUB_RAISE = 'raise NotWrittenYet("exercise")'
+STUB_IMPORT = "from helpers import NotWrittenYet   # what the TODO below raises until you write it"
+#: What a ``### BEGIN SOLUTION`` … ``### END SOLUTION`` region becomes, line by line at the region's indentation:
+#: the build's stub and nbgrader's (``ClearSolutions.code_stub`` of ``helpers.release``), one definition for both.
+CODE_STUB = f"# TODO (exercise): write this part.\nfrom helpers import NotWrittenYet\n{STUB_RAISE}"
+BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+#: nbgrader's hidden tests (``helpers.grading`` ends every autograded check cell with one): not in student versions.
+HIDDEN_TESTS = re.compile(r"\n*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
+MARKDOWN_STUB = "*Solution removed — try the exercise above first.*"
+
+
+def _tags(cell) -> list:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def _assigned_names(source: str) -> list:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append((node.name, "def" if not isinstance(node, ast.ClassDef) else "value"))
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.append((node.id, "value"))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.extend(((a.asname or a.name).split(".")[0], "value") for a in node.names)
+    seen, out = set(), []
+    for name, kind in names:
+        if name not in seen:
+            seen.add(name)
+            out.append((name, kind))
+    return out
+
+
+def _read_names(source: str) -> set:
+    try:
+        return {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    except SyntaxError:  # IPython magics and the like: fall back to words
+        return set(re.findall(r"[A-Za-z_]\w*", source))
+
+
+def make_student_version(nb, *, use_nbgrader: bool | None = None):
+    """Return a copy of ``nb`` for students: outputs cleared, ``solution`` cells replaced by exercise stubs.
+
+    ``### BEGIN SOLUTION`` regions become ``CODE_STUB`` and nbgrader's hidden tests disappear: done by nbgrader's own
+    ``ClearSolutions`` and ``ClearHiddenTests`` when it is installed (``use_nbgrader=None``; ``True`` requires it),
+    else by this module's ``_stub_regions`` and ``HIDDEN_TESTS``, which give the same notebook
+    (``tests/test_release.py``), so the build needs no nbgrader.  A solution cell without regions (the whole cell is
+    the answer) becomes a stub that keeps placeholders for the names it defined that a later cell reads, so later
+    cells still run: ``NAME = None  # TODO: replace with your result``, or a function that raises ``NotWrittenYet``
+    (a ``NotImplementedError``; the cell imports it from ``helpers``).
+    """
+    clear = _nbgrader_clearing(required=bool(use_nbgrader)) if use_nbgrader is not False else None
+    clear = clear or _clear_regions
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in _tags(c)]
+    for i, cell in enumerate(nb.cells):
+        solution = "solution" in _tags(cell)
+        if cell.cell_type != "code":
+            cell.source = MARKDOWN_STUB if solution and cell.cell_type == "markdown" else cell.source
+            continue
+        cell.outputs = []
+        cell.execution_count = None
+        whole = BEGIN_SOLUTION not in cell.source      # the whole cell is the answer (if it is a solution)
+        if not whole or HIDDEN_TESTS.search(cell.source):
+            clear(cell)
+        if not solution:
+            continue
+        if not whole:
+            cell.metadata["tags"] = [t for t in _tags(cell) if t != "solution"] + ["exercise"]
+            continue
+        later = set().union(*(_read_names(c.source) for c in nb.cells[i + 1:] if c.cell_type == "code"), set())
+        lines = [STUB]
+        for name, kind in _assigned_names(cell.source):
+            if name in later:
+                lines.append(f"def {name}(*args, **kwargs):\n    {STUB_RAISE}"
+                             if kind == "def" else f"{name} = None  # TODO: replace with your result")
+        cell.source = _with_stub_import("\n".join(lines))
+        cell.metadata["tags"] = [t for t in _tags(cell) if t != "solution"] + ["exercise"]
+    nb.metadata.pop("widgets", None)
+    nbformat.validate(nb)
+    return nb
+
+
+def _clear_regions(cell) -> None:
+    """The build's own clearing, in place: solution regions become ``CODE_STUB``, hidden tests disappear."""
+    cell.source = _stub_regions(HIDDEN_TESTS.sub("", cell.source))
+
+
+def _nbgrader_clearing(required: bool = False):
+    """nbgrader's ``ClearSolutions`` (with ``CODE_STUB``) and ``ClearHiddenTests`` as one in-place function of a code
+    cell; ``None`` if nbgrader is not installed (``ImportError`` if ``required``)."""
+    try:
+        from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+        from traitlets.config import Config
+    except ImportError:
+        if required:
+            raise ImportError("use_nbgrader=True needs nbgrader: pip install -e '.[instructor]'") from None
+        return None
+    config = Config()
+    config.ClearSolutions.code_stub = {"python": CODE_STUB}
+    config.ClearSolutions.enforce_metadata = config.ClearHiddenTests.enforce_metadata = False  # tags suffice here
+    solutions, hidden = ClearSolutions(config=config), ClearHiddenTests(config=config)
+
+    def clear(cell) -> None:
+        solutions.preprocess_cell(cell, {"language": "python"}, 0)
+        hidden.preprocess_cell(cell, {}, 0)
+    return clear
+
+
+def _with_stub_import(source: str) -> str:
+    """``source`` with ``STUB_IMPORT`` as its first line (after a cell magic) if it raises ``NotWrittenYet``."""
+    if STUB_RAISE not in source:
+        return source
+    lines = source.splitlines()
+    at = 1 if lines and lines[0].startswith("%%") else 0
+    return "\n".join(lines[:at] + [STUB_IMPORT, ""] + lines[at:])
+
+
+def _stub_regions(source: str) -> str:
+    """Replace every ``### BEGIN SOLUTION`` … ``### END SOLUTION`` region by a TODO at the region's indentation."""
+    out, inside = [], False
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(BEGIN_SOLUTION):
+            if inside:
+                raise ValueError(f"nested {BEGIN_SOLUTION!r} in a solution cell:\n{source}")
+            inside, indent = True, line[:len(line) - len(line.lstrip())]
+            out += [indent + line for line in CODE_STUB.split("\n")]
+        elif stripped.startswith(END_SOLUTION):
+            if not inside:
+                raise ValueError(f"{END_SOLUTION!r} without {BEGIN_SOLUTION!r} in a solution cell:\n{source}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"{BEGIN_SOLUTION!r} without {END_SOLUTION!r} in a solution cell:\n{source}")
+    return "\n".join(out)
