@@ -307,16 +307,14 @@ def check_attack_args(model, x, y, eps, targeted=False) -> float:
     check_images(x)
     n = int(np.shape(x)[0])
     if y is not None:
-        check_labels(y, n, name="y (target classes)" if targeted else "y")
+        label_name = "y (target classes)" if targeted else "y"
+        check_labels(y, n, name=label_name)
         if not isinstance(model, keras.Model):
             raise TypeError("model must be a keras.Model for the compiled attacks")
         if model.input_shape[1:] != tuple(np.shape(x)[1:]):
             raise ValueError(f"x has images of shape {tuple(np.shape(x)[1:])} but the model expects "
                              f"{tuple(model.input_shape[1:])}")
-        classes = int(model.output_shape[-1])
-        yv = np.asarray(y)
-        if yv.size and (yv.min() < 0 or yv.max() >= classes):
-            raise ValueError(f"y must hold class indices in [0, {classes - 1}], found [{yv.min()}, {yv.max()}]")
+        check_labels(y, n, name=label_name, num_classes=int(model.output_shape[-1]))  # and the class range
     return check_eps(eps)
 
 
