@@ -60,14 +60,9 @@ def show_images(images, *, labels=None, preds=None, confidences=None, class_name
             ax.axis("off")
             continue
         _img(ax, images[i])
-        parts = []
-        if labels is not None:
-            parts.append(f"true {_name(class_names, labels[i])}")
-        if preds is not None:
-            conf = f" {confidences[i]:.0%}" if confidences is not None else ""
-            parts.append(f"pred {_name(class_names, preds[i])}{conf}")
         wrong = labels is not None and preds is not None and labels[i] != preds[i]
-        ax.set_title("\n".join(parts), fontsize=8, color="crimson" if wrong else "black")
+        ax.set_title(_caption(i, class_names, labels, preds, confidences), fontsize=8,
+                     color="crimson" if wrong else "black")
     if title:
         fig.suptitle(title)
     return fig
@@ -121,18 +116,22 @@ def show_attack(x, x_adv, *, labels=None, clean_preds=None, clean_conf=None, adv
 
 def _attack_titles(axes, j, labels, clean_preds, clean_conf, adv_preds, adv_conf, class_names):
     if labels is not None or clean_preds is not None:
-        t = []
-        if labels is not None:
-            t.append(f"true {_name(class_names, labels[j])}")
-        if clean_preds is not None:
-            t.append(f"pred {_name(class_names, clean_preds[j])}"
-                     + (f" {clean_conf[j]:.0%}" if clean_conf is not None else ""))
-        axes[0, j].set_title("\n".join(t), fontsize=8)
+        axes[0, j].set_title(_caption(j, class_names, labels, clean_preds, clean_conf), fontsize=8)
     if adv_preds is not None:
         wrong = labels is not None and adv_preds[j] != labels[j]
-        axes[-1, j].set_title(f"pred {_name(class_names, adv_preds[j])}"
-                              + (f" {adv_conf[j]:.0%}" if adv_conf is not None else ""),
-                              fontsize=8, color="crimson" if wrong else "black")
+        axes[-1, j].set_title(_caption(j, class_names, None, adv_preds, adv_conf), fontsize=8,
+                              color="crimson" if wrong else "black")
+
+
+def _caption(i, class_names, labels=None, preds=None, confidences=None) -> str:
+    """The title of image ``i``: a "true <class>" line and a "pred <class> <confidence>" line (those given)."""
+    parts = []
+    if labels is not None:
+        parts.append(f"true {_name(class_names, labels[i])}")
+    if preds is not None:
+        parts.append(f"pred {_name(class_names, preds[i])}"
+                     + (f" {confidences[i]:.0%}" if confidences is not None else ""))
+    return "\n".join(parts)
 
 
 def plot_accuracy_vs_eps(curves: dict, *, title="Accuracy under attack", ax=None, chance=None, xlabel=None,
