@@ -47,9 +47,9 @@ from pathlib import Path
 import nbformat
 
 from .data import DATASETS  # the datasets a build can run the series on (helpers.data does not import TensorFlow)
-from .student import (BEGIN_SOLUTION, CODE_STUB, END_SOLUTION, HIDDEN_TESTS, MARKDOWN_STUB, STUB,  # noqa: F401
-                      STUB_IMPORT, STUB_RAISE, _assigned_names, _nbgrader_clearing, _read_names, _stub_regions, _tags,
-                      _with_stub_import, make_student_version)
+from .student import (ANSWER_TAG, BEGIN_SOLUTION, CODE_STUB, END_SOLUTION, HIDDEN_TESTS,  # noqa: F401
+                      MARKDOWN_STUB, STUB, STUB_IMPORT, STUB_RAISE, TEXT_STUB, _assigned_names, _nbgrader_clearing,
+                      _read_names, _stub_regions, _tags, _with_stub_import, make_student_version)
 
 NOTEBOOK_PATTERN = re.compile(r"^\d\d_[\w-]+\.ipynb$")
 DEFAULT_NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
