@@ -15,9 +15,11 @@
    cells use).  A solution cell whose answer lies between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines (as
    in nbgrader) keeps everything else: only that region becomes ``CODE_STUB`` (a ``# TODO`` and a
    ``raise NotWrittenYet(...)``, the stub nbgrader's release puts there too) — e.g. the body of a method to write.
+   An answer in words (the markdown cell tagged ``answer`` after an exercise's code) becomes ``TEXT_STUB``
+   ("*Your answer here.*", nbgrader's text stub in the release).
    ``helpers.NotWrittenYet`` is a ``NotImplementedError`` that ``helpers.selfcheck`` recognises, so the student
    version runs top to bottom with "Exercise N is not written yet" lines instead of tracebacks.  With nbgrader
-   installed (``pip install -e .[instructor]``) the regions and hidden tests are cleared by nbgrader's own
+   installed (``pip install -e .[instructor]``) the regions, answers in words and hidden tests are cleared by nbgrader's
    ``ClearSolutions`` / ``ClearHiddenTests``; without it, by the course's code, which gives the same notebooks
    (tested), so the build does not need nbgrader.
 
