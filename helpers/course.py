@@ -15,9 +15,11 @@
    cells use).  A solution cell whose answer lies between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines (as
    in nbgrader) keeps everything else: only that region becomes ``CODE_STUB`` (a ``# TODO`` and a
    ``raise NotWrittenYet(...)``, the stub nbgrader's release puts there too) — e.g. the body of a method to write.
+   An answer in words (the markdown cell tagged ``answer`` after an exercise's code) becomes ``TEXT_STUB``
+   ("*Your answer here.*", nbgrader's text stub in the release).
    ``helpers.NotWrittenYet`` is a ``NotImplementedError`` that ``helpers.selfcheck`` recognises, so the student
    version runs top to bottom with "Exercise N is not written yet" lines instead of tracebacks.  With nbgrader
-   installed (``pip install -e .[instructor]``) the regions and hidden tests are cleared by nbgrader's own
+   installed (``pip install -e .[instructor]``) the regions, answers in words and hidden tests are cleared by nbgrader's
    ``ClearSolutions`` / ``ClearHiddenTests``; without it, by the course's code, which gives the same notebooks
    (tested), so the build does not need nbgrader.
 
@@ -47,9 +49,9 @@ from pathlib import Path
 import nbformat
 
 from .data import DATASETS  # the datasets a build can run the series on (helpers.data does not import TensorFlow)
-from .student import (BEGIN_SOLUTION, CODE_STUB, END_SOLUTION, HIDDEN_TESTS, MARKDOWN_STUB, STUB,  # noqa: F401
-                      STUB_IMPORT, STUB_RAISE, _assigned_names, _nbgrader_clearing, _read_names, _stub_regions, _tags,
-                      _with_stub_import, make_student_version)
+from .student import (ANSWER_TAG, BEGIN_SOLUTION, CODE_STUB, END_SOLUTION, HIDDEN_TESTS,  # noqa: F401
+                      MARKDOWN_STUB, STUB, STUB_IMPORT, STUB_RAISE, TEXT_STUB, _assigned_names, _nbgrader_clearing,
+                      _read_names, _stub_regions, _tags, _with_stub_import, make_student_version)
 
 NOTEBOOK_PATTERN = re.compile(r"^\d\d_[\w-]+\.ipynb$")
 DEFAULT_NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"

@@ -5,8 +5,12 @@ notebook (idempotent: running it again changes nothing), and ``markdown_table`` 
 README.  Cells are found by what they contain, not by their position:
 
 - the exercise's statement: the markdown cell with ``**Exercise N`` — locked (read-only), grade id ``exN-task``;
-- its answer: the first cell tagged ``solution`` after the statement — an nbgrader solution cell (``exN-name``);
-  if the row gives points for the answer in words (``words``), a manually graded answer with those points;
+- its answer: the first cell tagged ``solution`` after the statement — an nbgrader solution cell (``exN-name``),
+  not graded itself;
+- if the row gives points for the answer in words (``words``): the markdown cell tagged ``answer`` after the
+  exercise's code (and its check, if any), before the next statement — a manually graded answer with those points
+  (``exN-name-words``), which nbgrader's release replaces with ``ClearSolutions.text_stub`` and its autograde marks
+  as needing a manual grade.  A cell tagged ``answer`` that no row grades is an error: nbgrader would hand it out;
 - its self-checks: the code cell calling ``selfcheck.CHECK(`` for each ``(CHECK, points)`` of ``checks`` — an
   autograded test cell (``exN-check-CHECK``, locked) whose last lines are a hidden test,
   ``selfcheck.graded("CHECK")``, which fails unless the visible check passed (and, for some checks, unless the
@@ -28,7 +32,10 @@ from pathlib import Path
 
 import nbformat
 
+from .student import ANSWER_TAG   # an answer in words: a markdown cell with this tag (students get a text stub)
+
 SCHEMA_VERSION = 3
+STATEMENT = re.compile(r"\*\*Exercise \d")
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 HIDDEN_TEST = 'selfcheck.graded("{check}")   # autograding: no points unless the self-check above passed'
@@ -40,11 +47,15 @@ class Exercise:
     number: int               # N of "**Exercise N" in its statement
     name: str                 # short name, part of the grade ids
     checks: tuple = ()        # ((selfcheck function name, points), ...): autograded test cells
-    words: int = 0            # points for the answer in words (manually graded); 0: the answer is not graded
+    words: int = 0            # points for the answer in words (a markdown cell tagged "answer", graded by hand)
 
     @property
     def answer_id(self) -> str:
         return f"ex{self.number}-{self.name}"
+
+    @property
+    def words_id(self) -> str:
+        return f"ex{self.number}-{self.name}-words"
 
     def check_id(self, check: str) -> str:
         return f"ex{self.number}-check-{check.replace('_', '-')}"
@@ -109,31 +120,52 @@ def _one(nb, where: str, match) -> int:
     return found[0]
 
 
+def _tags(cell) -> list:
+    return cell.metadata.get("tags", [])
+
+
 def locate(nb, exercise: Exercise) -> dict:
-    """``{grade_id: (cell index, kind, points)}`` of the exercise's cells; kind: "task", "solution", "manual",
-    "test".  Raises ``GradingError`` naming what is missing."""
+    """``{grade_id: (cell index, kind, points)}`` of the exercise's cells; kind: "task", "solution", "manual" (the
+    answer in words, a markdown cell), "test".  Raises ``GradingError`` naming what is missing."""
     ex = f"notebook {exercise.notebook}, exercise {exercise.number}"
     pattern = re.compile(rf"\*\*Exercise {exercise.number}\b")
     task = _one(nb, f"markdown cell with '**Exercise {exercise.number}' ({ex})",
                 lambda c: c.cell_type == "markdown" and pattern.search(c.source))
-    answer = next((i for i in range(task + 1, len(nb.cells)) if "solution" in nb.cells[i].metadata.get("tags", [])),
-                  None)
+    answer = next((i for i in range(task + 1, len(nb.cells)) if "solution" in _tags(nb.cells[i])), None)
     if answer is None:
         raise GradingError(f"no cell tagged 'solution' after the statement of {ex} (cell {task})")
-    cells = {f"ex{exercise.number}-task": (task, "task", 0),
-             exercise.answer_id: (answer, "manual" if exercise.words else "solution", exercise.words)}
+    cells = {f"ex{exercise.number}-task": (task, "task", 0), exercise.answer_id: (answer, "solution", 0)}
     for check, pts in exercise.checks:
         call = re.compile(rf"selfcheck\.{check}\(")
         index = _one(nb, f"code cell calling selfcheck.{check}( ({ex})",
                      lambda c: c.cell_type == "code" and call.search(_visible(c.source)))
         cells[exercise.check_id(check)] = (index, "test", pts)
+    if exercise.words:
+        cells[exercise.words_id] = (_words_cell(nb, exercise, answer), "manual", exercise.words)
     return cells
+
+
+def _words_cell(nb, exercise: Exercise, answer: int) -> int:
+    """The index of the exercise's answer in words: the first cell tagged ``answer`` after its solution cell
+    ``answer`` and before the next exercise's statement (a markdown cell, else ``GradingError``)."""
+    ex = f"notebook {exercise.notebook}, exercise {exercise.number}"
+    end = next((i for i in range(answer + 1, len(nb.cells)) if nb.cells[i].cell_type == "markdown" and
+                STATEMENT.search(nb.cells[i].source)), len(nb.cells))
+    index = next((i for i in range(answer + 1, end) if ANSWER_TAG in _tags(nb.cells[i])), None)
+    if index is None:
+        raise GradingError(f"no markdown cell tagged {ANSWER_TAG!r} after the solution cell (cell {answer}) of {ex}, "
+                           f"before the next exercise: its answer in words (words={exercise.words}) goes there")
+    if nb.cells[index].cell_type != "markdown":
+        raise GradingError(f"cell {index} of {ex} is tagged {ANSWER_TAG!r} but is a {nb.cells[index].cell_type} "
+                           "cell: an answer in words is a markdown cell")
+    return index
 
 
 # ------------------------------------------------------------------------------------------------ writing metadata
 def nbgrader_metadata(kind: str, grade_id: str, points: int = 0) -> dict:
     """nbgrader's cell metadata (schema 3) for a cell of ``kind``: "solution" (the student writes it), "manual"
-    (the student writes it and a person grades it), "test" (autograded, locked) or "task" (read-only)."""
+    (the student writes it and a person grades it: here an answer in words), "test" (autograded, locked) or "task"
+    (read-only)."""
     if kind not in ("solution", "manual", "test", "task"):
         raise ValueError(f"kind={kind!r}; allowed: 'solution', 'manual', 'test', 'task'")
     meta = {"grade": kind in ("manual", "test"), "grade_id": grade_id, "locked": kind in ("test", "task"),
@@ -156,7 +188,8 @@ def with_hidden_test(source: str, check: str) -> str:
 def apply(nb, notebook: str, exercises=None):
     """Write the grading table's metadata into ``nb`` (in place; returns it): the cells of every exercise of
     ``notebook`` ("NN" or its file name; or of ``exercises``, rows like those of ``EXERCISES``), hidden tests into
-    the check cells, and no nbgrader metadata elsewhere."""
+    the check cells, and no nbgrader metadata elsewhere.  A cell tagged ``answer`` that no row grades is a
+    ``GradingError`` (without nbgrader metadata, nbgrader's release would hand the answer out)."""
     wanted = {}
     for exercise in exercises_of(notebook) if exercises is None else exercises:
         for grade_id, (index, kind, pts) in locate(nb, exercise).items():
@@ -165,6 +198,10 @@ def apply(nb, notebook: str, exercises=None):
                                    f"{grade_id}")
             check = {exercise.check_id(c): c for c, _ in exercise.checks}.get(grade_id)
             wanted[index] = (grade_id, kind, pts, check)
+    stray = [i for i, c in enumerate(nb.cells) if ANSWER_TAG in _tags(c) and i not in wanted]
+    if stray:
+        raise GradingError(f"cells {stray} of notebook {Path(notebook).name[:2]} are tagged {ANSWER_TAG!r} but no "
+                           "exercise with words > 0 grades them: give the row words points, or drop the tag")
     for i, cell in enumerate(nb.cells):
         if i not in wanted:
             cell.metadata.pop("nbgrader", None)

@@ -34,8 +34,9 @@ import nbformat
 from . import course, grading
 
 REQUIRES = "nbgrader>=0.9.6,<0.10"
-#: What a markdown answer becomes in the students' copy (nbgrader's ClearSolutions; the code stub: course.CODE_STUB).
-TEXT_STUB = "*Your answer here.*"
+#: What an answer in words becomes in the students' copy (nbgrader's ClearSolutions; the code stub: course.CODE_STUB),
+#: the same as in the build's student versions.
+TEXT_STUB = course.TEXT_STUB
 CONFIG = '''"""nbgrader settings of the adversarial-examples course (written by python -m helpers.course release)."""
 import os
 

@@ -4,9 +4,10 @@
 whose answer lies between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines (as in nbgrader) keeps everything
 else: only that region becomes ``CODE_STUB`` (a ``# TODO`` and a ``raise NotWrittenYet(...)``, the stub nbgrader's
 release puts there too, ``helpers.release``).  A solution cell without regions becomes a stub that keeps
-placeholders for the names later cells read.  With nbgrader installed its own ``ClearSolutions`` /
-``ClearHiddenTests`` clear the regions and hidden tests; without it, this module's code does, with the same result
-(tested), so the build does not need nbgrader.
+placeholders for the names later cells read.  An answer in words (a markdown cell tagged ``answer``, after the
+exercise's code) becomes ``TEXT_STUB``, the text nbgrader's release puts there.  With nbgrader installed its own
+``ClearSolutions`` / ``ClearHiddenTests`` clear the regions, the answers in words and the hidden tests; without it,
+this module's code does, with the same result (tested), so the build does not need nbgrader.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 #: nbgrader's hidden tests (``helpers.grading`` ends every autograded check cell with one): not in student versions.
 HIDDEN_TESTS = re.compile(r"\n*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
 MARKDOWN_STUB = "*Solution removed — try the exercise above first.*"
+#: The tag of an answer in words (``helpers.grading``: a manually graded markdown cell), and what it becomes in the
+#: students' copy: nbgrader's ``ClearSolutions.text_stub`` in the release (``helpers.release``) and in the build.
+ANSWER_TAG = "answer"
+TEXT_STUB = "*Your answer here.*"
 
 
 def _tags(cell) -> list:
@@ -66,22 +71,29 @@ def _read_names(source: str) -> set:
 def make_student_version(nb, *, use_nbgrader: bool | None = None):
     """Return a copy of ``nb`` for students: outputs cleared, ``solution`` cells replaced by exercise stubs.
 
-    ``### BEGIN SOLUTION`` regions become ``CODE_STUB`` and nbgrader's hidden tests disappear: done by nbgrader's own
-    ``ClearSolutions`` and ``ClearHiddenTests`` when it is installed (``use_nbgrader=None``; ``True`` requires it),
-    else by this module's ``_stub_regions`` and ``HIDDEN_TESTS``, which give the same notebook
-    (``tests/test_release.py``), so the build needs no nbgrader.  A solution cell without regions (the whole cell is
-    the answer) becomes a stub that keeps placeholders for the names it defined that a later cell reads, so later
-    cells still run: ``NAME = None  # TODO: replace with your result``, or a function that raises ``NotWrittenYet``
-    (a ``NotImplementedError``; the cell imports it from ``helpers``).
+    ``### BEGIN SOLUTION`` regions become ``CODE_STUB``, answers in words (markdown cells tagged ``answer``)
+    ``TEXT_STUB``, and nbgrader's hidden tests disappear: done by nbgrader's own ``ClearSolutions`` and
+    ``ClearHiddenTests`` when it is installed (``use_nbgrader=None``; ``True`` requires it), else by this module's
+    ``_clear_regions``, which gives the same notebook (``tests/test_release.py``), so the build needs no nbgrader.
+    A solution cell without regions (the whole cell is the answer) becomes a stub that keeps placeholders for the
+    names it defined that a later cell reads, so later cells still run: ``NAME = None  # TODO: replace with your
+    result``, or a function that raises ``NotWrittenYet`` (a ``NotImplementedError``; the cell imports it from
+    ``helpers``).
     """
     clear = _nbgrader_clearing(required=bool(use_nbgrader)) if use_nbgrader is not False else None
     clear = clear or _clear_regions
     nb = copy.deepcopy(nb)
     nb.cells = [c for c in nb.cells if "injected-parameters" not in _tags(c)]
     for i, cell in enumerate(nb.cells):
-        solution = "solution" in _tags(cell)
+        solution, answer = "solution" in _tags(cell), ANSWER_TAG in _tags(cell)
+        if answer and cell.cell_type != "markdown":
+            raise ValueError(f"cell {i}: a cell tagged {ANSWER_TAG!r} must be a markdown cell (an answer in words), "
+                             f"not a {cell.cell_type} cell:\n{cell.source[:200]}")
         if cell.cell_type != "code":
-            cell.source = MARKDOWN_STUB if solution and cell.cell_type == "markdown" else cell.source
+            if answer:
+                clear(cell)
+            elif solution and cell.cell_type == "markdown":
+                cell.source = MARKDOWN_STUB
             continue
         cell.outputs = []
         cell.execution_count = None
@@ -107,13 +119,18 @@ def make_student_version(nb, *, use_nbgrader: bool | None = None):
 
 
 def _clear_regions(cell) -> None:
-    """The build's own clearing, in place: solution regions become ``CODE_STUB``, hidden tests disappear."""
+    """The build's own clearing, in place, as nbgrader's: solution regions become ``CODE_STUB``, hidden tests
+    disappear; an answer in words becomes ``TEXT_STUB`` (only its solution regions, if it has any)."""
+    if cell.cell_type == "markdown":
+        cell.source = _stub_regions(cell.source, TEXT_STUB) if BEGIN_SOLUTION in cell.source else TEXT_STUB
+        return
     cell.source = _stub_regions(HIDDEN_TESTS.sub("", cell.source))
 
 
 def _nbgrader_clearing(required: bool = False):
-    """nbgrader's ``ClearSolutions`` (with ``CODE_STUB``) and ``ClearHiddenTests`` as one in-place function of a code
-    cell; ``None`` if nbgrader is not installed (``ImportError`` if ``required``)."""
+    """nbgrader's ``ClearSolutions`` (with ``CODE_STUB`` and ``TEXT_STUB``) and ``ClearHiddenTests`` as one in-place
+    function of a code cell or an answer in words; ``None`` if nbgrader is not installed (``ImportError`` if
+    ``required``)."""
     try:
         from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
         from traitlets.config import Config
@@ -123,10 +140,16 @@ def _nbgrader_clearing(required: bool = False):
         return None
     config = Config()
     config.ClearSolutions.code_stub = {"python": CODE_STUB}
+    config.ClearSolutions.text_stub = TEXT_STUB
     config.ClearSolutions.enforce_metadata = config.ClearHiddenTests.enforce_metadata = False  # tags suffice here
     solutions, hidden = ClearSolutions(config=config), ClearHiddenTests(config=config)
 
     def clear(cell) -> None:
+        if cell.cell_type == "markdown":     # an answer in words: a solution cell by its tag, like the code cells here
+            probe = copy.deepcopy(cell)
+            probe.metadata["nbgrader"] = {**probe.metadata.get("nbgrader", {}), "solution": True}
+            cell.source = solutions.preprocess_cell(probe, {"language": "python"}, 0)[0].source
+            return
         solutions.preprocess_cell(cell, {"language": "python"}, 0)
         hidden.preprocess_cell(cell, {}, 0)
     return clear
@@ -141,8 +164,9 @@ def _with_stub_import(source: str) -> str:
     return "\n".join(lines[:at] + [STUB_IMPORT, ""] + lines[at:])
 
 
-def _stub_regions(source: str) -> str:
-    """Replace every ``### BEGIN SOLUTION`` … ``### END SOLUTION`` region by a TODO at the region's indentation."""
+def _stub_regions(source: str, stub: str = CODE_STUB) -> str:
+    """Replace every ``### BEGIN SOLUTION`` … ``### END SOLUTION`` region by ``stub`` (a TODO) at the region's
+    indentation."""
     out, inside = [], False
     for line in source.splitlines():
         stripped = line.strip()
@@ -150,7 +174,7 @@ def _stub_regions(source: str) -> str:
             if inside:
                 raise ValueError(f"nested {BEGIN_SOLUTION!r} in a solution cell:\n{source}")
             inside, indent = True, line[:len(line) - len(line.lstrip())]
-            out += [indent + line for line in CODE_STUB.split("\n")]
+            out += [indent + line for line in stub.split("\n")]
         elif stripped.startswith(END_SOLUTION):
             if not inside:
                 raise ValueError(f"{END_SOLUTION!r} without {BEGIN_SOLUTION!r} in a solution cell:\n{source}")

@@ -209,6 +209,22 @@ def test_solution_regions_keep_the_scaffold():
             course._stub_regions(broken)
 
 
+@pytest.mark.parametrize("use_nbgrader", [False, None])
+def test_answers_in_words_become_the_text_stub(use_nbgrader):
+    """An answer in words (a markdown cell tagged `answer`) becomes nbgrader's text stub, with nbgrader's clearing
+    (None: if installed) or the course's own; other markdown is kept, and an `answer` tag on code is an error."""
+    answer = nbformat.v4.new_markdown_cell("**Answer.** The secret reasoning.")
+    answer.metadata["tags"] = ["answer"]
+    prose = nbformat.v4.new_markdown_cell("**Exercise 2.** Why? Write your answer in the markdown cell below.")
+    student = course.make_student_version(nbformat.v4.new_notebook(cells=[prose, answer]), use_nbgrader=use_nbgrader)
+    assert [c.source for c in student.cells] == [prose.source, course.TEXT_STUB]
+    assert student.cells[1].metadata["tags"] == ["answer"] and "nbgrader" not in student.cells[1].metadata
+    code = nbformat.v4.new_code_cell("# Answer: in a code cell")
+    code.metadata["tags"] = ["answer"]
+    with pytest.raises(ValueError, match=r"cell 1: a cell tagged 'answer' must be a markdown cell"):
+        course.make_student_version(nbformat.v4.new_notebook(cells=[prose, code]), use_nbgrader=use_nbgrader)
+
+
 @pytest.mark.slow
 def test_live_widgets_become_a_note_in_html():
     cell = nbformat.v4.new_code_cell("slider")

@@ -41,11 +41,75 @@ def test_every_exercise_check_and_answer_is_graded(sources):
                 assert grading.BEGIN_HIDDEN in cell.source and "selfcheck.graded(" in cell.source, name
             if cell.cell_type == "markdown" and re.search(r"\*\*Exercise \d", cell.source):
                 assert meta and meta["locked"] and not meta["grade"], f"{name}: {cell.source[:60]}"
-            if meta and meta["solution"] and "# Answer" in cell.source:   # answers in words are graded by hand
-                assert meta["grade"] and meta["points"] > 0, f"{name}: {meta['grade_id']}"
+            if "answer" in cell.metadata.get("tags", []):                  # answers in words are graded by hand
+                assert cell.cell_type == "markdown" and meta and meta["solution"] and meta["grade"], name
+                assert meta["points"] > 0 and not meta["locked"], f"{name}: {meta['grade_id']}"
+            if cell.cell_type == "code":                                    # ... and no longer code comments
+                assert not re.search(r"^# Answer:", cell.source, re.M), f"{name}: {cell.source[:60]}"
         total = sum(c.metadata["nbgrader"].get("points", 0) for c in graded.values())
         assert total == grading.points(name)["total"] > 0, name
         assert len(graded) == len([c for c in nb.cells if "nbgrader" in c.metadata]), f"{name}: grade ids repeat"
+
+
+def test_answers_in_words_are_manually_graded_markdown_cells(sources):
+    """Every row with words points: its answer in words is the markdown cell tagged `answer` after its code (and
+    check), manually graded with the row's points; its code cell is a plain solution cell; the statement says where
+    the answer goes."""
+    rows = [e for e in grading.EXERCISES if e.words]
+    assert len(rows) == 15
+    for e in rows:
+        name = next(n for n in sources if n.startswith(e.notebook))
+        nb, cells = sources[name], grading.locate(sources[name], e)
+        index, kind, pts = cells[e.words_id]
+        cell = nb.cells[index]
+        assert (kind, pts, cell.cell_type) == ("manual", e.words, "markdown"), e
+        assert cell.source.startswith("**Answer.** ") and index > max(i for g, (i, _, _) in cells.items()
+                                                                     if g != e.words_id), e
+        assert cell.metadata["nbgrader"] == {"grade": True, "grade_id": f"ex{e.number}-{e.name}-words",
+                                             "locked": False, "points": e.words, "schema_version": 3,
+                                             "solution": True, "task": False}
+        code = nb.cells[cells[e.answer_id][0]]
+        assert cells[e.answer_id][1:] == ("solution", 0) and code.cell_type == "code"
+        assert code.metadata["nbgrader"]["solution"] and not code.metadata["nbgrader"]["grade"], e
+        assert "points" not in code.metadata["nbgrader"], e
+        assert "markdown cell below" in nb.cells[cells[f"ex{e.number}-task"][0]].source, e
+
+
+def _words_exercise():
+    task = nbformat.v4.new_markdown_cell("**Exercise 2.** Why? Write your answer in the markdown cell below.")
+    code = nbformat.v4.new_code_cell("x = 1")
+    code.metadata["tags"] = ["solution"]
+    answer = nbformat.v4.new_markdown_cell("**Answer.** Because.")
+    answer.metadata["tags"] = ["answer"]
+    nxt = nbformat.v4.new_markdown_cell("**Exercise 3.** Next.")
+    return nbformat.v4.new_notebook(cells=[task, code, answer, nxt]), grading.Exercise("02", 2, "why", words=2)
+
+
+def test_words_row_needs_its_answer_cell():
+    nb, row = _words_exercise()
+    assert grading.locate(nb, row) == {"ex2-task": (0, "task", 0), "ex2-why": (1, "solution", 0),
+                                       "ex2-why-words": (2, "manual", 2)}
+    del nb.cells[2].metadata["tags"]                                       # untagged: not the answer cell
+    with pytest.raises(grading.GradingError, match=r"no markdown cell tagged 'answer' after the solution cell "
+                                                   r"\(cell 1\) of notebook 02, exercise 2.*words=2"):
+        grading.apply(nb, "02", [row])
+    nb.cells.insert(4, nb.cells.pop(2))                                  # tagged, but after the next statement
+    nb.cells[3].metadata["tags"] = ["answer"]
+    with pytest.raises(grading.GradingError, match=r"no markdown cell tagged 'answer'"):
+        grading.locate(nb, row)
+    nb, row = _words_exercise()
+    nb.cells[2] = nbformat.v4.new_code_cell("# Answer: because", metadata={"tags": ["answer"]})
+    with pytest.raises(grading.GradingError, match=r"cell 2 of notebook 02, exercise 2 is tagged 'answer' but is a "
+                                                   r"code cell"):
+        grading.locate(nb, row)
+
+
+def test_an_answer_no_row_grades_is_an_error():
+    """An `answer` cell without metadata would reach the students through nbgrader's release."""
+    nb, _ = _words_exercise()
+    with pytest.raises(grading.GradingError, match=r"cells \[2\] of notebook 02 are tagged 'answer' but no "
+                                                   r"exercise with words > 0 grades them"):
+        grading.apply(nb, "02", [grading.Exercise("02", 2, "why")])
 
 
 def test_points_add_up():

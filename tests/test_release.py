@@ -5,8 +5,9 @@ Fast: the messages without nbgrader or with stale metadata, and what the release
 about 2 minutes with the course's models cached): nbgrader's commands in a temporary course directory —
 ``generate_assignment`` for all nine notebooks (structural: metadata, solution regions, hidden tests, locked
 cells), then notebook 02 executed by ``autograde`` three times: the solution (full points), the released notebook
-unanswered (zero) and FGSM with the gradient's sign flipped (loses that check's points; the feedback says why), and
-notebook 01, which has two autograded checks, once: a naive softmax loses exactly the softmax check's points and
+unanswered (zero) and FGSM with the gradient's sign flipped (loses that check's points; the feedback says why); its
+answers in words are manually graded markdown cells (a written one waits for a person, the untouched stub scores 0),
+and notebook 01, which has two autograded checks, once: a naive softmax loses exactly the softmax check's points and
 keeps the other's.  The other seven notebooks are checked structurally only (generate_assignment)."""
 
 import copy
@@ -91,13 +92,15 @@ def test_prepare_gives_whole_cell_answers_the_build_s_placeholders():
 def test_build_and_nbgrader_stub_the_same_way():
     """One definition of the student version: the build's student versions of the series are the same notebooks
     whether nbgrader's own ClearSolutions and ClearHiddenTests clear them (nbgrader installed) or the course's code
-    does (without nbgrader), and the stubs are nbgrader's ClearSolutions with the release's configuration."""
+    does (without nbgrader), and the stubs — of code and of answers in words — are nbgrader's ClearSolutions with the
+    release's configuration."""
     from nbgrader.preprocessors import ClearSolutions
     from traitlets.config import Config
 
     config = Config()
     config.ClearSolutions.code_stub = {"python": course.CODE_STUB}
-    regions = 0
+    config.ClearSolutions.text_stub = release.TEXT_STUB
+    regions = answers = 0
     for path in course.find_notebooks(ROOT / "notebooks"):
         nb = nbformat.read(path, as_version=4)
         with_nbgrader = course.make_student_version(nb, use_nbgrader=True)
@@ -107,7 +110,11 @@ def test_build_and_nbgrader_stub_the_same_way():
             if course.BEGIN_SOLUTION in source.source:
                 assert ours.source == theirs.source and "NotWrittenYet" in ours.source, path.name
                 regions += 1
+            if course.ANSWER_TAG in source.metadata.get("tags", []):
+                assert ours.source == theirs.source == release.TEXT_STUB != source.source, path.name
+                answers += 1
     assert regions == sum(1 for e in grading.EXERCISES if not e.words)      # every exercise that asks for code
+    assert answers == sum(1 for e in grading.EXERCISES if e.words)          # every answer in words
 
 
 @needs_nbgrader
@@ -176,6 +183,8 @@ def test_nbgrader_assigns_grades_and_explains(tmp_path):
         for cell in released.cells:                                        # no traceback before any answer
             if cell.metadata.get("nbgrader", {}).get("solution"):
                 assert not any(line.startswith("raise ") for line in cell.source.split("\n")), cell.source
+        words = [c.source for c in released.cells if course.ANSWER_TAG in c.metadata.get("tags", [])]
+        assert words == [release.TEXT_STUB] * len([e for e in grading.exercises_of(path.name) if e.words])
     source = nbformat.read(tmp_path / "source" / NB02 / f"{NB02}.ipynb", as_version=4)
     submit(tmp_path, "solved", source)
     submit(tmp_path, "unanswered", nbformat.read(tmp_path / "release" / NB02 / f"{NB02}.ipynb", as_version=4))
@@ -196,7 +205,31 @@ def test_nbgrader_assigns_grades_and_explains(tmp_path):
     assert "the sign is flipped" in feedback
     unanswered = (tmp_path / "feedback" / "unanswered" / NB02 / f"{NB02}.html").read_text()
     assert selfcheck.NOT_WRITTEN.format(number=1, what="my_fgsm()") in unanswered
+    _answers_in_words_wait_for_a_person(tmp_path)
     _one_wrong_of_two(tmp_path)
+
+
+def _answers_in_words_wait_for_a_person(course_dir):
+    """After autograde, each answer in words of notebook 02 is a manually graded markdown cell worth its row's
+    points: a written answer needs a manual grade (no automatic score); the untouched text stub scores 0 without
+    one (nbgrader's checksum). The notebook's maximum is the table's total, its written part the words points."""
+    from nbgrader.api import Gradebook
+
+    words = {e.words_id: e.words for e in grading.exercises_of(NB02) if e.words}
+    assert len(words) == 2
+    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
+        for grade_id, pts in words.items():
+            cell = gb.find_grade_cell(grade_id, NB02, NB02)
+            assert (cell.cell_type, cell.max_score) == ("markdown", pts), grade_id
+            solved = gb.find_grade(grade_id, NB02, NB02, "solved")
+            assert solved.needs_manual_grade and solved.auto_score is None and solved.max_score == pts, grade_id
+            blank = gb.find_grade(grade_id, NB02, NB02, "unanswered")
+            assert not blank.needs_manual_grade and blank.auto_score == 0, grade_id
+        assert gb.find_submission_notebook(NB02, NB02, "solved").needs_manual_grade
+        notebook = gb.find_notebook(NB02, NB02)
+        p = grading.points(NB02)
+        assert (notebook.max_score, notebook.max_code_score, notebook.max_written_score) == \
+            (p["total"], p["auto"], p["manual"]) == (7, 3, 4)
 
 
 def _one_wrong_of_two(course_dir):
