@@ -32,7 +32,7 @@ from pathlib import Path
 
 import nbformat
 
-from .student import ANSWER_TAG   # an answer in words: a markdown cell with this tag (students get a text stub)
+from .student import ANSWER_TAG, _tags   # ANSWER_TAG: an answer in words, a markdown cell with this tag
 
 SCHEMA_VERSION = 3
 STATEMENT = re.compile(r"\*\*Exercise \d")
@@ -118,10 +118,6 @@ def _one(nb, where: str, match) -> int:
     if len(found) != 1:
         raise GradingError(f"expected exactly one {where}, found {len(found)} (cells {found})")
     return found[0]
-
-
-def _tags(cell) -> list:
-    return cell.metadata.get("tags", [])
 
 
 def locate(nb, exercise: Exercise) -> dict:
