@@ -58,10 +58,9 @@ def test_the_step_is_an_ordinary_keras_fit(small):
 
 
 @pytest.mark.slow
-def test_pgd_training_beats_standard_training_under_attack(small):
-    std = fresh(small)
-    models.train_model(std, small.x_train, small.y_train, epochs=6, batch_size=64)
-    rob = fresh(small)
+def test_pgd_training_beats_standard_training_under_attack(small, trained_model):
+    std = trained_model  # standard training (the session's; measured PGD-10 accuracy 0.08 here, 0.065 after 6 epochs
+    rob = fresh(small)   # of standard training on these 800 images, which this test trained before)
     training.adversarial_train(rob, small.x_train, small.y_train, attack="pgd", eps=0.2, epochs=6, batch_size=64,
                                mode="double", attack_kwargs={"steps": 3})
     x, y = small.x_val, small.y_val
