@@ -2,13 +2,14 @@
 own commands turn into student copies, grade and give feedback on.
 
 Fast: the messages without nbgrader or with stale metadata, and what the release writes.  Slow (``-m slow``,
-about 2 minutes with the course's models cached): nbgrader's commands in a temporary course directory —
+about a minute with the course's models cached): nbgrader's commands in a temporary course directory —
 ``generate_assignment`` for all nine notebooks (structural: metadata, solution regions, hidden tests, locked
-cells), then one ``autograde`` run (and one ``generate_feedback``) of both assignments: notebook 02 executed three times: the solution (full points), the released notebook
-unanswered (zero) and FGSM with the gradient's sign flipped (loses that check's points; the feedback says why); its
-answers in words are manually graded markdown cells (a written one waits for a person, the untouched stub scores 0),
-and notebook 01, which has two autograded checks, once: a naive softmax loses exactly the softmax check's points and
-keeps the other's.  The other seven notebooks are checked structurally only (generate_assignment)."""
+cells), then one ``autograde`` run and one ``generate_feedback`` run over both assignments: notebook 02 executed
+three times: the solution (full points), the released notebook unanswered (zero) and FGSM with the gradient's sign
+flipped (loses that check's points; the feedback says why); its answers in words are manually graded markdown cells
+(a written one waits for a person, the untouched stub scores 0), and notebook 01, which has two autograded checks,
+once: a naive softmax loses exactly the softmax check's points and keeps the other's.  The other seven notebooks are
+checked structurally only (generate_assignment)."""
 
 import copy
 import os
