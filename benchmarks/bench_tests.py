@@ -4,7 +4,8 @@
 
 * quick loop: ``pytest -m "not slow" tests`` (CONTRIBUTING.md; goal ≤ 10 FU);
 * unit tests: ``pytest tests`` without the execution of the unsolved student notebooks (an integration test of
-  the series that ``pytest --nbval`` runs after the notebooks; goal ≤ 40 FU).
+  the series that ``pytest --nbval`` runs after the notebooks; goal ≤ 40 FU), in one process and on two
+  pytest-xdist workers (``-n 2``, CONTRIBUTING.md).
 
 The quick loop runs twice in a temporary model cache (``$COURSE_CACHE_DIR``): first as on a fresh clone, then as a
 developer reruns it.  Each runs in a fresh process (wall clock, start-up included); 1 FU (``helpers.fitunit``) is measured before and
@@ -33,6 +34,9 @@ RUNS = {
     "quick loop, run again (the test model from the cache)": (["-m", "not slow", "tests"], 10),
     "unit tests: pytest tests (student notebooks deselected)":
         (["tests", "--deselect", "tests/test_student_notebooks.py::test_student_version_runs_unsolved"], 40),
+    "unit tests on two workers: pytest -n 2 tests (pytest-xdist; student notebooks deselected)":
+        (["-n", "2", "tests", "--deselect", "tests/test_student_notebooks.py::test_student_version_runs_unsolved"],
+         40),
 }
 
 

@@ -28,6 +28,26 @@ def trained_model(mnist):
 
 
 @pytest.fixture(scope="session")
+def ibp_run(mnist):
+    """The course CNN IBP-trained for ε = 0.1 on 500 digits (10 epochs, ~4 s), validated after each epoch on the 500
+    validation digits: it certifies a good share at 0.1.  ``(classifier, IBPModel, History, data)``, shared by the
+    certification tests and the training test of IBPModel (read it, do not train it further)."""
+    import keras
+
+    from helpers import models, training
+
+    ds = mnist.subset(500, 100)
+    models.seed_everything(0)
+    model = models.build_model(ds.input_shape, ds.num_classes, arch="cnn", seed=0)
+    # A clean warm-up and a slow ramp: IBP from an untrained network, or a fast ramp, collapses to one class.
+    ibp = training.IBPModel(model, eps=0.1, warmup_steps=40, ramp_steps=120, kappa_end=0.5)  # the course's trainer
+    ibp.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = ibp.fit(ds.x_train, ds.y_train, epochs=10, batch_size=25, verbose=0,
+                      validation_data=(ds.x_val, ds.y_val))
+    return model, ibp, history, ds
+
+
+@pytest.fixture(scope="session")
 def batch(mnist):
     """256 test images (balanced enough) and their labels."""
     return mnist.x_test[:256].copy(), mnist.y_test[:256].copy()

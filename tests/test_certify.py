@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import keras
 
-from helpers import attacks, certify, evaluate, models, training
+from helpers import attacks, certify, evaluate, models
 
 L = keras.layers
 
@@ -105,17 +105,9 @@ def tiny_trained():
 
 
 @pytest.fixture(scope="module")
-def ibp_trained():
-    """The course CNN IBP-trained for ε = 0.1 on 500 digits (10 epochs, ~4 s): it certifies a good share at 0.1."""
-    from helpers import data
-
-    ds = data.load_dataset("mnist_5k").subset(500, 100)
-    models.seed_everything(0)
-    model = models.build_model(ds.input_shape, ds.num_classes, arch="cnn", seed=0)
-    # A clean warm-up and a slow ramp: IBP from an untrained network, or a fast ramp, collapses to one class.
-    ibp = training.IBPModel(model, eps=0.1, warmup_steps=40, ramp_steps=120, kappa_end=0.5)  # the course's trainer
-    ibp.compile(optimizer=keras.optimizers.Adam(1e-3))
-    ibp.fit(ds.x_train, ds.y_train, epochs=10, batch_size=25, verbose=0)
+def ibp_trained(ibp_run):
+    """The course CNN IBP-trained for ε = 0.1 on 500 digits (conftest's ``ibp_run``), on its 100 test digits."""
+    model, _, _, ds = ibp_run
     return model, ds.x_test.copy(), ds.y_test.copy()
 
 

@@ -2,13 +2,14 @@
 own commands turn into student copies, grade and give feedback on.
 
 Fast: the messages without nbgrader or with stale metadata, and what the release writes.  Slow (``-m slow``,
-about 2 minutes with the course's models cached): nbgrader's commands in a temporary course directory —
+about a minute with the course's models cached): nbgrader's commands in a temporary course directory —
 ``generate_assignment`` for all nine notebooks (structural: metadata, solution regions, hidden tests, locked
-cells), then notebook 02 executed by ``autograde`` three times: the solution (full points), the released notebook
-unanswered (zero) and FGSM with the gradient's sign flipped (loses that check's points; the feedback says why); its
-answers in words are manually graded markdown cells (a written one waits for a person, the untouched stub scores 0),
-and notebook 01, which has two autograded checks, once: a naive softmax loses exactly the softmax check's points and
-keeps the other's.  The other seven notebooks are checked structurally only (generate_assignment)."""
+cells), then one ``autograde`` run and one ``generate_feedback`` run over both assignments: notebook 02 executed
+three times: the solution (full points), the released notebook unanswered (zero) and FGSM with the gradient's sign
+flipped (loses that check's points; the feedback says why); its answers in words are manually graded markdown cells
+(a written one waits for a person, the untouched stub scores 0), and notebook 01, which has two autograded checks,
+once: a naive softmax loses exactly the softmax check's points and keeps the other's.  The other seven notebooks are
+checked structurally only (generate_assignment)."""
 
 import copy
 import os
@@ -190,8 +191,9 @@ def test_nbgrader_assigns_grades_and_explains(tmp_path):
     submit(tmp_path, "unanswered", nbformat.read(tmp_path / "release" / NB02 / f"{NB02}.ipynb", as_version=4))
     submit(tmp_path, "flipped", flipped_sign(nbformat.read(tmp_path / "source" / NB02 / f"{NB02}.ipynb",
                                                            as_version=4)))
-    nbgrader_cmd(tmp_path, "autograde", NB02, "--create")
-    nbgrader_cmd(tmp_path, "generate_feedback", NB02)
+    _submit_naive_softmax(tmp_path)
+    nbgrader_cmd(tmp_path, "autograde", "*", "--create")          # both assignments, one nbgrader start-up
+    nbgrader_cmd(tmp_path, "generate_feedback", "*")
     tests = [gid for gid, (_, kind, _) in _cells(source).items() if kind == "test"]
     with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
         score = {s: {g: gb.find_grade(g, NB02, NB02, s).auto_score for g in tests}
@@ -232,21 +234,26 @@ def _answers_in_words_wait_for_a_person(course_dir):
             (p["total"], p["auto"], p["manual"]) == (7, 3, 4)
 
 
+NB01 = "01_train_classifier"
+
+
+def _submit_naive_softmax(course_dir):
+    """Notebook 01 submitted with a naive softmax (no shift, so exp overflows); autograded with notebook 02."""
+    nb = nbformat.read(course_dir / "source" / NB01 / f"{NB01}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "ex1-softmax")
+    assert "np.exp(z - z.max(axis=1, keepdims=True))" in cell.source
+    cell.source = cell.source.replace("np.exp(z - z.max(axis=1, keepdims=True))", "np.exp(z)")
+    folder = course_dir / "submitted" / "naive" / NB01
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / f"{NB01}.ipynb")
+
+
 def _one_wrong_of_two(course_dir):
     """Notebook 01 has two autograded checks: a naive softmax (no shift, so exp overflows) loses exactly the
     softmax check's points, keeps the other's, and the feedback names the fix."""
     from nbgrader.api import Gradebook
 
-    name = "01_train_classifier"
-    nb = nbformat.read(course_dir / "source" / name / f"{name}.ipynb", as_version=4)
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "ex1-softmax")
-    assert "np.exp(z - z.max(axis=1, keepdims=True))" in cell.source
-    cell.source = cell.source.replace("np.exp(z - z.max(axis=1, keepdims=True))", "np.exp(z)")
-    folder = course_dir / "submitted" / "naive" / name
-    folder.mkdir(parents=True)
-    nbformat.write(nb, folder / f"{name}.ipynb")
-    nbgrader_cmd(course_dir, "autograde", name, "--create")
-    nbgrader_cmd(course_dir, "generate_feedback", name)
+    name = NB01
     with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
         score = {g: gb.find_grade(g, name, name, "naive").auto_score
                  for g in ("ex1-check-softmax", "ex3-check-least-confident")}
