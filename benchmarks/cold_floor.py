@@ -33,7 +33,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_notebooks import LIMITS, SERIES_LIMIT  # noqa: E402
+from bench_notebooks import LIMITS, SERIES_LIMIT, commit, machine  # noqa: E402
 
 #: notebook -> the starts of its training-only cells (what each trains, in the comment).
 TRAINING = {
@@ -68,7 +68,7 @@ def floor(times: dict) -> tuple[dict, float]:
 
 
 def report(rows: dict, fu: float) -> str:
-    lines = [f"1 FU = {fu:.2f} s in the run these times come from (`notebook_times.json`).", "",
+    lines = [f"reads `notebook_times.json`, where 1 FU = {fu:.2f} s.", "",
              "| notebook | measured cold FU | training cells FU | import (warm) FU | floor FU | limit | left for "
              "everything else | strongest evaluation took |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     total = {k: 0.0 for k in ("cold", "train", "import", "strong")}
@@ -133,8 +133,9 @@ def main(argv=None) -> int:
     parser.add_argument("--measure", action="store_true", help="also time the training steps against Keras' fit")
     args = parser.parse_args(argv)
     text = report(*floor(json.loads(args.times.read_text())))
+    text = "# The floor under a cold run (issue 17)\n\n`python benchmarks/cold_floor.py` " + text
     if args.measure:
-        text += "\nSteady-state epochs on this machine, now (`--measure`):\n\n" + measure()
+        text += (f"\nSteady-state epochs (`--measure`), measured on {machine()}; {commit()}:\n\n" + measure())
     print(text, end="")
     if args.out:
         args.out.write_text(text)
