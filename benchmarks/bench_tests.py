@@ -29,14 +29,14 @@ from helpers import course  # noqa: E402  (never imports TensorFlow)
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_notebooks import commit, machine  # noqa: E402
 
+UNIT = ["tests", "--deselect", "tests/test_student_notebooks.py::test_student_version_runs_unsolved"]
 RUNS = {
     "quick loop: pytest -m \"not slow\" tests, first run (trains the test model)": (["-m", "not slow", "tests"], 10),
     "quick loop, run again (the test model from the cache)": (["-m", "not slow", "tests"], 10),
     "unit tests: pytest tests (student notebooks deselected)":
-        (["tests", "--deselect", "tests/test_student_notebooks.py::test_student_version_runs_unsolved"], 40),
+        (UNIT, 40),
     "unit tests on two workers: pytest -n 2 tests (pytest-xdist; student notebooks deselected)":
-        (["-n", "2", "tests", "--deselect", "tests/test_student_notebooks.py::test_student_version_runs_unsolved"],
-         40),
+        (["-n", "2", *UNIT], 40),
 }
 
 

@@ -91,10 +91,7 @@ def report(rows: dict, fu: float) -> str:
 
 def measure(epochs: int = 3) -> str:
     """Steady-state seconds per epoch: Keras' ``fit`` of the course CNN and the course's adversarial steps."""
-    sys.path.insert(0, str(ROOT))
-    import keras
-
-    from helpers import data, models, training
+    from helpers import data, models, training  # importable: bench_notebooks put the repository on sys.path
 
     ds = data.load_dataset("mnist_5k")
     models.seed_everything(0)
@@ -122,7 +119,6 @@ def measure(epochs: int = 3) -> str:
         seconds = min(fn(**kw).times[1:])
         base = base or seconds
         lines.append(f"| {name} | {seconds:.2f} | {seconds / base:.2f} | {passes} |")
-    keras.backend.clear_session()
     return "\n".join(lines) + "\n"
 
 

@@ -107,7 +107,7 @@ def tiny_trained():
 @pytest.fixture(scope="module")
 def ibp_trained(ibp_run):
     """The course CNN IBP-trained for ε = 0.1 on 500 digits (conftest's ``ibp_run``), on its 100 test digits."""
-    model, _, _, ds = ibp_run
+    model, _, ds = ibp_run
     return model, ds.x_test.copy(), ds.y_test.copy()
 
 

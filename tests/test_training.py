@@ -395,7 +395,7 @@ def test_ibp_training_certifies_what_standard_training_cannot(small, ibp_run, tr
 
     # IBPModel.fit as the certification tests' model was trained (conftest's ibp_run: 10 epochs on 500 digits,
     # validated each epoch); the standard model is the session's trained_model (3 epochs of standard training).
-    clf, _, h, ds = ibp_run
+    clf, h, ds = ibp_run
     assert set(h.history) >= {"loss", "clean_accuracy", "certified_accuracy", "val_certified_accuracy"}
     assert len(h.history["val_certified_accuracy"]) == 10
     ibp = training.IBPModel(fresh(small), eps=0.1, ramp_steps=4 * 13, kappa_end=0.5)
