@@ -76,20 +76,23 @@ def trades_attack(model, x, eps, *, steps: int = 10, step_size=None):
     prediction and its prediction at ``x'``, from a tiny random start, in the L∞ ball of radius ``eps`` ∩ [0, 1].
 
     Unlike ``attacks.pgd`` it needs no labels: it pushes the prediction *away from the clean one*, whatever that is.
-    ``step_size`` defaults to 2.5·ε/steps.
+    ``step_size`` defaults to 2.5·ε/steps.  The gradient comes from ``attacks.loss_gradient``, so on a
+    mixed-precision model it is rescaled as the attacks' own (a confident image's KL gradient underflows in float16).
     """
     eps = tf.cast(eps, tf.float32)
     step = 2.5 * eps / steps if step_size is None else tf.cast(step_size, tf.float32)
     p_clean = tf.stop_gradient(tf.nn.softmax(tf.cast(model(x, training=False), tf.float32)))
     x_adv = tf.clip_by_value(x + 0.001 * tf.random.normal(tf.shape(x)), 0.0, 1.0)
     for _ in range(steps):
-        with tf.GradientTape() as tape:
-            tape.watch(x_adv)
-            log_q = tf.nn.log_softmax(tf.cast(model(x_adv, training=False), tf.float32))
-            kl = tf.reduce_sum(p_clean * (tf.math.log(p_clean + 1e-12) - log_q))
-        x_adv = x_adv + step * tf.sign(tape.gradient(kl, x_adv))
+        _, grad, _ = attacks.loss_gradient(model, x_adv, p_clean, loss_fn=_kl_from)
+        x_adv = x_adv + step * tf.sign(grad)
         x_adv = tf.clip_by_value(x + tf.clip_by_value(x_adv - x, -eps, eps), 0.0, 1.0)
     return tf.stop_gradient(x_adv)
+
+
+def _kl_from(logits, p_clean):
+    """Per-example KL(p_clean ‖ softmax(logits)): the objective of ``trades_attack`` (a ``loss_fn(logits, y)``)."""
+    return tf.reduce_sum(p_clean * (tf.math.log(p_clean + 1e-12) - tf.nn.log_softmax(logits)), axis=-1)
 
 
 class AdversarialModel(WrapperModel):
