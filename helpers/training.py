@@ -17,6 +17,8 @@ This module holds the mechanics only; the course's recipes and the model cache l
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -251,12 +253,14 @@ class StallWarning(UserWarning):
 class StallMonitor(keras.callbacks.Callback):
     """Warn (and, with ``stop=True``, stop) when adversarial training stalls at chance.
 
-    After each epoch: if the accuracy on the training batches under the model's own attack (``adv_accuracy``) has
-    stayed within ``tolerance`` of chance (1 / number of classes) for the last ``patience`` epochs, warn once with
-    a ``StallWarning`` that names the cause and the remedies, and record the epoch in ``stalled_at``.  Training
-    that ends sooner (few epochs, or ``EarlyStopping``) with its last epochs at chance is reported when it ends.
-    A model that answers one class for every image is otherwise handed back as if nothing happened
-    (``EarlyStopping`` even restores it as "best").  ``AdversarialModel.fit`` adds one unless its callbacks hold a ``StallMonitor``.
+    After each epoch: if, for the last ``patience`` epochs, both the accuracy on the training batches under the
+    model's own attack (``adv_accuracy``) and their clean accuracy (``clean_accuracy``) have stayed within
+    ``tolerance`` of chance (1 / number of classes; above or below it), warn once with a ``StallWarning`` that names
+    the cause and the remedies, and record the epoch in ``stalled_at``.  A run of fewer than ``patience`` epochs is
+    never reported, and neither is a model whose clean accuracy has left chance: robust training at a large ε sits
+    near chance under attack for a while and still learns.  A model that answers one class for every image is
+    otherwise handed back as if nothing happened (``EarlyStopping`` even restores it as "best").
+    ``AdversarialModel.fit`` adds one unless its callbacks hold a ``StallMonitor``.
     """
 
     def __init__(self, patience: int = 3, tolerance: float = 0.05, stop: bool = False):
@@ -269,22 +273,19 @@ class StallMonitor(keras.callbacks.Callback):
         self.stalled_at, self._curve = None, []
 
     def on_epoch_end(self, epoch, logs=None):
-        if not logs or "adv_accuracy" not in logs or self.stalled_at is not None:
+        if not logs or "adv_accuracy" not in logs or "clean_accuracy" not in logs or self.stalled_at is not None:
             return
-        self._curve.append(float(logs["adv_accuracy"]))
-        if len(self._curve) >= self.patience and self._at_chance(self._curve[-self.patience:]):
-            self._warn(epoch, self._curve[-self.patience:])
-
-    def on_train_end(self, logs=None):
-        # Training that ended sooner (EarlyStopping, few epochs) at chance is reported all the same.
-        if self.stalled_at is None and self._curve and self._at_chance(self._curve[-self.patience:]):
-            self._warn(len(self._curve) - 1, self._curve[-self.patience:])
+        self._curve.append((float(logs["adv_accuracy"]), float(logs["clean_accuracy"])))
+        recent = self._curve[-self.patience:]
+        if len(recent) == self.patience and self._at_chance(v for pair in recent for v in pair):
+            self._warn(epoch, recent)
 
     def _chance(self) -> float:
         return 1.0 / int(getattr(self.model, "classifier", self.model).output_shape[-1])
 
     def _at_chance(self, values) -> bool:
-        return max(abs(v - self._chance()) for v in values) <= self.tolerance
+        """Two-sided: every value within ``tolerance`` of chance, above or below it."""
+        return all(abs(v - self._chance()) <= self.tolerance for v in values)
 
     def _warn(self, epoch, recent):
         chance = self._chance()
@@ -293,14 +294,25 @@ class StallMonitor(keras.callbacks.Callback):
         eps_text = f" (ε = {float(eps.numpy()):.3g})" if eps is not None else ""
         warnings.warn(
             f"adversarial training looks stalled: for {len(recent)} epochs the accuracy on the training batches "
-            f"under its own attack{eps_text} has stayed within {self.tolerance:.2f} of chance ({chance:.2f}): "
-            + " ".join(f"{v:.2f}" for v in recent) + ". A fresh model trained only against a strong attack at the "
-            "full ε can fail to leave chance for good, and the model returned then predicts one class. Remedies: "
-            "ramp ε up (AdversarialModel(eps_warmup=k) or training.EpsWarmup(k)), warm the learning rate up "
-            "(training.warmup_cosine), lower the learning rate, or train on the double batch (mode='double').",
-            StallWarning, stacklevel=2)
+            f"under its own attack{eps_text} and without it have stayed within {self.tolerance:.2f} of chance "
+            f"({chance:.2f}): " + ", ".join(f"{adv:.2f} / {clean:.2f}" for adv, clean in recent) + " (attacked / "
+            "clean). A fresh model trained only against a strong attack at the full ε can fail to leave chance for "
+            "good, and the model returned then predicts one class. Remedies: ramp ε up (AdversarialModel("
+            "eps_warmup=k) or training.EpsWarmup(k)), warm the learning rate up (training.warmup_cosine), lower the "
+            "learning rate, or train on the double batch (mode='double').",
+            StallWarning, stacklevel=_user_stacklevel())
         if self.stop:
             self.model.stop_training = True
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` for a ``warnings.warn`` made by the caller of this function that points at the first frame
+    outside Keras, TensorFlow and ``helpers`` (the user's ``fit`` or ``adversarial_train`` call)."""
+    inside = tuple(os.path.dirname(m.__file__) + os.sep for m in (keras, tf)) + (os.path.dirname(__file__) + os.sep,)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epochs: int, mode: str = "double",

@@ -55,3 +55,50 @@ def test_trades_attack_on_a_float32_model_is_unchanged():
     got = training.trades_attack(model, tf.constant(x), 0.1, steps=3).numpy()
     tf.random.set_seed(0)
     np.testing.assert_array_equal(got, _trades_reference(model, tf.constant(x), 0.1, 3).numpy())
+
+
+# ------------------------------------------------------------------------------------------------- StallMonitor
+def _monitor(adv, clean, **kwargs):
+    """A StallMonitor on a 10-class model, driven through made-up epochs (adv_accuracy, clean_accuracy)."""
+    monitor = training.StallMonitor(**kwargs)
+    monitor.set_model(_dense())
+    monitor.on_train_begin()
+    for epoch, (a, c) in enumerate(zip(adv, clean)):
+        monitor.on_epoch_end(epoch, {"loss": 2.3, "adv_accuracy": a, "clean_accuracy": c})
+    monitor.on_train_end()
+    return monitor
+
+
+def _stall_warnings(record):
+    return [w for w in record if issubclass(w.category, training.StallWarning)]
+
+
+def test_stall_monitor_is_quiet_after_one_epoch_of_a_fresh_model(recwarn):
+    assert _monitor([0.1], [0.19]).stalled_at is None
+    assert _monitor([0.1], [0.1]).stalled_at is None  # even at chance: 1 epoch < patience 3 says nothing yet
+    assert _monitor([0.1, 0.1], [0.1, 0.1]).stalled_at is None
+    assert not _stall_warnings(recwarn)
+
+
+def test_stall_monitor_is_quiet_while_the_clean_accuracy_learns(recwarn):
+    """A robust model at a large ε sits near chance under attack for a while; its clean accuracy shows it learns."""
+    assert _monitor([0.1, 0.12, 0.13, 0.14], [0.6, 0.62, 0.65, 0.7]).stalled_at is None
+    assert _monitor([0.1, 0.1, 0.1], [0.1, 0.1, 0.6]).stalled_at is None
+    assert not _stall_warnings(recwarn)
+
+
+def test_stall_monitor_warns_at_the_users_line_when_both_stay_at_chance():
+    with pytest.warns(training.StallWarning, match=r"for 3 epochs") as record:
+        monitor = _monitor([0.1, 0.12, 0.09, 0.1], [0.11, 0.1, 0.13, 0.1])
+    assert monitor.stalled_at == 2
+    assert [w.filename for w in _stall_warnings(record)] == [__file__]  # not training.py
+
+
+@pytest.mark.parametrize("far", [0.0, 0.2])
+def test_stall_monitor_chance_test_is_two_sided(far, recwarn):
+    """0.0 for 10 classes is 0.1 away from chance (tolerance 0.05): below chance is not at chance, as above is not."""
+    assert _monitor([far] * 4, [0.1] * 4).stalled_at is None
+    assert _monitor([0.1] * 4, [far] * 4).stalled_at is None
+    assert not _stall_warnings(recwarn)
+    with pytest.warns(training.StallWarning):  # within the tolerance on either side: at chance
+        assert _monitor([0.06, 0.14, 0.1], [0.14, 0.06, 0.1]).stalled_at == 2
