@@ -102,3 +102,47 @@ def test_stall_monitor_chance_test_is_two_sided(far, recwarn):
     assert not _stall_warnings(recwarn)
     with pytest.warns(training.StallWarning):  # within the tolerance on either side: at chance
         assert _monitor([0.06, 0.14, 0.1], [0.14, 0.06, 0.1]).stalled_at == 2
+
+
+# ------------------------------------------------------------------------------------------------- find_collapse
+# Defaults: level 0.3, hold 2, drop 0.2, within 2, own_high 0.7.  Binary-exact values (0.25, 0.5, 0.75) where a
+# boundary is tested, so that ">=" against ">" is decided by the rule, not by rounding.
+HIGH_OWN = [0.9] * 8
+
+
+def test_find_collapse_finds_the_first_collapse_at_its_epochs():
+    assert training.find_collapse([0.1, 0.35, 0.4, 0.1, 0.1], HIGH_OWN[:5]) == (2, 3)
+    assert training.find_collapse([0.5, 0.5, 0.1, 0.5, 0.5, 0.1], HIGH_OWN[:6]) == (1, 2)  # the first of two
+    assert training.find_collapse([0.5, 0.5, 0.2], HIGH_OWN[:3]) == (1, 2)  # the last epoch can be the fall
+
+
+def test_find_collapse_needs_the_training_attack_still_beaten():
+    """When accuracy under the model's own attack falls too, the model has not learnt to beat just its training
+    attack: that is no catastrophic overfitting."""
+    assert training.find_collapse([0.5, 0.5, 0.1], [0.9, 0.9, 0.2]) is None
+    assert training.find_collapse([0.5, 0.5, 0.1], [0.9, 0.9, 0.69]) is None
+    assert training.find_collapse([0.5, 0.5, 0.1], [0.9, 0.9, 0.7]) == (1, 2)  # own_high is inclusive
+    assert training.find_collapse([0.5, 0.5, 0.1], [0.1, 0.1, 0.75]) == (1, 2)  # own is read at the fall only
+
+
+def test_find_collapse_needs_pgd_held_for_hold_epochs():
+    assert training.find_collapse([0.1, 0.5, 0.1, 0.5, 0.05], HIGH_OWN[:5]) is None  # never 2 epochs in a row
+    assert training.find_collapse([0.1, 0.5, 0.1], HIGH_OWN[:3], hold=1) == (1, 2)
+    assert training.find_collapse([0.1, 0.5, 0.5, 0.1], HIGH_OWN[:4], hold=3) is None
+    assert training.find_collapse([0.5, 0.5, 0.5, 0.1], HIGH_OWN[:4], hold=3) == (2, 3)
+    assert training.find_collapse([0.25, 0.25, 0.0], HIGH_OWN[:3], level=0.25) == (1, 2)  # level is inclusive
+    assert training.find_collapse([0.25, 0.5, 0.0], HIGH_OWN[:3], level=0.3) is None
+
+
+def test_find_collapse_drop_is_at_least_drop():
+    assert training.find_collapse([0.75, 0.75, 0.5], HIGH_OWN[:3], drop=0.25) == (1, 2)  # exactly drop: a fall
+    assert training.find_collapse([0.75, 0.75, 0.5], HIGH_OWN[:3], drop=0.375) is None
+    assert training.find_collapse([0.5, 0.5, 0.45, 0.4, 0.35], HIGH_OWN[:5]) is None  # a slow decline
+
+
+def test_find_collapse_counts_the_fall_only_within_within_epochs():
+    """pgd held at 0.5 until epoch 1 and reaches 0.28 (0.22 lower) at epoch 3 or 4; no other pair drops 0.2."""
+    assert training.find_collapse([0.5, 0.5, 0.42, 0.28], HIGH_OWN[:4]) == (1, 3)  # 2 epochs later: within 2
+    assert training.find_collapse([0.5, 0.5, 0.42, 0.35, 0.28], HIGH_OWN[:5]) is None  # 3 epochs later
+    assert training.find_collapse([0.5, 0.5, 0.42, 0.35, 0.28], HIGH_OWN[:5], within=3) == (1, 4)
+    assert training.find_collapse([0.5, 0.5, 0.42, 0.28], HIGH_OWN[:4], within=1) is None
