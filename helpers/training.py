@@ -395,29 +395,35 @@ def _wrap_checked(model, x, y, *, epochs, batch_size, validation_data, eps_warmu
         check_positive_int(early_stopping, "early_stopping")
         if validation_data is None:
             raise ValueError("early_stopping monitors val_adv_accuracy and needs validation_data=(x_val, y_val)")
-    if validation_data is not None:
+    if isinstance(validation_data, tf.data.Dataset):
+        _check_dataset_spec(validation_data, model, "the validation")
+    elif validation_data is not None:
         xv, yv = validation_data
         check_images(xv, "validation x")
         check_labels(yv, len(xv), "validation y", num_classes=num_classes)
     return AdversarialModel(model, eps_warmup=eps_warmup, **config)
 
 
-def _check_dataset_spec(dataset, model):
-    """Fail early, with a clear message, on a ``tf.data.Dataset`` that cannot feed ``model``."""
+def _check_dataset_spec(dataset, model, which="the"):
+    """Fail early, with a clear message, on a ``tf.data.Dataset`` that cannot feed ``model`` (``which`` names it)."""
     spec = dataset.element_spec
     if not (isinstance(spec, tuple) and len(spec) == 2):
-        raise ValueError(f"the tf.data.Dataset must yield (images, labels) batches, but yields {spec}")
+        raise ValueError(f"{which} tf.data.Dataset must yield (images, labels) batches, but yields {spec}")
     xs, ys = spec
     want = tuple(model.input_shape[1:])
     if xs.shape.rank != len(want) + 1 or not xs.shape[1:].is_compatible_with(want):
-        raise ValueError(f"the dataset yields images of shape {xs.shape} but the model expects batches of "
+        raise ValueError(f"{which} dataset yields images of shape {xs.shape} but the model expects batches of "
                          f"{(None, *want)}; batch the dataset (dataset.batch(n)) and check the image size")
     if xs.dtype != tf.float32:
-        raise TypeError(f"the dataset yields images of dtype {xs.dtype.name}; images must be float32 in [0, 1] "
+        raise TypeError(f"{which} dataset yields images of dtype {xs.dtype.name}; images must be float32 in [0, 1] "
                         "(e.g. dataset.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y)))")
-    if not ys.dtype.is_integer or ys.shape.rank not in (1, 2):
-        raise TypeError(f"the dataset yields labels of dtype {ys.dtype.name} and shape {ys.shape}; labels must "
+    if not ys.dtype.is_integer:
+        raise TypeError(f"{which} dataset yields labels of dtype {ys.dtype.name} and shape {ys.shape}; labels must "
                         "be integer class indices, one per image")
+    if ys.shape.rank not in (None, 1):
+        raise ValueError(f"{which} dataset yields labels of shape {ys.shape}; labels must be integer class indices "
+                         "of shape (N,), one per image (for (N, 1) labels: dataset.map(lambda x, y: (x, "
+                         "tf.reshape(y, [-1]))))")
 
 
 class IBPModel(WrapperModel):

@@ -67,13 +67,18 @@ class WrapperModel(keras.Model):
             self.jit_compile = False
 
     def unpack(self, data):
-        """``(images, int64 labels)`` of a batch from ``fit``/``evaluate``; a sample weight is refused."""
+        """``(images, int64 labels)`` of a batch from ``fit``/``evaluate``; labels must have shape (N,); a sample weight
+        is refused."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if sample_weight is not None:
             raise ValueError(f"{type(self).__name__} does not weigh examples: fit/evaluate got a sample_weight "
                              "(or class_weight); train without it, or repeat the examples that should count more")
         if y is None:
             raise ValueError(f"{type(self).__name__} needs labels: fit(x, y) or a dataset of (images, labels)")
+        if y.shape.rank not in (None, 1):  # (N, 1) labels would broadcast against (N,) ones, or crash deep inside TensorFlow
+            raise ValueError(f"{type(self).__name__} got labels of shape {tuple(y.shape)} per batch; labels must be "
+                             "integer class indices of shape (N,), one per image (reshape (N, 1) labels: "
+                             "y.reshape(-1))")
         return x, tf.cast(y, tf.int64)
 
     def minimise(self, tape, scaled_loss):

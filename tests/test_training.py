@@ -282,6 +282,16 @@ def test_dataset_input_trains_like_arrays(small):
 
 
 @pytest.mark.slow
+def test_a_validation_dataset_validates_like_arrays(small):
+    x, y = small.x_train[:64], small.y_train[:64]
+    xv, yv = small.x_val[:50], small.y_val[:50]
+    runs = [training.adversarial_train(fresh(small), x, y, attack="fgsm", eps=0.1, epochs=1, validation_data=val)
+            for val in ((xv, yv), tf.data.Dataset.from_tensor_slices((xv, yv)).batch(25))]
+    for key in ("val_clean_accuracy", "val_adv_accuracy"):
+        assert runs[1].history[key] == pytest.approx(runs[0].history[key]), key
+
+
+@pytest.mark.slow
 def test_bad_datasets(small):
     x, y = small.x_train[:64], small.y_train[:64]
     d = tf.data.Dataset.from_tensor_slices

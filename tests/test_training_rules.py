@@ -146,3 +146,45 @@ def test_find_collapse_counts_the_fall_only_within_within_epochs():
     assert training.find_collapse([0.5, 0.5, 0.42, 0.35, 0.28], HIGH_OWN[:5]) is None  # 3 epochs later
     assert training.find_collapse([0.5, 0.5, 0.42, 0.35, 0.28], HIGH_OWN[:5], within=3) == (1, 4)
     assert training.find_collapse([0.5, 0.5, 0.42, 0.28], HIGH_OWN[:4], within=1) is None
+
+
+# ------------------------------------------------------------------------------------------------- input checks
+def _fit_recorder(monkeypatch):
+    """Replace ``AdversarialModel.fit`` by a stand-in that records its arguments and returns a one-epoch History."""
+    seen = {}
+
+    def fit(self, x, y=None, **kwargs):
+        seen.update(kwargs, x=x, y=y)
+        history = keras.callbacks.History()
+        history.epoch, history.history, history.params = [0], {"loss": [1.0]}, {}
+        return history
+
+    monkeypatch.setattr(training.AdversarialModel, "fit", fit)
+    return seen
+
+
+def test_validation_data_may_be_a_dataset(monkeypatch):
+    """It went through the array checks and failed with NumPy's "inhomogeneous shape"; it now reaches fit as it is
+    (tests/test_training.py trains with one for real)."""
+    x, y = _images()
+    val = tf.data.Dataset.from_tensor_slices((x[:32], y[:32])).batch(16)
+    seen = _fit_recorder(monkeypatch)
+    training.adversarial_train(_dense(), x, y, attack="fgsm", eps=0.1, epochs=1, validation_data=val)
+    assert seen["validation_data"] is val
+    bad = tf.data.Dataset.from_tensor_slices((x[:32], y[:32].astype(np.float32))).batch(16)
+    with pytest.raises(TypeError, match="the validation dataset yields labels of dtype float32"):
+        training.adversarial_train(_dense(), x, y, attack="fgsm", eps=0.1, epochs=1, validation_data=bad)
+
+
+def test_labels_of_shape_n_by_1_are_refused_before_tensorflow_chokes():
+    x, y = _images()
+    column = tf.data.Dataset.from_tensor_slices((x, y[:, None])).batch(16)
+    with pytest.raises(ValueError, match=r"labels of shape \(None, 1\).*shape \(N,\)"):
+        training.adversarial_train(_dense(), column, None, attack="fgsm", eps=0.1, epochs=1)
+    with pytest.raises(ValueError, match=r"validation dataset yields labels of shape \(None, 1\)"):
+        training.adversarial_train(_dense(), x, y, attack="fgsm", eps=0.1, epochs=1, validation_data=column)
+    for wrapper in (training.AdversarialModel(_dense(), attack="fgsm", eps=0.1),
+                    training.IBPModel(_dense(), eps=0.1, ramp_steps=2)):
+        wrapper.compile(optimizer="sgd")
+        with pytest.raises(ValueError, match=r"labels of shape \(32, 1\) per batch.*shape \(N,\)"):
+            wrapper.fit(x, y[:, None], batch_size=32, epochs=1, verbose=0)
