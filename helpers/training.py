@@ -149,6 +149,7 @@ class AdversarialModel(WrapperModel):
         (``benchmarks/stall_rate.py``: 3 of 5 seeds of PGD-7 at ε = 0.3 on mnist_5k without a ramp).  FGSM, the
         double batch and TRADES keep a clean signal and do not need it."""
         if self.eps_warmup != "auto":
+            _check_warmup(self.eps_warmup, epochs)
             return int(self.eps_warmup)
         strong = self.recipe["attack"] == "pgd" and self.mode == "adversarial"
         return max(1, int(epochs) // 4) if strong and int(epochs) > 1 else 0
@@ -160,6 +161,9 @@ class AdversarialModel(WrapperModel):
         callbacks = list(callbacks or [])
         epochs = kwargs.get("epochs", args[3] if len(args) > 3 else 1)
         warmup = self.warmup_epochs(epochs)
+        for ramp in callbacks:
+            if isinstance(ramp, EpsWarmup):
+                _check_warmup(ramp.epochs, epochs)
         if warmup and not any(isinstance(c, EpsWarmup) for c in callbacks):
             callbacks.insert(0, EpsWarmup(warmup))
         if not any(isinstance(c, StallMonitor) for c in callbacks):
@@ -208,6 +212,14 @@ class AdversarialModel(WrapperModel):
     def _update_metrics(self, loss, y, clean_logits, adv_logits):
         self.third_metric.update_state(y, adv_logits)  # adv_accuracy
         return self.report(loss, y, clean_logits)
+
+
+def _check_warmup(warmup, epochs):
+    """Refuse an ε ramp longer than the run: its last epochs would never train at the full ε."""
+    if int(warmup) > int(epochs):
+        raise ValueError(f"eps_warmup={warmup} is longer than the run (epochs={epochs}): the training attack would "
+                         f"never reach the full ε; ramp over at most {epochs} epochs (eps_warmup <= epochs; "
+                         "\"auto\" ramps over a quarter of them)")
 
 
 class EpsWarmup(keras.callbacks.Callback):
@@ -360,8 +372,9 @@ def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epoch
         raise
     if not history.epoch or "loss" not in history.history:
         raise ValueError("the training data yielded no examples")
-    if early_stopping:
-        history.params["best_epoch"] = extra[-1].best_epoch
+    if early_stopping:  # Keras' best_epoch stays 0 when no epoch was considered: the last one's weights stay then
+        stop = extra[-1]
+        history.params["best_epoch"] = stop.best_epoch if stop.best_weights is not None else history.epoch[-1]
     return history
 
 

@@ -188,3 +188,73 @@ def test_labels_of_shape_n_by_1_are_refused_before_tensorflow_chokes():
         wrapper.compile(optimizer="sgd")
         with pytest.raises(ValueError, match=r"labels of shape \(32, 1\) per batch.*shape \(N,\)"):
             wrapper.fit(x, y[:, None], batch_size=32, epochs=1, verbose=0)
+
+
+# ------------------------------------------------------------------------------------------------- settings refused
+def test_compile_refuses_weighted_metrics_it_would_ignore():
+    for wrapper in (training.AdversarialModel(_dense(), attack="fgsm", eps=0.1),
+                    training.IBPModel(_dense(), eps=0.1, ramp_steps=2)):
+        with pytest.raises(ValueError, match=r"compile\(weighted_metrics=\.\.\.\) is not supported"):
+            wrapper.compile(optimizer="sgd", weighted_metrics=["accuracy"])
+
+
+def test_an_eps_ramp_longer_than_the_run_is_refused():
+    x, y = _images()
+    with pytest.raises(ValueError, match=r"eps_warmup=5 is longer than the run \(epochs=4\)"):
+        training.adversarial_train(_dense(), x, y, attack="fgsm", eps=0.1, epochs=4, eps_warmup=5)
+    adv = training.AdversarialModel(_dense(), attack="fgsm", eps=0.1)
+    adv.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match=r"eps_warmup=3 is longer than the run \(epochs=2\)"):
+        adv.fit(x, y, epochs=2, verbose=0, callbacks=[training.EpsWarmup(3)])
+    wrap = training.AdversarialModel(_dense(), attack="pgd", eps=0.3, mode="adversarial")  # "auto": a quarter
+    assert [wrap.warmup_epochs(n) for n in (1, 2, 3, 4, 8)] == [0, 1, 1, 1, 2]
+    assert training.AdversarialModel(_dense(), attack="fgsm", eps=0.1, eps_warmup=4).warmup_epochs(4) == 4
+
+
+def _fit_through(monkeypatch, val_adv):
+    """Replace ``AdversarialModel.fit`` by a made-up run that drives its callbacks: epoch e logs ``val_adv[e]`` (None:
+    no validation that epoch) and it stops when a callback says so."""
+    def fit(self, x, y=None, *, epochs, callbacks, **kwargs):
+        for c in callbacks:
+            c.set_model(self)
+            c.on_train_begin()
+        history = keras.callbacks.History()
+        history.epoch, history.history, history.params = [], {"loss": []}, {}
+        for epoch, value in enumerate(val_adv[:epochs]):
+            logs = {"loss": 1.0} if value is None else {"loss": 1.0, "val_adv_accuracy": value}
+            for c in callbacks:
+                c.on_epoch_end(epoch, logs)
+            history.epoch.append(epoch)
+            history.history["loss"].append(1.0)
+            if self.stop_training:
+                break
+        for c in callbacks:
+            c.on_train_end()
+        return history
+
+    monkeypatch.setattr(training.AdversarialModel, "fit", fit)
+
+
+class _StopAfter(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.stop_training = epoch >= self.epoch
+
+
+@pytest.mark.parametrize("val_adv, kwargs, best", [
+    ([0.2, 0.5, 0.4, 0.3, 0.1, 0.1], {}, 1),                              # Keras' best epoch, its weights restored
+    ([0.5, 0.4, 0.3, 0.2, 0.1, 0.1], dict(eps_warmup=4), 3),              # ramp epochs 0-2 are never the best
+    ([0.2, 0.5, 0.6, 0.7, 0.8, 0.9], dict(eps_warmup=4, callbacks=[_StopAfter(1)]), 1),  # stopped inside the ramp
+    ([None] * 6, {}, 5),                                                  # never validated: the last epoch's weights
+])
+@pytest.mark.filterwarnings("ignore:Early stopping conditioned on metric")
+def test_best_epoch_is_the_epoch_whose_weights_are_returned(monkeypatch, val_adv, kwargs, best):
+    """Keras' EarlyStopping keeps best_epoch = 0 when it considered no epoch; the weights are the last epoch's then."""
+    x, y = _images()
+    _fit_through(monkeypatch, val_adv)
+    h = training.adversarial_train(_dense(), x, y, attack="fgsm", eps=0.1, epochs=6, early_stopping=2,
+                                   validation_data=(x[:8], y[:8]), **kwargs)
+    assert h.params["best_epoch"] == best
