@@ -17,6 +17,7 @@ This module holds the mechanics only; the course's recipes and the model cache l
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import warnings
@@ -327,30 +328,37 @@ def _user_stacklevel() -> int:
     return level
 
 
-def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epochs: int, mode: str = "double",
-                      attack_kwargs: dict | None = None, validation_attack=None,
-                      validation_attack_kwargs: dict | None = None, beta: float = 6.0, eps_warmup="auto",
-                      optimizer=None, learning_rate=None, jit_compile: bool = False, seed: int = 0,
-                      early_stopping: int | None = None, batch_size: int = 128, validation_data=None,
-                      **fit_kwargs) -> keras.callbacks.History:
-    """Train ``model`` in place with ``AdversarialModel`` + ``fit``; return the Keras ``History``.
+#: The keywords of ``adversarial_train`` that build its ``AdversarialModel`` (the others go to ``fit``).
+_WRAPPER_SETTINGS = frozenset(name for name, p in inspect.signature(AdversarialModel).parameters.items()
+                             if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
-    The wrapper's arguments (``attack``, ``eps``, ``mode``, ``attack_kwargs``, ``validation_attack(_kwargs)``,
-    ``beta``, ``eps_warmup``): see ``AdversarialModel`` and ``make_attack``; ``eps_warmup="auto"`` ramps ε over a
-    quarter of the epochs for PGD on adversarial examples only (``AdversarialModel.warmup_epochs``; 0 turns it off).
-    ``x`` is an image array with labels ``y``, or a ``tf.data.Dataset`` of ``(images, labels)`` batches (then
-    ``y=None``).  The optimizer: ``optimizer`` if given, else the one ``model`` was compiled with (training
-    continues with its state), else Adam with ``learning_rate`` (a float or a Keras schedule; default 1e-3);
-    ``jit_compile`` as in ``compile``.  ``seed`` seeds the shuffling and the attacks' random starts.
+
+def adversarial_train(model: keras.Model, x, y=None, *, epochs: int, batch_size: int = 128, validation_data=None,
+                      optimizer=None, learning_rate=None, jit_compile: bool = False, seed: int = 0,
+                      early_stopping: int | None = None, **kwargs) -> keras.callbacks.History:
+    """Train ``model`` in place with ``AdversarialModel`` + ``compile`` + ``fit``; return the Keras ``History``.
+
+    ``model``: a classifier (logits out), wrapped here in ``AdversarialModel(model, **settings)``, where the settings
+    are the keywords ``AdversarialModel`` takes (``attack``, ``eps``, ``mode``, ``attack_kwargs``,
+    ``validation_attack(_kwargs)``, ``beta``, ``eps_warmup``; see there and ``make_attack``): e.g.
+    ``adversarial_train(clf, x, y, attack="pgd", eps=0.3, mode="adversarial", epochs=10)``.  Or an
+    ``AdversarialModel`` you built, which trains with its own settings (then pass none).  ``eps_warmup="auto"``
+    ramps ε over a quarter of the epochs for PGD on adversarial examples only (``AdversarialModel.warmup_epochs``;
+    0 turns it off; a ramp longer than ``epochs`` is refused).
+    ``x`` is an image array with labels ``y`` (integer class indices, shape (N,)), or a ``tf.data.Dataset`` of
+    ``(images, labels)`` batches (then ``y=None``); ``validation_data`` is ``(x_val, y_val)`` or such a Dataset.
+    The optimizer: ``optimizer`` if given, else the one ``model`` was compiled with (training continues with its
+    state), else Adam with ``learning_rate`` (a float or a Keras schedule; default 1e-3); ``jit_compile`` as in
+    ``compile``.  ``seed`` seeds the shuffling and the attacks' random starts.
     ``early_stopping=k`` adds Keras' ``EarlyStopping`` on ``val_adv_accuracy`` (patience ``k``, best weights
-    restored, only full-ε epochs considered; needs ``validation_data``); its best epoch is returned in
-    ``history.params["best_epoch"]``.  ``epochs``, ``batch_size`` (default 128), ``validation_data`` and every
-    other keyword (``callbacks``, ``verbose`` — default 0 —, ``initial_epoch``, …) go to ``fit``.
+    restored, only full-ε epochs considered; needs ``validation_data``); ``history.params["best_epoch"]`` is then the
+    epoch whose weights are returned (the last one if no epoch could be considered).  ``epochs``, ``batch_size``
+    (default 128), ``validation_data`` and every other keyword (``callbacks``, ``verbose`` — default 0 —,
+    ``initial_epoch``, …) go to ``fit``.
     """
-    adv = _wrap_checked(model, x, y, attack=attack, eps=eps, epochs=epochs, batch_size=batch_size, mode=mode,
-                        attack_kwargs=attack_kwargs, validation_attack=validation_attack,
-                        validation_attack_kwargs=validation_attack_kwargs, validation_data=validation_data,
-                        eps_warmup=eps_warmup, early_stopping=early_stopping, beta=beta)
+    settings = {name: kwargs.pop(name) for name in list(kwargs) if name in _WRAPPER_SETTINGS}
+    adv = _wrap_checked(model, x, y, settings, epochs=epochs, batch_size=batch_size,
+                        validation_data=validation_data, early_stopping=early_stopping)
     warmup = adv.warmup_epochs(epochs)  # fit adds the EpsWarmup; early stopping must skip its epochs
     with adv.distribute_strategy.scope():  # a new optimizer must live where the classifier's variables live
         adv.compile(optimizer=_choose_optimizer(model, optimizer, learning_rate), jit_compile=jit_compile)
@@ -359,8 +367,8 @@ def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epoch
         extra.append(keras.callbacks.EarlyStopping("val_adv_accuracy", mode="max", patience=early_stopping,
                                                    restore_best_weights=True, start_from_epoch=max(0, warmup - 1)))
     streaming = isinstance(x, tf.data.Dataset)
-    fit_kwargs = {"shuffle": not streaming, "validation_batch_size": VALIDATION_BATCH, "verbose": 0, **fit_kwargs,
-                  "callbacks": extra + list(fit_kwargs.get("callbacks") or [])}
+    fit_kwargs = {"shuffle": not streaming, "validation_batch_size": VALIDATION_BATCH, "verbose": 0, **kwargs,
+                  "callbacks": extra + list(kwargs.get("callbacks") or [])}
     keras.utils.set_random_seed(seed)
     try:
         history = adv.fit(x, y, batch_size=None if streaming else batch_size, epochs=epochs,
@@ -383,15 +391,39 @@ def _choose_optimizer(model, optimizer, learning_rate):
         if learning_rate is not None:
             raise ValueError("pass either optimizer= or learning_rate=, not both (the optimizer has its own rate)")
         return optimizer
+    if isinstance(model, AdversarialModel) and getattr(model, "optimizer", None) is None:
+        model = model.classifier  # a wrapper not compiled yet: continue with the classifier's optimizer, if any
     current = existing_optimizer(model, learning_rate, "pass optimizer=keras.optimizers.Adam(...) to train with a "
                                  "new optimizer, or leave learning_rate out to continue with the old one")
     return current if current is not None else keras.optimizers.Adam(1e-3 if learning_rate is None else learning_rate)
 
 
-def _wrap_checked(model, x, y, *, epochs, batch_size, validation_data, eps_warmup, early_stopping, **config):
-    """Check ``adversarial_train``'s arguments (clear errors before any work) and build the ``AdversarialModel``."""
-    if not isinstance(model, keras.Model):
+def _wrap_checked(model, x, y, settings, *, epochs, batch_size, validation_data, early_stopping):
+    """Check ``adversarial_train``'s arguments (clear errors before any work); return the ``AdversarialModel``:
+    ``model`` itself if it is one, else one built around the classifier ``model`` from ``settings``."""
+    if isinstance(model, AdversarialModel):
+        if settings:
+            raise TypeError(f"model is already an AdversarialModel, which trains with its own settings; "
+                            f"{sorted(settings)} cannot change them (build the AdversarialModel with them instead)")
+        classifier = model.classifier
+    elif not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model returning logits, got {type(model).__name__}")
+    else:
+        if "eps" not in settings:
+            raise TypeError("adversarial_train needs eps=, the training attack's budget (or an AdversarialModel)")
+        classifier = model
+    _check_data(classifier, x, y, validation_data)
+    check_positive_int(epochs, "epochs")
+    check_positive_int(batch_size, "batch_size")
+    if early_stopping is not None:
+        check_positive_int(early_stopping, "early_stopping")
+        if validation_data is None:
+            raise ValueError("early_stopping monitors val_adv_accuracy and needs validation_data=(x_val, y_val)")
+    return model if classifier is not model else AdversarialModel(model, **settings)
+
+
+def _check_data(model, x, y, validation_data):
+    """Fail early, with a clear message, on training or validation data that cannot feed the classifier ``model``."""
     num_classes = int(model.output_shape[-1])
     if isinstance(x, tf.data.Dataset):
         if y is not None:
@@ -402,19 +434,12 @@ def _wrap_checked(model, x, y, *, epochs, batch_size, validation_data, eps_warmu
         check_labels(y, len(x), num_classes=num_classes)
         if len(x) == 0:
             raise ValueError("the training data yielded no examples")
-    check_positive_int(epochs, "epochs")
-    check_positive_int(batch_size, "batch_size")
-    if early_stopping is not None:
-        check_positive_int(early_stopping, "early_stopping")
-        if validation_data is None:
-            raise ValueError("early_stopping monitors val_adv_accuracy and needs validation_data=(x_val, y_val)")
     if isinstance(validation_data, tf.data.Dataset):
         _check_dataset_spec(validation_data, model, "the validation")
     elif validation_data is not None:
         xv, yv = validation_data
         check_images(xv, "validation x")
         check_labels(yv, len(xv), "validation y", num_classes=num_classes)
-    return AdversarialModel(model, eps_warmup=eps_warmup, **config)
 
 
 def _check_dataset_spec(dataset, model, which="the"):

@@ -154,7 +154,7 @@ def _fit_recorder(monkeypatch):
     seen = {}
 
     def fit(self, x, y=None, **kwargs):
-        seen.update(kwargs, x=x, y=y)
+        seen.update(kwargs, x=x, y=y, wrapper=self)
         history = keras.callbacks.History()
         history.epoch, history.history, history.params = [0], {"loss": [1.0]}, {}
         return history
@@ -258,3 +258,54 @@ def test_best_epoch_is_the_epoch_whose_weights_are_returned(monkeypatch, val_adv
     h = training.adversarial_train(_dense(), x, y, attack="fgsm", eps=0.1, epochs=6, early_stopping=2,
                                    validation_data=(x[:8], y[:8]), **kwargs)
     assert h.params["best_epoch"] == best
+
+
+# ------------------------------------------------------------------------------------------------- adversarial_train
+def _public_functions(module):
+    """``(name, function)`` of a module's public functions and its classes' public methods and ``__init__``."""
+    import inspect
+
+    for name, obj in vars(module).items():
+        if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+            continue
+        if inspect.isfunction(obj):
+            yield name, obj
+        elif inspect.isclass(obj):
+            yield from ((f"{name}.{m}", f) for m, f in vars(obj).items()
+                        if inspect.isfunction(f) and (not m.startswith("_") or m == "__init__"))
+
+
+def test_no_public_function_of_the_training_modules_has_more_than_12_named_parameters():
+    import inspect
+
+    from helpers import schedules, wrapper
+
+    def named(fn):
+        return sum(p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in inspect.signature(fn).parameters.values())
+
+    found = [name for module in (training, wrapper, schedules) for name, _ in _public_functions(module)]
+    assert "adversarial_train" in found and "AdversarialModel.__init__" in found
+    assert [(name, named(fn)) for module in (training, wrapper, schedules)
+            for name, fn in _public_functions(module) if named(fn) > 12] == []
+
+
+def test_adversarial_train_is_a_thin_layer_over_adversarial_model(monkeypatch):
+    """The wrapper's settings build the AdversarialModel; every other keyword goes to fit."""
+    x, y = _images()
+    seen = _fit_recorder(monkeypatch)
+    stop = keras.callbacks.TerminateOnNaN()
+    training.adversarial_train(_dense(), x, y, attack="pgd", eps=0.2, mode="trades", beta=2.0, epochs=3,
+                               attack_kwargs={"steps": 2}, eps_warmup=0, callbacks=[stop], verbose=2,
+                               initial_epoch=1)
+    assert {k: seen[k] for k in ("epochs", "verbose", "initial_epoch", "batch_size")} == dict(
+        epochs=3, verbose=2, initial_epoch=1, batch_size=128)
+    assert seen["callbacks"] == [stop]
+    assert seen["wrapper"].recipe == dict(attack="pgd", eps=0.2, mode="trades", attack_kwargs={"steps": 2})
+    assert (seen["wrapper"].beta, seen["wrapper"].eps_warmup) == (2.0, 0)
+    adv = training.AdversarialModel(_dense(), attack="fgsm", eps=0.1, mode="adversarial")
+    training.adversarial_train(adv, x, y, epochs=1)  # a wrapper you built trains with its own settings
+    assert adv.optimizer is not None and adv.recipe["mode"] == "adversarial"
+    with pytest.raises(TypeError, match=r"already an AdversarialModel.*\['mode'\]"):
+        training.adversarial_train(adv, x, y, epochs=1, mode="double")
+    with pytest.raises(TypeError, match="needs eps="):
+        training.adversarial_train(_dense(), x, y, attack="fgsm", epochs=1)
