@@ -227,7 +227,8 @@ class EpsWarmup(keras.callbacks.Callback):
     """Ramp the training attack's ε linearly over the first ``epochs`` epochs (ε·1/n, ε·2/n, …, then ε), so training
     at a large ε does not start from an attack the fresh model cannot fit.  Logs the ε of each epoch as ``eps``.
     Validation stays at the full ε; with ``EarlyStopping``, pass ``start_from_epoch=epochs - 1`` so that only
-    epochs trained at the full ε can be picked as the best."""
+    epochs trained at the full ε can be picked as the best.  ``AdversarialModel.fit`` refuses a ramp longer than
+    its ``epochs`` (the run would end before the full ε)."""
 
     def __init__(self, epochs: int):
         super().__init__()
