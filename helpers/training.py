@@ -25,6 +25,7 @@ import warnings
 import numpy as np
 
 from . import attacks
+from .attacks import loss_gradient
 from ._checks import check_choice, check_eps, check_images, check_labels, check_positive_int
 from .models import existing_optimizer
 from .schedules import Cyclic, cyclic, piecewise, steps_per_epoch, warmup_cosine  # noqa: F401  (re-exported)
@@ -87,7 +88,7 @@ def trades_attack(model, x, eps, *, steps: int = 10, step_size=None):
     p_clean = tf.stop_gradient(tf.nn.softmax(tf.cast(model(x, training=False), tf.float32)))
     x_adv = tf.clip_by_value(x + 0.001 * tf.random.normal(tf.shape(x)), 0.0, 1.0)
     for _ in range(steps):
-        _, grad, _ = attacks.loss_gradient(model, x_adv, p_clean, loss_fn=_kl_from)
+        _, grad, _ = loss_gradient(model, x_adv, p_clean, loss_fn=_kl_from)
         x_adv = x_adv + step * tf.sign(grad)
         x_adv = tf.clip_by_value(x + tf.clip_by_value(x_adv - x, -eps, eps), 0.0, 1.0)
     return tf.stop_gradient(x_adv)
