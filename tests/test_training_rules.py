@@ -309,3 +309,17 @@ def test_adversarial_train_is_a_thin_layer_over_adversarial_model(monkeypatch):
         training.adversarial_train(adv, x, y, epochs=1, mode="double")
     with pytest.raises(TypeError, match="needs eps="):
         training.adversarial_train(_dense(), x, y, attack="fgsm", epochs=1)
+
+
+def test_eps_warmup_ramps_linearly_to_the_full_eps_at_its_last_epoch():
+    adv = training.AdversarialModel(_dense(), attack="fgsm", eps=0.3)
+    ramp = training.EpsWarmup(3)
+    ramp.set_model(adv)
+    seen = []
+    for epoch in range(5):
+        ramp.on_epoch_begin(epoch)
+        logs = {}
+        ramp.on_epoch_end(epoch, logs)
+        seen.append(logs["eps"])
+    np.testing.assert_allclose(seen, [0.1, 0.2, 0.3, 0.3, 0.3], rtol=1e-6)
+    assert adv.eps == pytest.approx(0.3)  # validation stays at the full ε
