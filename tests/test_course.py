@@ -9,7 +9,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from helpers import course
+from helpers.course import build as course
+from helpers.course import student
 
 
 def _nb(cells):
@@ -85,7 +86,7 @@ def test_run_times_in_fit_units(built):
 
 @pytest.mark.slow
 def test_fit_unit_is_one_five_epoch_fit():
-    from helpers import fitunit
+    from helpers.course import fitunit
 
     seconds = fitunit.fit_unit(repeats=1)
     assert 0.05 < seconds < 600
@@ -124,7 +125,7 @@ def test_student_versions(built):
     text = "\n".join(c.source for c in nb.cells)
     assert "SOLVED" not in text and "(SEED + 4) ** 2" not in text
     stub = next(c for c in code if "exercise" in c.metadata.get("tags", []))
-    assert course.STUB in stub.source
+    assert student.STUB in stub.source
     assert "answer = None  # TODO" in stub.source and "def helper(*args, **kwargs)" in stub.source
     # The student copy runs: later cells find their placeholders.
     from nbclient import NotebookClient
@@ -197,16 +198,16 @@ def test_solution_regions_keep_the_scaffold():
     cell = nbformat.v4.new_code_cell(src)
     cell.metadata["tags"] = ["solution"]
     nb = nbformat.v4.new_notebook(cells=[cell])
-    student = course.make_student_version(nb)
-    out = student.cells[0].source
+    version = student.make_student_version(nb)
+    out = version.cells[0].source
     assert "secret" not in out and "BEGIN SOLUTION" not in out
     assert "        x, y = data\n        # TODO (exercise): write this part.\n" in out
     assert '        raise NotWrittenYet("exercise")' in out and out.endswith("print('after')")
     assert "        from helpers import NotWrittenYet\n" in out and out.startswith("class Step:")  # imported
-    assert student.cells[0].metadata["tags"] == ["exercise"]
+    assert version.cells[0].metadata["tags"] == ["exercise"]
     for broken in ("### BEGIN SOLUTION\nx = 1", "x = 1\n### END SOLUTION", "### BEGIN SOLUTION\n### BEGIN SOLUTION"):
         with pytest.raises(ValueError, match="SOLUTION"):
-            course._stub_regions(broken)
+            student._stub_regions(broken)
 
 
 @pytest.mark.parametrize("use_nbgrader", [False, None])
@@ -216,13 +217,13 @@ def test_answers_in_words_become_the_text_stub(use_nbgrader):
     answer = nbformat.v4.new_markdown_cell("**Answer.** The secret reasoning.")
     answer.metadata["tags"] = ["answer"]
     prose = nbformat.v4.new_markdown_cell("**Exercise 2.** Why? Write your answer in the markdown cell below.")
-    student = course.make_student_version(nbformat.v4.new_notebook(cells=[prose, answer]), use_nbgrader=use_nbgrader)
-    assert [c.source for c in student.cells] == [prose.source, course.TEXT_STUB]
-    assert student.cells[1].metadata["tags"] == ["answer"] and "nbgrader" not in student.cells[1].metadata
+    version = student.make_student_version(nbformat.v4.new_notebook(cells=[prose, answer]), use_nbgrader=use_nbgrader)
+    assert [c.source for c in version.cells] == [prose.source, student.TEXT_STUB]
+    assert version.cells[1].metadata["tags"] == ["answer"] and "nbgrader" not in version.cells[1].metadata
     code = nbformat.v4.new_code_cell("# Answer: in a code cell")
     code.metadata["tags"] = ["answer"]
     with pytest.raises(ValueError, match=r"cell 1: a cell tagged 'answer' must be a markdown cell"):
-        course.make_student_version(nbformat.v4.new_notebook(cells=[prose, code]), use_nbgrader=use_nbgrader)
+        student.make_student_version(nbformat.v4.new_notebook(cells=[prose, code]), use_nbgrader=use_nbgrader)
 
 
 @pytest.mark.slow

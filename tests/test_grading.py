@@ -1,4 +1,4 @@
-"""The grading scheme (helpers.grading): every exercise, self-check and answer in words of the series carries the
+"""The grading scheme (helpers.course.grading): every exercise, self-check and answer in words of the series carries the
 nbgrader metadata of the one table, points add up, the README's table is the table's, and the hidden tests fail an
 unanswered or wrong exercise with the message the student reads (helpers.selfcheck.graded).  Fast: only the
 softmax check imports TensorFlow."""
@@ -11,7 +11,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from helpers import NotWrittenYet, course, grading, selfcheck
+from helpers import NotWrittenYet, exercise, selfcheck
+from helpers.course import grading, student
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -26,7 +27,7 @@ def test_sources_carry_the_table(sources):
     """apply() changes nothing: the committed notebooks hold exactly the table's metadata and hidden tests."""
     for name, nb in sources.items():
         assert nbformat.writes(grading.apply(copy.deepcopy(nb), name)) == nbformat.writes(nb), \
-            f"{name}: run python -m helpers.grading --write"
+            f"{name}: run python -m helpers.course.grading --write"
 
 
 def test_every_exercise_check_and_answer_is_graded(sources):
@@ -124,7 +125,7 @@ def test_points_add_up():
 def test_readme_has_the_grading_table():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert grading.markdown_table(grading.notebook_titles()) in readme, \
-        "README's grading table differs from helpers.grading: paste `python -m helpers.grading --table`"
+        "README's grading table differs from helpers.course.grading: paste `python -m helpers.course.grading --table`"
 
 
 def test_apply_is_idempotent_and_reports_missing_cells(sources):
@@ -166,8 +167,8 @@ def test_cli_says_whether_notebooks_are_up_to_date(tmp_path, capsys):
 
 
 def test_student_versions_lose_the_hidden_tests(sources):
-    student = course.make_student_version(sources["02_untargeted_attack.ipynb"])
-    text = nbformat.writes(student)
+    version = student.make_student_version(sources["02_untargeted_attack.ipynb"])
+    text = nbformat.writes(version)
     assert "HIDDEN TESTS" not in text and "selfcheck.graded" not in text
     assert "passed = selfcheck.fgsm(my_fgsm, model, ds.x_test, ds.y_test, DEMO_EPS)" in text
 
@@ -178,14 +179,14 @@ def test_graded_repeats_what_the_check_said(capsys):
     def stub(z):
         raise NotWrittenYet("exercise")
 
-    selfcheck.OUTCOMES.clear()
+    exercise.OUTCOMES.clear()
     with pytest.raises(AssertionError, match=r"did not run"):
         selfcheck.graded("softmax")
     assert selfcheck.softmax(stub, [[1.0, 2.0]]) is None
     printed = capsys.readouterr().out.strip()
     with pytest.raises(AssertionError) as err:
         selfcheck.graded("softmax")
-    assert str(err.value) == printed == selfcheck.NOT_WRITTEN.format(number=1, what="softmax()")
+    assert str(err.value) == printed == exercise.NOT_WRITTEN.format(number=1, what="softmax()")
     with pytest.raises(AssertionError) as raised:
         selfcheck.softmax(lambda z: z, [[1.0, 2.0]])              # a wrong answer: the identity
     with pytest.raises(AssertionError) as err:
@@ -201,7 +202,7 @@ def test_graded_repeats_what_the_check_said(capsys):
 
 
 def test_graded_after_training_run(capsys):
-    selfcheck.OUTCOMES.clear()
+    exercise.OUTCOMES.clear()
     assert selfcheck.training_run({}, None, None) is None
     with pytest.raises(AssertionError, match=r"^\(skipped: exercise 1 is not written yet\)$"):
         selfcheck.graded("training_run")
