@@ -2,7 +2,7 @@
 
 - ``self_check(number, what)`` wraps a check: an answer that is ``None`` or the student version's stub
   (``NotWrittenYet``, see ``is_stub``) prints "Exercise N is not written yet: …" instead of failing; every run
-  records its outcome in ``OUTCOMES`` ("passed", or the message the student read) and
+  records its outcome in ``OUTCOMES`` ("passed", the message the student read, or the error the answer raised) and
   the call of each passing run in ``CALLS``.
 - ``as_array`` turns what an answer returned into an array of the expected shape, or says what it returned instead.
 ``helpers.selfcheck`` defines the checks and reads these records: ``selfcheck.graded(check)``, the hidden test
@@ -18,6 +18,9 @@ import numpy as np
 from . import NotWrittenYet
 
 NOT_WRITTEN = "Exercise {number} is not written yet: fill in {what} above, then run this cell again."
+#: What an answer that raises an error (other than the stub's) leaves in ``OUTCOMES``: nbgrader's feedback names it.
+RAISED = ("your {what} raised {error} in the self-check {check}(): see the traceback above, fix it, then run this "
+          "cell again")
 
 
 # ------------------------------------------------------------------------------------------------ the stub
@@ -28,7 +31,7 @@ def is_stub(err: BaseException) -> bool:
 
 
 #: What the last run of each check in this kernel found: "passed", or the message the student read (not written
-#: yet, or what is wrong).  ``selfcheck.graded`` reads it: nbgrader's hidden tests say
+#: yet, what is wrong, or the error the answer raised).  ``selfcheck.graded`` reads it: nbgrader's hidden tests say
 #: the same thing the check said.
 OUTCOMES: dict = {}
 PASSED = "passed"
@@ -44,6 +47,13 @@ def _not_written(number: int, what: str, check: str | None = None):
     return None
 
 
+def _error_text(err: BaseException) -> str:
+    """``TypeError: the message`` (its first line, at most 300 characters)."""
+    lines = str(err).strip().splitlines()
+    first = lines[0][:300] if lines else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
 def self_check(number: int, what: str):
     """Make a check answer "not written yet" (and return None) when the answer is None or its code is the stub, and
     record every run's outcome (``OUTCOMES``) and each passing call (``CALLS``)."""
@@ -57,12 +67,13 @@ def self_check(number: int, what: str):
                 return _not_written(number, what, name)
             try:
                 result = check(answer, *args, **kwargs)
-            except NotImplementedError as err:
-                if not is_stub(err):
-                    raise
-                return _not_written(number, what, name)
             except AssertionError as err:
                 OUTCOMES[name] = str(err)
+                raise
+            except Exception as err:
+                if is_stub(err):
+                    return _not_written(number, what, name)
+                OUTCOMES[name] = RAISED.format(what=what, error=_error_text(err), check=name)
                 raise
             OUTCOMES[name], CALLS[name] = PASSED, (answer, args, kwargs)
             return result

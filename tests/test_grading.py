@@ -201,6 +201,30 @@ def test_graded_repeats_what_the_check_said(capsys):
     selfcheck.graded("softmax")                                    # passes: nothing raised
 
 
+def test_graded_names_the_error_an_answer_raised():
+    """An answer that raises (here a TypeError) fails the check with its traceback, and nbgrader's feedback names the
+    error instead of saying the check did not run (a stub still says "not written yet": the test above)."""
+    def broken(z):
+        return z + "1"                                              # TypeError: numpy array + str
+
+    exercise.OUTCOMES.clear()
+    with pytest.raises(TypeError):
+        selfcheck.softmax(broken, [[1.0, 2.0]])
+    with pytest.raises(AssertionError) as err:
+        selfcheck.graded("softmax")
+    message = str(err.value)
+    assert "did not run" not in message
+    assert message.startswith("your softmax() raised ") and "TypeError" in message and "softmax()" in message
+
+    def not_ready(z):
+        raise NotImplementedError("Layer has no call()")            # a real NotImplementedError, not the stub
+
+    with pytest.raises(NotImplementedError):
+        selfcheck.softmax(not_ready, [[1.0, 2.0]])
+    with pytest.raises(AssertionError, match=r"raised NotImplementedError: Layer has no call\(\)"):
+        selfcheck.graded("softmax")
+
+
 def test_graded_after_training_run(capsys):
     exercise.OUTCOMES.clear()
     assert selfcheck.training_run({}, None, None) is None
