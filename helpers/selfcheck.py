@@ -22,10 +22,11 @@ It is built on ``helpers.exercise``, the runtime every check shares (stubs, outc
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import numpy as np
 
-from . import attacks, evaluate, exercise, report, training
+from . import attacks, autoattack, evaluate, exercise, report, training
 from .models import build_model
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
@@ -445,7 +446,7 @@ def dlr(fn, z, y):
                                     "the model's logits": (np.asarray(z), np.asarray(y))}.items():
         call = f"my_dlr(z, y) for z of shape {logits.shape}"
         mine = exercise.as_array(fn(logits.copy(), labels.copy()), (len(logits),), call)
-        ref = attacks.dlr_loss(tf.constant(logits, tf.float32), tf.constant(labels)).numpy()
+        ref = autoattack.dlr_loss(tf.constant(logits, tf.float32), tf.constant(labels)).numpy()
         if not np.allclose(mine, ref, atol=1e-4):
             raise AssertionError(f"{where}: differs from attacks.dlr_loss by up to {np.abs(mine - ref).max():.2g} "
                                  "(the denominator is z_π1 − z_π3: the largest minus the third-largest logit, "
@@ -503,26 +504,23 @@ def random_search_step(fn, model, x, y, eps, *, steps: int = 30, seed: int = 0, 
 # ------------------------------------------------------------------------------------------------ grading
 NOT_RUN = "the self-check {check}() did not run: run the cells above it, then this one"
 SKIPPED = "(skipped: exercise {number} is not written yet)"
-#: Checks that compare the answer with a function of ``helpers.attacks``, which an answer could simply call and pass:
+#: Checks that compare the answer with a function of ``helpers``, which an answer could simply call and pass:
 #: ``{check: (those functions, how the check calls the answer on a few of its inputs)}``.
 SHORTCUTS = {
-    "fgsm": (("fgsm", "gradient_attack", "pgd"), lambda fn, model, x, y, eps, **_: fn(model, x[:4], y[:4], eps)),
-    "targeted_fgsm": (("fgsm", "gradient_attack", "pgd"),
+    "fgsm": ((attacks.fgsm, attacks.gradient_attack, attacks.pgd),
+             lambda fn, model, x, y, eps, **_: fn(model, x[:4], y[:4], eps)),
+    "targeted_fgsm": ((attacks.fgsm, attacks.gradient_attack, attacks.pgd),
                       lambda fn, model, x, t, eps, *_, **__: fn(model, x[:4], t[:4], eps)),
-    "dlr": (("dlr_loss",), lambda fn, z, y, **_: fn(np.asarray(z)[:4], np.asarray(y)[:4])),
+    "dlr": ((autoattack.dlr_loss,), lambda fn, z, y, **_: fn(np.asarray(z)[:4], np.asarray(y)[:4])),
 }
-SHORTCUT = ("your answer calls helpers.attacks.{name}, the function the self-check compares it with: the exercise "
-            "is to write it yourself")
-
-
-class _Shortcut(Exception):
-    pass
+SHORTCUT = ("your answer calls {name}, the function the self-check compares it with: the exercise is to write it "
+            "yourself")
 
 
 def graded(check: str) -> None:
     """The hidden test of an autograded self-check cell (``helpers.course.grading``): raise ``AssertionError``
-    unless the last run of ``selfcheck.<check>`` in this kernel passed, with the message the student read from it; for the
-    checks of ``SHORTCUTS``, also if the answer only works by calling the ``helpers`` function it is compared with."""
+    unless the last run of ``selfcheck.<check>`` in this kernel passed, with the message the student read from it;
+    for the checks of ``SHORTCUTS``, also if the answer calls the ``helpers`` function it is compared with."""
     outcome = exercise.OUTCOMES.get(check)
     if outcome != exercise.PASSED:
         raise AssertionError(outcome if outcome is not None else NOT_RUN.format(check=check))
@@ -531,24 +529,45 @@ def graded(check: str) -> None:
 
 
 def _no_shortcut(check: str) -> None:
-    """Call the answer again with the functions of ``SHORTCUTS[check]`` replaced by ones that refuse."""
-    from unittest import mock
-
-    names, call = SHORTCUTS[check]
+    """Call the answer again, watching for a call of the functions of ``SHORTCUTS[check]`` by their code, so that
+    every name they are called by counts (``autoattack.dlr_loss``, ``from helpers.attacks import fgsm as f``)."""
+    targets, call = SHORTCUTS[check]
     answer, args, kwargs = exercise.CALLS[check]
+    used = []
+    try:
+        _watch_calls(targets, lambda: call(answer, *args, **kwargs), used)
+    finally:   # an answer that fails on its second run fails the hidden test anyway, but a shortcut is named first
+        if used:
+            raise AssertionError(SHORTCUT.format(name=f"{used[0].__module__}.{used[0].__qualname__}")) from None
 
-    def refuse(name):
-        def stand_in(*a, **k):
-            raise _Shortcut(name)
-        return stand_in
 
-    with contextlib.ExitStack() as stack:
-        for name in names:
-            stack.enter_context(mock.patch.object(attacks, name, refuse(name)))
-        try:
-            call(answer, *args, **kwargs)
-        except _Shortcut as err:
-            raise AssertionError(SHORTCUT.format(name=err.args[0])) from None
+def _code_objects(fn) -> list:
+    """The code objects that run when ``fn`` is called: its own, and those of the functions it wraps
+    (``functools.wraps``' ``__wrapped__``, ``tf.function``'s ``python_function``)."""
+    codes = []
+    while fn is not None and len(codes) < 8:
+        if getattr(fn, "__code__", None) is not None:
+            codes.append(fn.__code__)
+        fn = getattr(fn, "__wrapped__", None) or getattr(fn, "python_function", None)
+    return codes
+
+
+def _watch_calls(targets, run, used: list) -> None:
+    """Run ``run()`` under a profiler that appends to ``used`` the first of ``targets`` it calls, whatever name it is
+    called by (and then stops watching)."""
+    watched = {code: fn for fn in targets for code in _code_objects(fn)}
+
+    def watch(frame, event, arg):
+        if event == "call" and frame.f_code in watched:
+            used.append(watched[frame.f_code])
+            sys.setprofile(None)
+
+    previous = sys.getprofile()
+    sys.setprofile(watch)
+    try:
+        run()
+    finally:
+        sys.setprofile(previous)
 
 
 @contextlib.contextmanager

@@ -232,6 +232,59 @@ def test_graded_after_training_run(capsys):
         selfcheck.graded("training_run")
 
 
+def _dlr_case():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(6, 10)), rng.integers(0, 10, 6)
+
+
+def test_graded_catches_the_helper_at_its_home_and_under_another_name(capsys):
+    """The hidden test finds a call of the function the check compares with by whatever name the answer calls it:
+    at its documented home (helpers.autoattack.dlr_loss) or imported earlier under another name."""
+    import tensorflow as tf
+
+    from helpers import autoattack
+    from helpers.autoattack import dlr_loss as my_loss
+
+    z, y = _dlr_case()
+    at_home = lambda z, y: autoattack.dlr_loss(tf.constant(z, tf.float32), tf.constant(y)).numpy()   # noqa: E731
+    renamed = lambda z, y: my_loss(tf.constant(z, tf.float32), tf.constant(y)).numpy()               # noqa: E731
+    for answer in (at_home, renamed):
+        assert selfcheck.dlr(answer, z, y) is True
+        with pytest.raises(AssertionError, match=r"calls helpers\.autoattack\.dlr_loss.*write it yourself"):
+            selfcheck.graded("dlr")
+
+
+def test_graded_lets_a_written_out_answer_pass(capsys):
+    import tensorflow as tf
+
+    def written_out(z, y):
+        z = tf.constant(z, tf.float32)
+        top = tf.sort(z, axis=1, direction="DESCENDING")
+        true = tf.gather(z, tf.constant(y), batch_dims=1)
+        best_other = tf.where(true == top[:, 0], top[:, 1], top[:, 0])
+        return (-(true - best_other) / (top[:, 0] - top[:, 2] + 1e-12)).numpy()
+
+    z, y = _dlr_case()
+    assert selfcheck.dlr(written_out, z, y) is True
+    selfcheck.graded("dlr")
+
+
+@pytest.mark.slow
+def test_graded_catches_an_aliased_fgsm(capsys):
+    """``from helpers.attacks import fgsm as f`` before the answer: patching ``attacks.fgsm`` would not see it."""
+    import keras
+
+    from helpers.attacks import fgsm as f
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    x = np.random.default_rng(0).uniform(size=(8, 2, 2, 1)).astype(np.float32)
+    y = np.arange(8) % 3
+    assert selfcheck.fgsm(lambda m, x, y, eps: f(m, x, y, eps), model, x, y, 0.1) is True
+    with pytest.raises(AssertionError, match=r"calls helpers\.attacks\.fgsm.*write it yourself"):
+        selfcheck.graded("fgsm")
+
+
 @pytest.mark.slow
 def test_graded_catches_an_answer_that_calls_the_helper(capsys):
     """A hard-coded answer: my_fgsm that returns helpers.attacks.fgsm passes the visible check (it compares with
