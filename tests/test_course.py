@@ -181,6 +181,41 @@ def test_cli_reports_failure(tmp_path):
     assert not (tmp_path / "out" / "html").exists()
 
 
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError("measuring the fit unit failed")])
+def test_an_interrupted_or_failed_fit_unit_leaves_nothing(tmp_path, monkeypatch, capsys, error):
+    """Ctrl-C or a failure while the fit unit is measured: no staging folder, no (empty) output folder, and the CLI
+    says so truthfully.  No notebook runs (the measurement is replaced by one that raises)."""
+    src = write_fixture(tmp_path / "src")
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def measure():
+        raise error
+
+    monkeypatch.setattr(course, "measure_fit_unit", measure)
+    with pytest.raises(type(error) if isinstance(error, Exception) else error):
+        course.build(src, work / "deep" / "out", log=lambda line: None)
+    assert list(work.iterdir()) == []                      # neither .course-build-* nor deep/out
+    if error is KeyboardInterrupt:
+        from helpers.course.cli import main
+
+        assert main(["build", "--notebooks", str(src), "--out", str(work / "out")]) == 130
+        assert "Nothing was written" in capsys.readouterr().err and list(work.iterdir()) == []
+
+
+def test_a_failing_notebook_leaves_no_output_folder(tmp_path, monkeypatch):
+    """A notebook that fails (here: the runner raises at once) leaves neither staging nor a new empty folder."""
+    src = write_fixture(tmp_path / "src")
+
+    def fail(nb, *, name, cwd, timeout=600):
+        raise course.BuildError(name, 1, "x = 1", "ValueError: deliberate")
+
+    monkeypatch.setattr(course, "execute", fail)
+    with pytest.raises(course.BuildError, match="deliberate"):
+        course.build(src, tmp_path / "out", log=lambda line: None, fit_unit=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
 def test_no_notebooks_is_a_clear_error(tmp_path):
     with pytest.raises(course.BuildError, match="no notebooks named NN_name.ipynb"):
         course.build(tmp_path, tmp_path / "out", log=lambda line: None, fit_unit=False)

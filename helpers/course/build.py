@@ -294,47 +294,66 @@ def build(notebooks_dir=DEFAULT_NOTEBOOKS, out_dir="build", *, dataset: str | No
                          f"{', '.join(map(repr, DATASETS))}")
     notebooks_dir, out_dir = Path(notebooks_dir).resolve(), Path(out_dir).resolve()
     paths = find_notebooks(notebooks_dir, only)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".course-build-", dir=out_dir.parent))
-    results = []
     fu = None
-    if fit_unit:
+    if fit_unit:      # before anything is written: an interrupted or failed measurement leaves nothing behind
         log("measuring the fit unit (one 5-epoch fit of the course CNN, best of 3) ...")
         fu = measure_fit_unit()
         log(f"1 FU = {fu:.2f} s on this machine")
     start_all = time.perf_counter()
     log("student versions: solution regions cleared by " + ("nbgrader's ClearSolutions" if nbgrader_clearing()
                                                              else "the course's own code (nbgrader not installed)"))
+    new_folders = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # innermost first: removed unless built
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging, written = Path(tempfile.mkdtemp(prefix=".course-build-", dir=out_dir.parent)), False
     try:
-        (staging / "html").mkdir()
-        (staging / "student").mkdir()
-        for k, path in enumerate(paths, 1):
-            source = nbformat.read(path, as_version=4)
-            info = notebook_info(source)
-            log(f"[{k}/{len(paths)}] {path.stem}: running")
-            nb = inject_parameters(source, dataset) if dataset else copy.deepcopy(source)
-            t = time.perf_counter()
-            try:
-                execute(nb, name=path.name, cwd=notebooks_dir, timeout=timeout)
-            except BuildError:
-                log(f"[{k}/{len(paths)}] {path.stem}: FAILED")
-                raise
-            seconds = time.perf_counter() - t
-            (staging / "html" / f"{path.stem}.html").write_text(export_html(nb, info["title"] or path.stem),
-                                                                encoding="utf-8")
-            nbformat.write(make_student_version(source), staging / "student" / path.name)
-            results.append(NotebookResult(path.stem, info["title"], info["goals"], info["runtime"], seconds, fu))
-            log(f"[{k}/{len(paths)}] {path.stem}: ok  {results[-1].cost()}")
+        results = _build_into(staging, paths, notebooks_dir, dataset=dataset, timeout=timeout, log=log, fu=fu)
         (staging / "html" / "index.html").write_text(
             render_index(results, course_title=course_title, dataset=dataset), encoding="utf-8")
         _copy_mathjax(staging / "html" / "mathjax")
+        out_dir.mkdir(exist_ok=True)
         _swap_in(staging, out_dir, ("html", "student"))
+        written = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in [] if written else new_folders:
+            _remove_if_empty(folder)
     total = time.perf_counter() - start_all
     log(f"built {len(results)} notebooks in {total:.0f} s" + (f" = {total / fu:.0f} FU" if fu else "")
         + f": {out_dir / 'html' / 'index.html'}")
     return results
+
+
+def _build_into(staging: Path, paths, notebooks_dir: Path, *, dataset, timeout: int, log, fu) -> list:
+    """Execute every notebook of ``paths`` and write its page to ``staging/html`` and its student version to
+    ``staging/student``; one ``NotebookResult`` per notebook.  A failing notebook raises ``BuildError``."""
+    (staging / "html").mkdir()
+    (staging / "student").mkdir()
+    results = []
+    for k, path in enumerate(paths, 1):
+        source = nbformat.read(path, as_version=4)
+        info = notebook_info(source)
+        log(f"[{k}/{len(paths)}] {path.stem}: running")
+        nb = inject_parameters(source, dataset) if dataset else copy.deepcopy(source)
+        t = time.perf_counter()
+        try:
+            execute(nb, name=path.name, cwd=notebooks_dir, timeout=timeout)
+        except BuildError:
+            log(f"[{k}/{len(paths)}] {path.stem}: FAILED")
+            raise
+        seconds = time.perf_counter() - t
+        (staging / "html" / f"{path.stem}.html").write_text(export_html(nb, info["title"] or path.stem),
+                                                            encoding="utf-8")
+        nbformat.write(make_student_version(source), staging / "student" / path.name)
+        results.append(NotebookResult(path.stem, info["title"], info["goals"], info["runtime"], seconds, fu))
+        log(f"[{k}/{len(paths)}] {path.stem}: ok  {results[-1].cost()}")
+    return results
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:   # not empty (someone else wrote there) or already gone
+        pass
 
 
 def _swap_in(staging: Path, out_dir: Path, subs) -> None:
