@@ -51,6 +51,16 @@ def test_old_python_is_a_clear_message(monkeypatch):
         release.require_nbgrader()
 
 
+def test_release_of_no_notebooks_is_a_clear_error(tmp_path):
+    """No IndexError from deep inside: the empty list (or one path where a list belongs) is named, before anything
+    is written and whether or not nbgrader is installed."""
+    with pytest.raises(ValueError, match=r"paths=\[\]: release needs at least one notebook path"):
+        release.release(tmp_path / "course", [], log=lambda line: None)
+    with pytest.raises(TypeError, match="a list of notebook paths"):
+        release.release(tmp_path / "course", str(ROOT / "notebooks" / f"{NB02}.ipynb"), log=lambda line: None)
+    assert not (tmp_path / "course").exists()
+
+
 @needs_nbgrader
 def test_stale_metadata_stops_the_release(tmp_path):
     nb = nbformat.read(ROOT / "notebooks" / f"{NB02}.ipynb", as_version=4)

@@ -134,6 +134,13 @@ def release(out_dir, paths, *, log=None, timeout: int = 600) -> list:
     An existing ``OUT/source/NN_name`` is replaced; the rest of ``OUT`` (release/, submitted/, the gradebook) is
     left alone, so an instructor can release again into the same course directory."""
     log = log or (lambda line: print(line, flush=True))
+    if isinstance(paths, (str, os.PathLike)):
+        raise TypeError(f"paths must be a list of notebook paths (NN_name.ipynb), not one path: {paths!r}; "
+                        "pass [path]")
+    paths = list(paths)
+    if not paths:
+        raise ValueError("paths=[]: release needs at least one notebook path (NN_name.ipynb), e.g. "
+                         "helpers.course.build.find_notebooks('notebooks')")
     require_nbgrader()
     notebooks = [(Path(p), ready_source(Path(p))) for p in paths]     # every check before anything is written
     out_dir = Path(out_dir).resolve()
