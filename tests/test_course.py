@@ -9,8 +9,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from helpers.course import build as course
-from helpers.course import student
+from helpers.course import build, student
 
 
 def _nb(cells):
@@ -65,8 +64,8 @@ def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     lines = []
     with pytest.MonkeyPatch.context() as mp:  # a fixed fit unit: measuring the real one costs ~4 FU (test below)
-        mp.setattr(course, "measure_fit_unit", lambda: 0.5)
-        results = course.build(src, out, log=lines.append)
+        mp.setattr(build, "measure_fit_unit", lambda: 0.5)
+        results = build.build(src, out, log=lines.append)
     return src, before, out, results, lines
 
 
@@ -145,13 +144,13 @@ def test_sources_untouched(built):
 def test_dataset_injection(tmp_path):
     src = write_fixture(tmp_path / "src")
     out = tmp_path / "out"
-    course.build(src, out, dataset="fashion_mnist", only="01", log=lambda line: None, fit_unit=False)
+    build.build(src, out, dataset="fashion_mnist", only="01", log=lambda line: None, fit_unit=False)
     page = (out / "html" / "01_alpha.html").read_text()
     assert "dataset is fashion_mnist" in page
     student = nbformat.read(out / "student" / "01_alpha.ipynb", as_version=4)
     assert not any("injected-parameters" in c.metadata.get("tags", []) for c in student.cells)
     with pytest.raises(ValueError, match=r"dataset='svhn'.*'mnist_5k'"):
-        course.build(src, out, dataset="svhn", log=lambda line: None, fit_unit=False)
+        build.build(src, out, dataset="svhn", log=lambda line: None, fit_unit=False)
 
 
 @pytest.mark.slow
@@ -160,8 +159,8 @@ def test_failure_is_reported_and_leaves_output_untouched(tmp_path):
     out = tmp_path / "out"
     (out / "html").mkdir(parents=True)
     (out / "html" / "index.html").write_text("previous build")
-    with pytest.raises(course.BuildError) as info:
-        course.build(src, out, log=lambda line: None, fit_unit=False)
+    with pytest.raises(build.BuildError) as info:
+        build.build(src, out, log=lambda line: None, fit_unit=False)
     err = info.value
     assert err.notebook == "03_broken.ipynb" and err.cell_index == 2
     assert "ValueError: deliberate failure" in str(err) and "raise ValueError" in str(err)
@@ -192,9 +191,9 @@ def test_an_interrupted_or_failed_fit_unit_leaves_nothing(tmp_path, monkeypatch,
     def measure():
         raise error
 
-    monkeypatch.setattr(course, "measure_fit_unit", measure)
+    monkeypatch.setattr(build, "measure_fit_unit", measure)
     with pytest.raises(type(error) if isinstance(error, Exception) else error):
-        course.build(src, work / "deep" / "out", log=lambda line: None)
+        build.build(src, work / "deep" / "out", log=lambda line: None)
     assert list(work.iterdir()) == []                      # neither .course-build-* nor deep/out
     if error is KeyboardInterrupt:
         from helpers.course.cli import main
@@ -208,22 +207,22 @@ def test_a_failing_notebook_leaves_no_output_folder(tmp_path, monkeypatch):
     src = write_fixture(tmp_path / "src")
 
     def fail(nb, *, name, cwd, timeout=600):
-        raise course.BuildError(name, 1, "x = 1", "ValueError: deliberate")
+        raise build.BuildError(name, 1, "x = 1", "ValueError: deliberate")
 
-    monkeypatch.setattr(course, "execute", fail)
-    with pytest.raises(course.BuildError, match="deliberate"):
-        course.build(src, tmp_path / "out", log=lambda line: None, fit_unit=False)
+    monkeypatch.setattr(build, "execute", fail)
+    with pytest.raises(build.BuildError, match="deliberate"):
+        build.build(src, tmp_path / "out", log=lambda line: None, fit_unit=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
 def test_no_notebooks_is_a_clear_error(tmp_path):
-    with pytest.raises(course.BuildError, match="no notebooks named NN_name.ipynb"):
-        course.build(tmp_path, tmp_path / "out", log=lambda line: None, fit_unit=False)
+    with pytest.raises(build.BuildError, match="no notebooks named NN_name.ipynb"):
+        build.build(tmp_path, tmp_path / "out", log=lambda line: None, fit_unit=False)
 
 
 def test_notebook_info_of_the_real_series():
-    for path in sorted(course.DEFAULT_NOTEBOOKS.glob("0*.ipynb")):
-        info = course.notebook_info(nbformat.read(path, as_version=4))
+    for path in sorted(build.DEFAULT_NOTEBOOKS.glob("0*.ipynb")):
+        info = build.notebook_info(nbformat.read(path, as_version=4))
         assert info["title"] and len(info["goals"]) >= 3 and "CPU" in info["runtime"], path.name
 
 
@@ -265,12 +264,12 @@ def test_answers_in_words_become_the_text_stub(use_nbgrader):
 def test_live_widgets_become_a_note_in_html():
     cell = nbformat.v4.new_code_cell("slider")
     cell.outputs = [nbformat.v4.new_output("display_data", data={
-        course.WIDGET_MIME: {"model_id": "abc", "version_major": 2, "version_minor": 0},
+        build.WIDGET_MIME: {"model_id": "abc", "version_major": 2, "version_minor": 0},
         "text/plain": "VBox(...)"})]
     nb = nbformat.v4.new_notebook(cells=[cell])
-    page = course.export_html(nb, "t")
+    page = build.export_html(nb, "t")
     assert "live ipywidgets slider appears here when you run" in page
-    assert course.WIDGET_MIME in nb.cells[0].outputs[0]["data"]  # the source notebook is not changed
+    assert build.WIDGET_MIME in nb.cells[0].outputs[0]["data"]  # the source notebook is not changed
 
 
 def test_output_folders_are_replaced_together_or_not_at_all(tmp_path, monkeypatch):
@@ -288,10 +287,10 @@ def test_output_folders_are_replaced_together_or_not_at_all(tmp_path, monkeypatc
 
     monkeypatch.setattr(Path, "rename", failing)
     with pytest.raises(OSError, match="disk full"):
-        course._swap_in(staging, out, ("html", "student"))
+        build._swap_in(staging, out, ("html", "student"))
     assert (out / "html" / "page").read_text() == "old html" and (out / "student" / "page").read_text() == "old student"
     monkeypatch.setattr(Path, "rename", real_rename)
-    course._swap_in(staging, out, ("html", "student"))
+    build._swap_in(staging, out, ("html", "student"))
     assert (out / "html" / "page").read_text() == "new html" and (out / "student" / "page").read_text() == "new student"
 
 
@@ -304,7 +303,7 @@ def test_notebook_info_reads_the_markdown_structure_not_lines_that_look_like_it(
                                       "- Write `train_step`\n  over two lines.\n- Read **curves**.\n\nAfter."),
         nbformat.v4.new_markdown_cell("**Run time:** about 36 s (13 FU: it trains `x`). Other datasets: longer."),
     ])
-    assert course.notebook_info(nb) == {
+    assert build.notebook_info(nb) == {
         "title": "05 · The *real* title",
         "goals": ["Write `train_step` over two lines.", "Read **curves**."],
         "runtime": "about 36 s (13 FU: it trains `x`)",

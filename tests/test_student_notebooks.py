@@ -1,5 +1,5 @@
-"""The student versions of the lessons (``helpers.student.make_student_version``) run top to bottom unsolved, with one
-"not written yet" line per exercise instead of a traceback.
+"""The student versions of the lessons (``helpers.course.student.make_student_version``) run top to bottom unsolved,
+with one "not written yet" line per exercise instead of a traceback.
 
 Statically, for every notebook: each cell after an exercise that uses what the exercise's stub defined (a function
 or class that raises ``NotWrittenYet``, or a ``None`` placeholder) reads it only inside a ``helpers.selfcheck``
