@@ -5,7 +5,7 @@ one "not written yet" line and no exception.  Tiny stand-ins: a random-weight co
 import numpy as np
 import pytest
 
-from helpers import NotWrittenYet, selfcheck
+from helpers import NotWrittenYet, exercise, selfcheck
 
 
 def stub(*args, **kwargs):
@@ -31,8 +31,8 @@ def images(mnist):
 
 # ------------------------------------------------------------------------------------------------ the stub
 def test_stub_recognised_only_for_exercises(capsys):
-    assert selfcheck.is_stub(NotWrittenYet("exercise")) and selfcheck.is_stub(NotImplementedError("exercise"))
-    assert not selfcheck.is_stub(NotImplementedError("Layer has no call()"))
+    assert exercise.is_stub(NotWrittenYet("exercise")) and exercise.is_stub(NotImplementedError("exercise"))
+    assert not exercise.is_stub(NotImplementedError("Layer has no call()"))
     with selfcheck.skip_if_not_written(2):
         stub()
         raise AssertionError("not reached")
