@@ -240,8 +240,8 @@ def strong_accuracy(model, x, y, eps, *, steps: int = 100, restarts: int = 1, qu
     """Robust accuracy under an ensemble of diverse attacks, in the spirit of AutoAttack (Croce & Hein 2020).
 
     Threat model: untargeted, ``||x' - x|| <= eps`` in ``norm`` (``"inf"`` or ``"l2"``), pixels in [0, 1].  Runs
-    ``attacks.apgd`` with the cross-entropy (``"apgd-ce"``) and with the scale-invariant DLR loss (``"apgd-dlr"``),
-    ``steps`` steps and ``restarts`` restarts each, and the gradient-free ``attacks.square`` with ``queries``
+    ``autoattack.apgd`` with the cross-entropy (``"apgd-ce"``) and with the scale-invariant DLR loss (``"apgd-dlr"``),
+    ``steps`` steps and ``restarts`` restarts each, and the gradient-free ``autoattack.square`` with ``queries``
     queries (L∞ only: with ``norm="l2"`` its entry is ``None`` and it takes no part in ``"worst"``).
     Every attack runs on *all* images, so each per-attack figure is that attack's own accuracy (what it alone
     leaves), and ``"worst"`` counts an image as robust only if the model classifies it correctly and *no* attack

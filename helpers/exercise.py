@@ -19,7 +19,7 @@ import functools
 import numpy as np
 
 from . import NotWrittenYet
-from . import attacks
+from . import attacks, autoattack
 
 NOT_WRITTEN = "Exercise {number} is not written yet: fill in {what} above, then run this cell again."
 SKIPPED = "(skipped: exercise {number} is not written yet)"
@@ -49,15 +49,18 @@ def _not_written(number: int, what: str, check: str | None = None):
 
 #: The answer and arguments of each check's last passing run (for ``graded``'s second question).
 CALLS: dict = {}
-#: Checks that compare the answer with a function of ``helpers.attacks``, which an answer could simply call and pass:
+#: Checks that compare the answer with a function of ``helpers.attacks`` or ``helpers.autoattack`` (``module.name``,
+#: at its one home), which an answer could simply call and pass:
 #: ``{check: (those functions, how the check calls the answer on a few of its inputs)}``.
 SHORTCUTS = {
-    "fgsm": (("fgsm", "gradient_attack", "pgd"), lambda fn, model, x, y, eps, **_: fn(model, x[:4], y[:4], eps)),
-    "targeted_fgsm": (("fgsm", "gradient_attack", "pgd"),
+    "fgsm": (("attacks.fgsm", "attacks.gradient_attack", "attacks.pgd"),
+             lambda fn, model, x, y, eps, **_: fn(model, x[:4], y[:4], eps)),
+    "targeted_fgsm": (("attacks.fgsm", "attacks.gradient_attack", "attacks.pgd"),
                       lambda fn, model, x, t, eps, *_, **__: fn(model, x[:4], t[:4], eps)),
-    "dlr": (("dlr_loss",), lambda fn, z, y, **_: fn(np.asarray(z)[:4], np.asarray(y)[:4])),
+    "dlr": (("autoattack.dlr_loss",), lambda fn, z, y, **_: fn(np.asarray(z)[:4], np.asarray(y)[:4])),
 }
-SHORTCUT = ("your answer calls helpers.attacks.{name}, the function the self-check compares it with: the exercise "
+_HOMES = {"attacks": attacks, "autoattack": autoattack}
+SHORTCUT = ("your answer calls helpers.{name}, the function the self-check compares it with: the exercise "
             "is to write it yourself")
 
 
@@ -90,7 +93,8 @@ def _no_shortcut(check: str) -> None:
 
     with contextlib.ExitStack() as stack:
         for name in names:
-            stack.enter_context(mock.patch.object(attacks, name, refuse(name)))
+            home, _, attribute = name.partition(".")
+            stack.enter_context(mock.patch.object(_HOMES[home], attribute, refuse(name)))
         try:
             call(answer, *args, **kwargs)
         except _Shortcut as err:

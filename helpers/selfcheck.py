@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import NotWrittenYet
-from . import attacks, evaluate, report, training
+from . import attacks, autoattack, evaluate, report, training
 from .models import build_model
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
@@ -441,7 +441,7 @@ def dlr(fn, z, y):
                                     "the model's logits": (np.asarray(z), np.asarray(y))}.items():
         call = f"my_dlr(z, y) for z of shape {logits.shape}"
         mine = _array(fn(logits.copy(), labels.copy()), (len(logits),), call)
-        ref = attacks.dlr_loss(tf.constant(logits, tf.float32), tf.constant(labels)).numpy()
+        ref = autoattack.dlr_loss(tf.constant(logits, tf.float32), tf.constant(labels)).numpy()
         if not np.allclose(mine, ref, atol=1e-4):
             raise AssertionError(f"{where}: differs from attacks.dlr_loss by up to {np.abs(mine - ref).max():.2g} "
                                  "(the denominator is z_π1 − z_π3: the largest minus the third-largest logit, "
@@ -470,7 +470,7 @@ def random_search_step(fn, model, x, y, eps, *, steps: int = 30, seed: int = 0, 
     rng = np.random.default_rng(seed)
 
     def margins(images):
-        return attacks.margin(evaluate.predict_logits(model, images), y).numpy()
+        return autoattack.margin(evaluate.predict_logits(model, images), y).numpy()
 
     x_rs, history = x.copy(), [margins(x)]
     for step in range(steps):
