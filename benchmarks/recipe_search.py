@@ -40,7 +40,7 @@ import numpy as np
 os.environ.setdefault("COURSE_EVAL_CACHE", "0")  # benchmarks measure: compute every evaluation (helpers.evalcache)
 from helpers import _quiet  # noqa: F401  (TensorFlow without its start-up chatter)
 
-from helpers import attacks, certify, data, evaluate, models, recipes, report, schedules, training
+from helpers import attacks, certify, data, evaluate, models, recipes, report, schedules
 
 import keras  # noqa: E402  (after helpers._quiet)
 

@@ -95,7 +95,8 @@ def _module_source(module_name: str) -> str:
 def function_hash(fn) -> str | None:
     """A hash of what decides ``fn``'s results, or ``None`` when that cannot be hashed reliably.
 
-    A ``helpers`` function: its module and name and the source of its module.  Any other function: its code
+    A ``helpers`` function: its module and name, the source of its module and what it closes over (a function
+    that ``evaluate.remembered`` returns: the attack it wraps).  Any other function: its code
     (bytecode, constants and names, nested functions recursed into), its defaults and what it closes over —
     closure cells and the globals it names — as long as those are simple values (numbers, strings, tuples of
     them), modules (by name; ``helpers`` modules by source) or functions (hashed the same way, cycles guarded).
@@ -156,27 +157,31 @@ def _function(fn, h, seen) -> None:
     module = getattr(fn, "__module__", None)
     name = f"{module}.{getattr(fn, '__qualname__', '?')}"
     h.update(f"function:{name};".encode())
-    if in_package(module):
-        h.update(_module_source(module).encode())
-        return
-    if isinstance(fn, types.BuiltinFunctionType) or _library(module):
-        return  # a builtin or a library function is identified by its name
-    if id(fn) in seen:
-        return  # already fed in (a recursive function, or two functions calling each other)
+    if isinstance(fn, types.BuiltinFunctionType) or _library(module) or id(fn) in seen:
+        return  # a builtin or a library function is identified by its name; a function seen already (recursion)
     seen.add(id(fn))
+    if in_package(module):  # its source decides it, and what it closes over (e.g. the attack remembered() wraps)
+        h.update(_module_source(module).encode())
+        _closure(fn, h, seen)
+        return
     _code(fn.__code__, h, seen)
     _value(fn.__defaults__, h, seen)
     _value(tuple(sorted((fn.__kwdefaults__ or {}).items())), h, seen)
-    for cell in fn.__closure__ or ():
+    _closure(fn, h, seen)
+    for global_name in sorted(_names(fn.__code__)):
+        if global_name in fn.__globals__:
+            h.update(f"global:{global_name}=".encode())
+            _value(fn.__globals__[global_name], h, seen)
+
+
+def _closure(fn, h, seen) -> None:
+    """The values of the variables ``fn`` closes over."""
+    for cell in getattr(fn, "__closure__", None) or ():
         try:
             contents = cell.cell_contents
         except ValueError:  # an empty cell: a name not bound yet
             raise Unhashable("closes over an unbound name") from None
         _value(contents, h, seen)
-    for global_name in sorted(_names(fn.__code__)):
-        if global_name in fn.__globals__:
-            h.update(f"global:{global_name}=".encode())
-            _value(fn.__globals__[global_name], h, seen)
 
 
 def _code(code, h, seen) -> None:

@@ -1,6 +1,7 @@
 """Evaluations remembered with the model: read back exactly, recomputed whenever anything that decides them changes."""
 
 import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -265,3 +266,17 @@ def test_an_edited_cell_is_run_again_after_a_kernel_restart(cache):
     assert kernel(1.0) == pytest.approx(0.6)
     assert kernel(-1.0) == pytest.approx(0.4)
     assert len(list(cache.glob("adversarial-*.npz"))) == 2
+
+
+def test_a_cell_calling_a_rebound_global_or_a_wrapped_attack_gets_a_new_key():
+    from helpers import _store
+
+    namespace = {"__name__": "__main__"}
+    exec("def outer(model, x, y, eps, *, seed=0):\n    return inner(model, x, y, eps, seed=seed)\n", namespace)
+    namespace["inner"] = evaluate.remembered(cell(1.0))
+    before = _store.function_hash(namespace["outer"])
+    namespace["inner"] = evaluate.remembered(cell(-1.0))            # the global it calls, redefined
+    assert before is not None and _store.function_hash(namespace["outer"]) != before
+    assert _store.function_hash(evaluate.remembered(attacks.pgd)) != _store.function_hash(
+        evaluate.remembered(attacks.fgsm))
+    assert _store.function_hash(partial(attacks.pgd, steps=3)) != _store.function_hash(partial(attacks.pgd, steps=4))

@@ -1,6 +1,7 @@
 """The attack registry: one entry per attack, read by evaluate, training, recipes and the cache keys."""
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,8 +41,22 @@ def test_every_name_reads_the_registry():
     assert evaluate.resolve_attack("pgd").keywords == {"early_stop": True}
     assert registry.find(attacks.pgd).name == "pgd" and registry.find(autoattack.square).name == "square"
     assert registry.modules() == ("attacks", "autoattack") and registry.modules(training=True) == ("attacks",)
-    assert set(registry.modules(training=True)) <= set(recipes._WEIGHT_MODULES)
-    assert set(registry.modules()) <= set(evalcache._SOURCES + registry.modules())
+    assert set(registry.modules(training=True)) | {"registry"} <= set(recipes._WEIGHT_MODULES)
+
+
+def test_a_new_attack_is_one_entry_and_the_evaluation_key_sees_its_module(tmp_path, monkeypatch):
+    """Add an entry whose function lives in another module: evaluate accepts its name, and editing that module
+    changes every evaluation's key (evalcache reads the registry's modules)."""
+    folder = tmp_path / "helpers"
+    shutil.copytree(PACKAGE, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    entry = registry.Attack("bim", attacks.pgd, "certify", measure_kwargs={"random_start": False})
+    monkeypatch.setattr(registry, "ATTACKS", registry.ATTACKS + (entry,))
+    monkeypatch.setattr(registry, "_BY_NAME", {**registry._BY_NAME, "bim": entry})
+    monkeypatch.setattr(registry, "MEASURED", registry.MEASURED + ("bim",))
+    assert evaluate.resolve_attack("bim").keywords == {"random_start": False}
+    before = evalcache._code(folder)
+    (folder / "certify.py").write_text((folder / "certify.py").read_text() + "\n# edited\n")
+    assert evalcache._code(folder) != before
 
 
 def test_randomness_comes_from_the_registry():
@@ -54,15 +69,23 @@ def test_randomness_comes_from_the_registry():
         registry.get("cw")
 
 
-def test_named_training_attacks_compute_as_before():
-    """make_attack through the registry: FGSM is attacks.fgsm; PGD defaults to 7 steps (BIM without a random
-    start, so deterministic)."""
-    model = linear()
-    x = np.random.default_rng(0).random((4, 2, 2, 1), dtype=np.float32)
-    y = np.array([0, 1, 2, 0])
-    np.testing.assert_array_equal(training.make_attack("fgsm", 0.1)(model, x, y), attacks.fgsm(model, x, y, 0.1))
-    bim = training.make_attack("pgd", 0.1, {"random_start": False})(model, x, y)
-    np.testing.assert_allclose(bim, attacks.pgd(model, x, y, 0.1, steps=7, random_start=False), atol=1e-6)
+def test_named_training_attacks_are_called_as_before(monkeypatch):
+    """make_attack through the registry passes what it passed before: FGSM nothing; PGD 7 steps by default;
+    FGSM-RS one PGD step from a random start of 1.25·ε (read from ε when the step runs) unless told otherwise."""
+    calls = []
+    for name in registry.TRAINING:
+        recorder = (lambda name: lambda model, x, y, eps, **kw: calls.append((name, eps, kw)))(name)
+        monkeypatch.setitem(registry._BY_NAME, name, registry.get(name)._replace(function=recorder))
+    for name, kwargs in [("fgsm", None), ("pgd", None), ("pgd", {"steps": 3, "norm": "l2"}), ("fgsm_rs", None),
+                         ("fgsm_rs", {"step_size": 0.05})]:
+        training.make_attack(name, 0.2, kwargs)("model", "x", "y")
+    step = calls[3][2].pop("step_size")
+    assert float(step) == pytest.approx(1.25 * 0.2)
+    assert calls == [("fgsm", 0.2, {}), ("pgd", 0.2, {"steps": 7}), ("pgd", 0.2, {"steps": 3, "norm": "l2"}),
+                     ("fgsm_rs", 0.2, {"steps": 1, "random_start": True}),
+                     ("fgsm_rs", 0.2, {"steps": 1, "random_start": True, "step_size": 0.05})]
+    functions = {a.name: a.function for a in registry.ATTACKS}   # (the registry itself, not the recorders)
+    assert functions["fgsm"] is attacks.fgsm and functions["pgd"] is functions["fgsm_rs"] is attacks.pgd
 
 
 def _reached_from(name) -> set:
