@@ -9,7 +9,7 @@ from functools import partial
 import numpy as np
 
 from . import attacks, autoattack, evalcache, registry
-from ._checks import check_choice, check_eps, check_images, check_labels, check_positive_int
+from ._checks import check_bool, check_choice, check_eps, check_images, check_labels, check_positive_int
 from ._compiled import batched, compiled, input_specs
 from ._store import function_hash
 
@@ -106,6 +106,7 @@ def remembered(attack, *, deterministic: bool = False):
     """
     if not callable(attack):
         raise TypeError(f"remembered() needs an attack function, got {type(attack).__name__}")
+    deterministic = check_bool("deterministic", deterministic)
 
     @functools.wraps(attack)
     def run(model, x, y, eps, **kwargs):

@@ -280,3 +280,14 @@ def test_a_cell_calling_a_rebound_global_or_a_wrapped_attack_gets_a_new_key():
     assert _store.function_hash(evaluate.remembered(attacks.pgd)) != _store.function_hash(
         evaluate.remembered(attacks.fgsm))
     assert _store.function_hash(partial(attacks.pgd, steps=3)) != _store.function_hash(partial(attacks.pgd, steps=4))
+
+
+def test_a_function_declared_deterministic_is_remembered_without_a_seed(cache):
+    model, x, y = linear(), np.full((3, 2, 2, 1), 0.5, np.float32), np.zeros(3, np.int64)
+    attack = Counting()
+    run = evaluate.remembered(attack, deterministic=True)
+    run(model, x, y, 0.1, seed=None)                    # declared: no random numbers drawn (here: made up)
+    run(model, x, y, 0.1, seed=None)
+    assert attack.calls == 1
+    with pytest.raises(TypeError, match="deterministic must be True or False"):
+        evaluate.remembered(attack, deterministic="yes")
