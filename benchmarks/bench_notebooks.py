@@ -65,7 +65,7 @@ def text_outputs(nb) -> list:
 
 
 def run_pass(paths, cache: Path, log, write_back: bool = False) -> dict:
-    os.environ["COURSE_CACHE_DIR"] = str(cache)  # helpers.recipes.CACHE_ENV (the build never imports TensorFlow)
+    os.environ["COURSE_CACHE_DIR"] = str(cache)  # helpers._store.CACHE_ENV (course never imports TensorFlow)
     out = {}
     for path in paths:
         nb = copy.deepcopy(nbformat.read(path, as_version=4))

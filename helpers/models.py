@@ -15,7 +15,7 @@ from ._checks import check_choice, check_images, check_labels, check_positive_in
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from ._private import disable_op_determinism, op_determinism_enabled  # noqa: E402,F401  (re-exported)
+from ._private import disable_op_determinism  # noqa: E402
 
 ARCHITECTURES = ("cnn", "cnn_wide", "mlp")
 

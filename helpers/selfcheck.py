@@ -438,7 +438,7 @@ def dense_interval(fn, box, W, b, certified=None, seed: int = 0, points: int = 2
 # ------------------------------------------------------------------------------------------------ 09
 @exercise.self_check(1, "my_dlr()")
 def dlr(fn, z, y):
-    """Notebook 09, exercise 1: ``fn(z, y)`` is ``attacks.dlr_loss`` and unchanged by ``z -> 1000·z + 7``."""
+    """Notebook 09, exercise 1: ``fn(z, y)`` is ``autoattack.dlr_loss`` and unchanged by ``z -> 1000·z + 7``."""
     import tensorflow as tf
 
     made_up = (np.array([[3.0, 1.0, 2.0, 0.0], [0.0, 5.0, 4.0, 1.0], [2.0, 2.5, -1.0, 7.0]]), np.array([1, 1, 0]))
@@ -448,7 +448,7 @@ def dlr(fn, z, y):
         mine = exercise.as_array(fn(logits.copy(), labels.copy()), (len(logits),), call)
         ref = autoattack.dlr_loss(tf.constant(logits, tf.float32), tf.constant(labels)).numpy()
         if not np.allclose(mine, ref, atol=1e-4):
-            raise AssertionError(f"{where}: differs from attacks.dlr_loss by up to {np.abs(mine - ref).max():.2g} "
+            raise AssertionError(f"{where}: differs from autoattack.dlr_loss by up to {np.abs(mine - ref).max():.2g} "
                                  "(the denominator is z_π1 − z_π3: the largest minus the third-largest logit, "
                                  "after sorting)")
         scaled = exercise.as_array(fn(1000 * logits + 7, labels.copy()), (len(logits),), call)
@@ -475,7 +475,7 @@ def random_search_step(fn, model, x, y, eps, *, steps: int = 30, seed: int = 0, 
     rng = np.random.default_rng(seed)
 
     def margins(images):
-        return attacks.margin(evaluate.predict_logits(model, images), y).numpy()
+        return autoattack.margin(evaluate.predict_logits(model, images), y).numpy()
 
     x_rs, history = x.copy(), [margins(x)]
     for step in range(steps):
