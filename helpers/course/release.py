@@ -31,6 +31,7 @@ from pathlib import Path
 
 import nbformat
 
+from .. import _store
 from . import grading, student
 
 REQUIRES = "nbgrader>=0.9.6,<0.10"
@@ -48,7 +49,7 @@ from helpers.course.release import generate_assignment_preprocessors  # noqa: E4
 c.GenerateAssignment.preprocessors = generate_assignment_preprocessors()
 c.Execute.timeout = {timeout}           # seconds per cell (notebook 07 trains for about 100 s in one cell)
 # The notebooks load the course's models from this cache instead of training them for every submission.
-os.environ.setdefault("COURSE_CACHE_DIR", {cache!r})
+os.environ.setdefault({env!r}, {cache!r})
 '''
 
 
@@ -123,10 +124,9 @@ def generate_assignment_preprocessors() -> list:
 def write_config(out_dir: Path, *, course_id: str = "adversarial-course", timeout: int = 600,
                  cache: str | None = None) -> Path:
     text = CONFIG.format(course_id=course_id, code_stub=student.CODE_STUB, text_stub=student.TEXT_STUB, timeout=timeout,
-                         cache=str(cache or default_cache_dir()))
+                         env=_store.CACHE_ENV, cache=str(cache or _store.cache_dir()))
     path = out_dir / "nbgrader_config.py"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return _store.write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def release(out_dir, paths, *, log=None, timeout: int = 600) -> list:
@@ -158,8 +158,3 @@ def release(out_dir, paths, *, log=None, timeout: int = 600) -> list:
     log(f"{config}: written.  Next, in {out_dir}: nbgrader generate_assignment {names[0]}")
     return names
 
-
-def default_cache_dir() -> str:
-    """The model cache the notebooks use (``$COURSE_CACHE_DIR`` or the repository's ``.cache/models``, as
-    ``recipes.cache_dir`` decides), without importing TensorFlow."""
-    return os.environ.get("COURSE_CACHE_DIR") or str(Path(__file__).resolve().parents[2] / ".cache" / "models")
