@@ -552,6 +552,41 @@ def test_importing_helpers_data_does_not_import_tensorflow():
     assert out.stdout.split() == ["False", "False"]
 
 
+def test_every_dataset_record_is_complete_and_consistent():
+    assert list(DATASETS) == ["mnist_5k", "mnist", "fashion_mnist", "cifar10"]  # the order the course lists them
+    for name, spec in DATASETS.items():
+        assert isinstance(spec, data.DatasetSpec) and spec.name == name
+        assert spec.source in SOURCES and spec.source != "auto"
+        assert len(spec.input_shape) == 3 and all(isinstance(d, int) and d >= 1 for d in spec.input_shape)
+        assert spec.num_classes == len(spec.class_names) >= 2
+        assert len(set(spec.class_names)) == spec.num_classes and all(isinstance(c, str) and c for c in
+                                                                      spec.class_names)
+        assert spec.train_size >= 8 and spec.test_size >= 1
+        assert 1 <= spec.validation_size <= spec.train_size // 8  # so the split is exactly validation_size
+        assert 0 < spec.standard_eps < 1 and data.standard_eps(name) == spec.standard_eps
+    with pytest.raises(TypeError):  # one home for each figure: the table cannot be edited in passing
+        DATASETS["svhn"] = DATASETS["mnist"]
+    with pytest.raises(AttributeError):
+        DATASETS["mnist"].standard_eps = 0.1
+
+
+def test_bundled_record_matches_what_loads(mnist5k):
+    spec = DATASETS["mnist_5k"]
+    assert mnist5k.input_shape == spec.input_shape and mnist5k.class_names == spec.class_names
+    assert len(mnist5k.y_train) + len(mnist5k.y_val) == spec.train_size and len(mnist5k.y_val) == spec.validation_size
+    assert len(mnist5k.y_test) == spec.test_size
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
+def test_tfds_records_match_the_tfds_metadata(tfds, name):
+    spec = DATASETS[name]
+    features = tfds.builder(name).info.features  # static metadata: no data, no network
+    assert tuple(features["image"].shape) == spec.input_shape
+    assert features["label"].num_classes == spec.num_classes
+    names = tuple(features["label"].names)
+    assert names in (spec.class_names, tuple(str(i) for i in range(spec.num_classes)))
+
+
 def test_standard_eps_and_fingerprint():
     from helpers import data as d
 
