@@ -41,15 +41,41 @@ def wilson_interval(successes, n, *, z: float = Z95) -> tuple[float, float]:
         k = round(k * n)
     if not 0 <= k <= n:
         raise ValueError(f"successes={successes!r} must lie in [0, n={n}] (a count) or [0, 1] (a fraction)")
+    if k != int(k):
+        raise ValueError(f"successes={successes!r} is neither a fraction in [0, 1] nor a count: a count of images "
+                         "must be a whole number")
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _proportion(value, name: str, n) -> float:
+    """``value`` as a float fraction in [0, 1] (even the int 0 or 1, which ``wilson_interval`` reads as counts);
+    TypeError/ValueError naming ``name`` otherwise, e.g. for a count (450 of n=500) or a percentage (90.0)."""
+    arr = np.asarray(value) if not isinstance(value, (str, bytes)) else np.asarray(None)
+    if arr.size != 1 or arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer)
+                                                   or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"{name} must be a proportion in [0, 1] (a number), got {value!r} of type "
+                        f"{type(value).__name__}")
+    p = float(arr.item())
+    if not 0.0 <= p <= 1.0:  # NaN too
+        hints = []
+        if 1 < p < math.inf and p == int(p) and isinstance(n, (numbers.Integral, np.integer)) and p <= n:
+            hints.append(f"for a count of images, pass {int(p)} / {n} = {p / n:.4g} (wilson_interval({int(p)}, {n}) "
+                         "takes counts)")
+        if 1 < p <= 100:
+            hints.append(f"for a percentage, pass {p / 100:.4g}")
+        hint = "".join("; " + h for h in hints)
+        raise ValueError(f"{name}={value!r} is not a proportion in [0, 1] (the fraction of the n images){hint}")
+    return p
+
+
 def with_interval(accuracy: float, n: int, *, digits: int = 1) -> str:
-    """``"96.7 % [95.4, 97.7]"``: a measured fraction and its 95 % Wilson interval, in percent."""
-    accuracy = float(accuracy)  # a fraction, even when given as the int 0 or 1 (wilson_interval reads ints as counts)
+    """``"96.7 % [95.4, 97.7]"``: a measured fraction (``accuracy``, a proportion in [0, 1], not a count) of ``n``
+    images and its 95 % Wilson interval, in percent."""
+    accuracy = _proportion(accuracy, "accuracy", n)
+    digits = check_positive_int(digits, "digits", minimum=0)
     low, high = wilson_interval(accuracy, n)
     return f"{100 * accuracy:.{digits}f} % [{100 * low:.{digits}f}, {100 * high:.{digits}f}]"
 
@@ -58,7 +84,7 @@ def difference_interval(a: float, b: float, n_a: int, n_b: int | None = None) ->
     """``(a - b, low, high)``: Newcombe's (1998) 95 % interval for a difference of two independent proportions,
     built from the two Wilson intervals (accuracies ``a`` and ``b`` on ``n_a`` and ``n_b`` images)."""
     n_b = n_a if n_b is None else n_b
-    a, b = float(a), float(b)  # fractions, even as the ints 0 or 1 (wilson_interval reads ints as counts)
+    a, b = _proportion(a, "a", n_a), _proportion(b, "b", n_b)
     la, ha = wilson_interval(a, n_a)
     lb, hb = wilson_interval(b, n_b)
     d = a - b

@@ -185,3 +185,52 @@ def test_is_real_difference_computes_what_difference_says():
         assert low <= d <= high and d == pytest.approx(a - b)
         assert report.is_real_difference(a, b, n) == report.difference(a, b, n).endswith("a real difference")
     assert report.is_real_difference(1, 0, 5)  # ints are fractions here (100 % vs 0 %), not counts
+
+
+# ------------------------------------------------------------------------------------------ counts vs proportions
+@pytest.mark.parametrize("call", [
+    lambda: report.with_interval(450, 500),           # a count where the proportion belongs: printed 45000 %
+    lambda: report.with_interval(90.0, 500),          # a percentage
+    lambda: report.with_interval(-0.1, 500),
+    lambda: report.with_interval(float("nan"), 500),
+    lambda: report.with_interval(float("inf"), 500),
+    lambda: report.difference(450, 480, 500),         # counts: "-3000.0 points"
+    lambda: report.difference_interval(0.9, 96.0, 500),
+    lambda: report.is_real_difference(450, 0.9, 500),
+])
+def test_proportion_arguments_refuse_counts_and_percentages(call):
+    with pytest.raises(ValueError, match=r"proportion in \[0, 1\]"):
+        call()
+
+
+def test_count_given_as_proportion_names_the_fix():
+    with pytest.raises(ValueError, match=r"accuracy=450 .*450 / 500.*wilson_interval\(450, 500\)"):
+        report.with_interval(450, 500)
+
+
+@pytest.mark.parametrize("value", [True, "0.9", None, [0.9, 0.8]])
+def test_proportion_arguments_refuse_non_numbers(value):
+    with pytest.raises(TypeError, match="accuracy must be a proportion"):
+        report.with_interval(value, 500)
+
+
+def test_proportions_of_every_numeric_kind_still_print_the_same():
+    expected = report.with_interval(0.9, 500)
+    assert expected == "90.0 % [87.1, 92.3]"
+    for p in (np.float32(0.9), np.float64(0.9), np.array(0.9)):
+        assert report.with_interval(p, 500) == expected
+    assert report.with_interval(1, 10) == report.with_interval(1.0, 10)  # the int 1 is 100 %, not one image
+    assert report.with_interval(0, 10) == "0.0 % [0.0, 27.8]"
+
+
+def test_wilson_interval_refuses_a_fractional_count():
+    # 2.5 "successes" out of 10 is neither a count nor a fraction in [0, 1]; it used to give the interval of 25 %
+    with pytest.raises(ValueError, match=r"successes=2.5 .*whole number"):
+        report.wilson_interval(2.5, 10)
+    assert report.wilson_interval(3.0, 10) == report.wilson_interval(3, 10)  # a whole count as a float is fine
+
+
+def test_with_interval_digits_must_be_a_whole_number():
+    assert report.with_interval(0.9, 500, digits=0) == "90 % [87, 92]"
+    with pytest.raises(TypeError, match="digits must be an integer"):
+        report.with_interval(0.9, 500, digits=True)
