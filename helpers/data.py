@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers._checks import check_choice, check_positive_int
+from helpers._checks import check_bool, check_choice, check_positive_int
 
 __all__ = ["DATASETS", "DatasetSpec", "SOURCES", "Dataset", "DatasetUnavailableError", "load_dataset", "stream",
            "MNIST_5K_SHA256", "standard_eps", "validation_indices"]
@@ -127,7 +127,10 @@ def validation_indices(labels, n_val: int, seed: int = VALIDATION_SEED) -> np.nd
     Each class keeps its share of the data (largest-remainder rounding); the draw depends only on the labels,
     ``n_val`` and ``seed``, so the same split comes out whether the data is loaded as arrays or streamed.
     """
-    return _stratified_indices(np.asarray(labels), n_val, "n_val", np.random.SeedSequence(seed))
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be a 1-D vector of class indices, got shape {labels.shape}")
+    return _stratified_indices(labels, n_val, "n_val", np.random.SeedSequence(seed))
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -159,6 +162,9 @@ class Dataset:
 
     def __post_init__(self):
         object.__setattr__(self, "class_names", tuple(self.class_names))
+        repeated = sorted({c for c in self.class_names if self.class_names.count(c) > 1})
+        if repeated:
+            raise ValueError(f"class_names must be distinct, one per class; repeated: {', '.join(map(repr, repeated))}")
         for split in ("train", "val", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if not isinstance(x, np.ndarray) or x.ndim != 4 or x.dtype != np.float32:
@@ -173,6 +179,11 @@ class Dataset:
             if y.size and (y.min() < 0 or y.max() >= len(self.class_names)):
                 raise ValueError(f"y_{split} must hold class indices in [0, {len(self.class_names) - 1}] "
                                  f"({len(self.class_names)} class names), found [{y.min()}, {y.max()}]")
+            if x.size:
+                lo, hi = float(x.min()), float(x.max())
+                if not (0.0 <= lo and hi <= 1.0):  # NaN fails both
+                    raise ValueError(f"x_{split} must hold pixel values in [0, 1], found values in [{lo:.4g}, {hi:.4g}]"
+                                     " (divide raw 0..255 pixels by 255; no NaN)")
         for split in ("val", "test"):
             if getattr(self, f"x_{split}").shape[1:] != self.x_train.shape[1:]:
                 raise ValueError(f"train and {split} images differ in shape: {self.x_train.shape[1:]} vs "
@@ -283,6 +294,7 @@ def load_dataset(name: str = "mnist_5k", *, source: str = "auto", data_dir=None,
     """
     check_choice("name", name, DATASETS)
     check_choice("source", source, SOURCES)
+    download = check_bool("download", download)
     spec = DATASETS[name]
     if source not in ("auto", spec.source):
         if source == "bundled":
@@ -420,6 +432,8 @@ def stream(name: str = "mnist_5k", split: str = "train", *, batch_size: int = 12
     check_choice("name", name, DATASETS)
     check_choice("split", split, ("train", "validation", "test"))
     batch_size = check_positive_int(batch_size, "batch_size")
+    shuffle, download = check_bool("shuffle", shuffle), check_bool("download", download)
+    seed = check_positive_int(seed, "seed", minimum=0)
     from . import _quiet  # noqa: F401  (TensorFlow without its start-up chatter)
     import tensorflow as tf
 

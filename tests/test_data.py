@@ -214,6 +214,37 @@ def test_dataset_rejects_arrays_outside_the_conventions():
         Dataset(x, y, x[:, :20], y, x, y, tuple("0123456789"), "toy")
 
 
+def test_dataset_rejects_pixels_outside_0_1_and_ambiguous_class_names():
+    x = np.zeros((4, 28, 28, 1), np.float32)
+    y = np.zeros(4, np.int64)
+    names = tuple("0123456789")
+    with pytest.raises(ValueError, match=r"x_test must hold pixel values in \[0, 1\].*divide"):
+        Dataset(x, y, x, y, x + 255, y, names, "toy")  # raw 0..255 pixels: every attack budget would be wrong
+    x_nan = x.copy()
+    x_nan[1, 2, 3, 0] = np.nan
+    with pytest.raises(ValueError, match=r"x_val must hold pixel values in \[0, 1\].*nan"):
+        Dataset(x, y, x_nan, y, x, y, names, "toy")
+    with pytest.raises(ValueError, match=r"class_names must be distinct.*'a'"):
+        Dataset(x, y, x, y, x, y, ("a", "a", "b"), "toy")
+    assert Dataset(x, y, x, y, x + 1, y, names, "toy").x_test.max() == 1.0  # the ends of [0, 1] are fine
+
+
+def test_validation_indices_refuses_labels_that_are_not_a_vector(mnist5k):
+    # (N, 1) or (N, 2) labels used to give indices into the flattened array, beyond the N images
+    with pytest.raises(ValueError, match=r"labels must be a 1-D vector.*\(3500, 1\)"):
+        data.validation_indices(mnist5k.y_train[:, None], 10)
+
+
+@pytest.mark.parametrize("call, text", [
+    (lambda: data.stream("mnist_5k", shuffle="no"), "shuffle must be True or False"),  # "no" is truthy: shuffled
+    (lambda: data.stream("mnist_5k", seed=1.5), "seed must be an integer"),
+    (lambda: load_dataset("mnist_5k", download="no"), "download must be True or False"),
+])
+def test_flags_must_be_booleans_and_seeds_integers(call, text):
+    with pytest.raises(TypeError, match=text):
+        call()
+
+
 # --- checksum and damaged files ---------------------------------------------------------------------------------
 
 def _assert_rebuild_hint(message: str, path: Path):
