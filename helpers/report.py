@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -212,17 +213,25 @@ def format_table(rows: dict, columns=None, *, fmt="{:.1%}", n: int | None = None
                  width: int = 9) -> str:
     """``rows`` (``{row name: {column: value}}``) as an aligned text table.
 
-    Values that are floats are formatted with ``fmt`` (strings are printed as they are).  With ``n`` (the number of
-    images each accuracy was measured on) a last line states the 95 % margin of the worst case.
+    The columns are ``columns``, else every key any row has (in order of appearance); a row without a value prints
+    "—".  Values that are not strings are formatted with ``fmt``; with the default percent format they must be
+    fractions (or differences of fractions) in [-1, 1], so a count or a percentage is refused instead of printed
+    as "45000.0%".  With ``n`` (the number of images each accuracy was measured on) a last line states the 95 %
+    margin of the worst case.
     """
     if not rows:
         raise ValueError("table needs at least one row")
-    columns = list(columns or next(iter(rows.values())).keys())
+    keys = list(dict.fromkeys(k for row in rows.values() for k in row))
+    columns = keys if columns is None else list(columns)
+    unknown = [c for c in columns if c not in keys]
+    if unknown:
+        raise ValueError(f"columns {', '.join(map(repr, unknown))} are in no row; the rows have "
+                         f"{', '.join(map(repr, keys))}")
     name_w = max(len(first), *(len(str(r)) for r in rows))
     widths = [max(width, len(str(c))) for c in columns]
     lines = [f"{first:{name_w}s}" + "".join(f"  {str(c):>{w}s}" for c, w in zip(columns, widths))]
     for name, row in rows.items():
-        cells = [_cell(row.get(c), fmt) for c in columns]
+        cells = [_cell(row.get(c), fmt, (name, c)) for c in columns]
         lines.append(f"{str(name):{name_w}s}" + "".join(f"  {v:>{w}s}" for v, w in zip(cells, widths)))
     if n is not None:
         low, high = wilson_interval(0.5, n)
@@ -231,9 +240,13 @@ def format_table(rows: dict, columns=None, *, fmt="{:.1%}", n: int | None = None
     return "\n".join(lines)
 
 
-def _cell(value, fmt):
+def _cell(value, fmt, where):
     if value is None:
         return "—"
     if isinstance(value, str):
         return value
+    if re.search(r"%\}", fmt) and isinstance(value, (numbers.Real, np.number)) and abs(float(value)) > 1:
+        raise ValueError(f"table cell {where[0]!r}, {where[1]!r} = {value!r} is not a proportion: the format {fmt!r} "
+                         "prints fractions in [-1, 1] as percentages; pass the fraction (e.g. 450 / 500, or 0.967 "
+                         "for 96.7 %), or format the value yourself (a string is printed as it is), or pass fmt=")
     return fmt.format(value)

@@ -234,3 +234,29 @@ def test_with_interval_digits_must_be_a_whole_number():
     assert report.with_interval(0.9, 500, digits=0) == "90 % [87, 92]"
     with pytest.raises(TypeError, match="digits must be an integer"):
         report.with_interval(0.9, 500, digits=True)
+
+
+def test_table_shows_every_column_any_row_has():
+    # the columns used to be the first row's keys only: "PGD" of the second row vanished without a word
+    text = report.format_table({"standard": {"clean": 0.968}, "PGD-trained": {"clean": 0.972, "PGD": 0.83}})
+    lines = text.splitlines()
+    assert lines[0].split() == ["clean", "PGD"]
+    assert lines[1].split() == ["standard", "96.8%", "—"] and lines[2].split() == ["PGD-trained", "97.2%", "83.0%"]
+
+
+def test_table_refuses_a_column_no_row_has():
+    with pytest.raises(ValueError, match=r"columns 'PDG' .*'clean', 'PGD'"):  # a typo gave a column of dashes
+        report.format_table({"m": {"clean": 0.9, "PGD": 0.1}}, ["clean", "PDG"])
+
+
+@pytest.mark.parametrize("value", [450, 96.7, -3.0])
+def test_percent_table_refuses_counts_and_percentages(value):
+    # 450 correct images printed as "45000.0%"; 96.7 (already a percentage) as "9670.0%"
+    with pytest.raises(ValueError, match=r"'m', 'acc'.*not a proportion"):
+        report.format_table({"m": {"acc": value}})
+    assert str(value) in report.format_table({"m": {"acc": value}}, fmt="{}")  # another format prints anything
+
+
+def test_percent_table_still_prints_differences_and_gaps():
+    text = report.format_table({"m": {"gap": -0.25, "nan": float("nan"), "one": 1}})
+    assert text.splitlines()[1].split() == ["m", "-25.0%", "nan%", "100.0%"]
