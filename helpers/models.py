@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 
-from ._checks import check_bool, check_choice, check_images, check_labels, check_positive_int
+from ._checks import (check_bool, check_choice, check_images, check_labels, check_learning_rate,
+                      check_positive_int)
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import keras  # noqa: E402
@@ -105,6 +106,7 @@ def _check_input_shape(input_shape, arch: str) -> tuple[int, int, int]:
 def compile_model(model: keras.Model, *, learning_rate=1e-3) -> keras.Model:
     """Compile for training on integer labels with a from-logits cross-entropy and Adam (loss-scaled when the
     model computes in float16, see ``build_model(mixed_precision=True)``)."""
+    learning_rate = check_learning_rate(learning_rate)
     model.compile(
         optimizer=loss_scaled(keras.optimizers.Adam(learning_rate), model),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -144,6 +146,8 @@ def train_model(model: keras.Model, x, y, *, epochs: int = 5, batch_size: int = 
     _check_validation_arrays(validation_data, num_classes)
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
+    if learning_rate is not None:
+        check_learning_rate(learning_rate)
     keras.utils.set_random_seed(check_positive_int(seed, "seed", minimum=0))
     if existing_optimizer(model, learning_rate, "recompile it (models.compile_model) instead") is None:
         compile_model(model, learning_rate=1e-3 if learning_rate is None else learning_rate)

@@ -99,3 +99,24 @@ def test_train_model_checks_validation_arrays(bad, error, match):
         models.train_model(model, x, y, epochs=1, validation_data=bad(x, y))
     with pytest.raises(TypeError, match="seed must be an integer"):
         models.train_model(model, x, y, epochs=1, seed=True)
+
+
+@pytest.mark.parametrize("lr,error", [(-1e-2, ValueError), (0.0, ValueError), (float("nan"), ValueError),
+                                      (True, TypeError), ("fast", TypeError)])
+def test_a_learning_rate_that_cannot_train_is_refused(lr, error):
+    # a negative rate climbed the loss (1.1 -> 3.5 -> 9.2 in three epochs) without a word
+    model = models.build_model((12, 12, 1), 3, arch="mlp")
+    with pytest.raises(error, match="learning_rate"):
+        models.compile_model(model, learning_rate=lr)
+    x, y = _tiny_data()
+    with pytest.raises(error, match="learning_rate"):
+        models.train_model(model, x, y, epochs=1, learning_rate=lr)
+
+
+def test_a_schedule_is_still_a_learning_rate():
+    import keras
+
+    schedule = keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.9)
+    model = models.compile_model(models.build_model((12, 12, 1), 3, arch="mlp"), learning_rate=schedule)
+    assert model.optimizer.learning_rate is not None
+    models.compile_model(model, learning_rate=np.float32(1e-3))
