@@ -35,6 +35,8 @@ def wilson_interval(successes, n, *, z: float = Z95) -> tuple[float, float]:
     ``successes`` may be a count (integer) or a fraction in [0, 1] (then it is turned into the nearest count).
     """
     n = check_positive_int(n, "n")
+    if not (isinstance(z, (numbers.Real, np.number)) and not isinstance(z, bool) and 0 < float(z) < math.inf):
+        raise ValueError(f"z={z!r} is not allowed; z must be a finite number > 0 (1.96 for a 95 % interval)")
     if isinstance(successes, (bool, np.bool_)) or not isinstance(successes, (numbers.Real, np.number)):
         raise TypeError(f"successes must be a count or a fraction, got {successes!r}")
     k = float(successes)

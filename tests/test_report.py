@@ -260,3 +260,10 @@ def test_percent_table_refuses_counts_and_percentages(value):
 def test_percent_table_still_prints_differences_and_gaps():
     text = report.format_table({"m": {"gap": -0.25, "nan": float("nan"), "one": 1}})
     assert text.splitlines()[1].split() == ["m", "-25.0%", "nan%", "100.0%"]
+
+
+@pytest.mark.parametrize("z", [-1.96, 0.0, float("nan")])
+def test_wilson_interval_refuses_a_z_that_is_not_positive(z):
+    # z = -1.96 returned (high, low) swapped: an "interval" whose low end lies above its high end
+    with pytest.raises(ValueError, match="z="):
+        report.wilson_interval(50, 100, z=z)
