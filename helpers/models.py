@@ -105,14 +105,30 @@ def _check_input_shape(input_shape, arch: str) -> tuple[int, int, int]:
 
 def compile_model(model: keras.Model, *, learning_rate=1e-3) -> keras.Model:
     """Compile for training on integer labels with a from-logits cross-entropy and Adam (loss-scaled when the
-    model computes in float16, see ``build_model(mixed_precision=True)``)."""
+    model computes in float16, see ``build_model(mixed_precision=True)``).  A model that ends in a softmax is
+    refused: its probabilities would be read as logits."""
     learning_rate = check_learning_rate(learning_rate)
+    if _ends_in_softmax(model):
+        raise ValueError(f"model {model.name!r} ends in a softmax, but compile_model's loss reads logits "
+                         "(from_logits=True), as the attacks do: drop the final softmax (build_model returns logits)")
     model.compile(
         optimizer=loss_scaled(keras.optimizers.Adam(learning_rate), model),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     return model
+
+
+def _ends_in_softmax(model) -> bool:
+    """Whether ``model``'s output layer is a softmax (probabilities out, not logits): a ``Softmax`` layer, or a
+    layer whose activation is the softmax."""
+    layers = getattr(model, "layers", None)
+    if not layers:
+        return False
+    last = layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return True
+    return getattr(getattr(last, "activation", None), "__name__", "") == "softmax" or _ends_in_softmax(last)
 
 
 def computes_in_float16(model) -> bool:

@@ -120,3 +120,23 @@ def test_a_schedule_is_still_a_learning_rate():
     model = models.compile_model(models.build_model((12, 12, 1), 3, arch="mlp"), learning_rate=schedule)
     assert model.optimizer.learning_rate is not None
     models.compile_model(model, learning_rate=np.float32(1e-3))
+
+
+@pytest.mark.parametrize("head", ["dense", "layer", "activation"])
+def test_a_model_that_outputs_probabilities_is_refused(head):
+    # compile_model's loss reads logits (from_logits=True): a softmax output was trained with a wrong loss, silently
+    import keras
+
+    inputs = keras.Input((12, 12, 1))
+    x = keras.layers.Flatten()(inputs)
+    if head == "dense":
+        out = keras.layers.Dense(3, activation="softmax")(x)
+    else:
+        x = keras.layers.Dense(3)(x)
+        out = keras.layers.Softmax()(x) if head == "layer" else keras.layers.Activation("softmax")(x)
+    model = keras.Model(inputs, out)
+    with pytest.raises(ValueError, match="ends in a softmax.*logits"):
+        models.compile_model(model)
+    x, y = _tiny_data()
+    with pytest.raises(ValueError, match="ends in a softmax"):
+        models.train_model(model, x, y, epochs=1)
