@@ -267,3 +267,16 @@ def test_wilson_interval_refuses_a_z_that_is_not_positive(z):
     # z = -1.96 returned (high, low) swapped: an "interval" whose low end lies above its high end
     with pytest.raises(ValueError, match="z="):
         report.wilson_interval(50, 100, z=z)
+
+
+@pytest.mark.parametrize("a, n_a, b, n_b, low, high", [
+    (56, 70, 48, 80, 0.0524, 0.3339),   # Newcombe (1998), Stat. Med. 17:873, table II, method 10, examples (a)-(d)
+    (9, 10, 3, 10, 0.1705, 0.8090),
+    (6, 7, 2, 7, 0.0582, 0.8062),
+    (5, 56, 0, 29, -0.0381, 0.1926),
+])
+def test_difference_interval_matches_newcombes_published_examples(a, n_a, b, n_b, low, high):
+    d, lo, hi = report.difference_interval(a / n_a, b / n_b, n_a, n_b)
+    assert d == pytest.approx(a / n_a - b / n_b)
+    assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
+    assert report.is_real_difference(a / n_a, b / n_b, n_a, n_b) == (low > 0)
