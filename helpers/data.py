@@ -466,11 +466,21 @@ def _filter_validation(name, examples, *, keep_validation: bool):
     """Keep (or drop) the validation examples of a tfds train split, chosen exactly as ``load_dataset`` does."""
     import tensorflow as tf
 
-    labels = np.concatenate([y for y in examples.map(lambda _, y: y).batch(8192).as_numpy_iterator()])
+    # named functions, not lambdas: AutoGraph cannot tell two lambdas of one line apart, warns, and runs them as-is
+    def label(image, y):
+        return y
+
+    def is_kept(index, example):
+        return tf.gather(mask, index)
+
+    def example_of(index, example):
+        return example
+
+    labels = np.concatenate([y for y in examples.map(label).batch(8192).as_numpy_iterator()])
     is_val = np.zeros(len(labels), bool)
     is_val[validation_indices(labels, _n_val(name, len(labels)))] = True
     mask = tf.constant(is_val if keep_validation else ~is_val)
-    kept = examples.enumerate().filter(lambda i, xy: tf.gather(mask, i)).map(lambda i, xy: xy)
+    kept = examples.enumerate().filter(is_kept).map(example_of)
     # filter() hides the size; it is known, and Keras' fit uses it for its progress bar and epoch ends
     return kept.apply(tf.data.experimental.assert_cardinality(int(mask.numpy().sum())))
 

@@ -680,3 +680,25 @@ def test_stream_offline_fails_with_the_bundled_alternative(tfds, tmp_path, monke
     _forbid_network(monkeypatch)
     with pytest.raises(DatasetUnavailableError, match='load_dataset\\("mnist_5k"\\)'):
         data.stream("cifar10", data_dir=tmp_path, download=False)
+
+
+def test_streamed_tfds_splits_match_load_dataset_and_share_no_image(caplog):
+    # the filter stream() applies to a tfds train split, run on 400 bundled training digits (no tfds needed): the
+    # "train" stream must not leak validation images, and both must be the splits load_dataset takes out
+    import tensorflow as tf
+
+    raw = data._read_mnist_5k(SHIPPED)
+    x, y = raw["x_train"][:400], raw["y_train"][:400]
+    x_tr, y_tr, x_va, y_va = data._split_off_validation("mnist_5k", x, y)
+    assert len(y_va) == 50 and len(y_tr) == 350  # an eighth of the 400 images
+    examples = tf.data.Dataset.from_tensor_slices((x, y))
+    for keep_validation, (x_ref, y_ref) in ((True, (x_va, y_va)), (False, (x_tr, y_tr))):
+        kept = data._filter_validation("mnist_5k", examples, keep_validation=keep_validation)
+        assert int(kept.cardinality()) == len(y_ref)
+        xs, ys = next(kept.batch(400).as_numpy_iterator())
+        np.testing.assert_array_equal(xs, x_ref)
+        np.testing.assert_array_equal(ys, y_ref)
+    train, val = {im.tobytes() for im in x_tr}, {im.tobytes() for im in x_va}
+    assert not train & val
+    # its lambdas made AutoGraph warn "could not transform <lambda> ... will run it as-is" on every stream
+    assert not [r for r in caplog.records if "AutoGraph" in r.getMessage()]
