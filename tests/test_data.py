@@ -629,6 +629,18 @@ def test_standard_eps_and_fingerprint():
     assert ds.subset(100, 10, seed=0).fingerprint() != ds.subset(100, 10, seed=1).fingerprint()
 
 
+def test_fingerprint_sees_every_training_and_validation_image():
+    """The model cache keys on it: one changed pixel of a training image between the old sample's rows, or of a
+    validation image (early stopping and curves read them), must give another key, not the old model."""
+    import dataclasses
+
+    ds = load_dataset("mnist_5k")
+    for field in ("x_train", "x_val"):
+        images = getattr(ds, field).copy()
+        images[1, 14, 14, 0] = 1.0 - images[1, 14, 14, 0]
+        assert dataclasses.replace(ds, **{field: images}).fingerprint() != ds.fingerprint(), field
+
+
 @pytest.mark.slow
 def test_cifar10_streams_from_tfds_into_adversarial_training(tfds, tmp_path, monkeypatch):
     _mock_metadata(tfds, tmp_path, "cifar10", 13)
