@@ -4,7 +4,7 @@ The modules read like the course's vocabulary, each one idea, roughly in this or
 imports whom): ``data -> models -> attacks -> autoattack -> certify -> training -> recipes -> evaluate -> report
 -> plots`` (``autoattack``: APGD, DLR and Square, also reachable from ``attacks``; ``recipes``: which model is
 trained how, and the model cache; ``report``: intervals and tables).
-``helpers.course`` (the instructor's build) and ``helpers.selfcheck`` (the exercises' self-checks) stand apart.
+``helpers.course`` (the instructor's tooling, a subpackage) and ``helpers.selfcheck`` (the exercises' self-checks) stand apart.
 Conventions everywhere: images are float32 NHWC in [0, 1], labels int64, models return logits,
 ``eps`` is measured in pixel-value units of [0, 1].
 """

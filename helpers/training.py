@@ -24,11 +24,10 @@ import warnings
 
 import numpy as np
 
-from . import attacks
+from . import registry
 from .attacks import loss_gradient
 from ._checks import check_choice, check_eps, check_images, check_labels, check_positive_int
 from .models import existing_optimizer
-from .schedules import Cyclic, cyclic, piecewise, steps_per_epoch, warmup_cosine  # noqa: F401  (re-exported)
 from .wrapper import WrapperModel
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
@@ -36,43 +35,41 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 MODES = ("double", "adversarial", "trades")
-ATTACKS = ("fgsm", "fgsm_rs", "pgd")
 #: Validation images per compiled test step in ``adversarial_train``: large batches amortise the per-step overhead
 #: of attacking the validation split after every epoch (the figures do not depend on it).
 VALIDATION_BATCH = 500
 _RANGE_MESSAGE = "images must lie in [0, 1]"  # the in-graph check of streamed batches, turned into a ValueError
-_ATTACK_KWARGS = {"fgsm": {"targeted"}, "fgsm_rs": {"step_size"},
-                  "pgd": {"steps", "step_size", "norm", "random_start", "restarts"}}
 
 
 def make_attack(attack, eps, attack_kwargs=None):
     """``fn(model, x, y) -> x_adv`` (TF code, traced into a training or test step) for a named or callable attack.
 
-    ``attack``: ``"fgsm"``; ``"fgsm_rs"`` — FGSM from a uniform random start with step 1.25·ε (Wong, Rice & Kolter
-    2020, "Fast is better than free"): one PGD step from a random point of the ε-ball, which resists the
-    catastrophic overfitting of plain FGSM training at the same cost; ``"pgd"`` — default 7 steps of 2.5·ε/7 from a
-    random start; or a callable ``(model, x, y, eps) -> x_adv`` written in TensorFlow ops.  ``eps`` may be a
-    ``tf.Variable`` (read when the step runs, so an ε warm-up needs no retracing); default step sizes follow it.
+    ``attack``: a training attack of ``helpers.registry`` — ``"fgsm"``; ``"fgsm_rs"`` — FGSM from a uniform random
+    start with step 1.25·ε (Wong, Rice & Kolter 2020, "Fast is better than free"): one PGD step from a random point
+    of the ε-ball, which resists the catastrophic overfitting of plain FGSM training at the same cost; ``"pgd"`` —
+    default 7 steps of 2.5·ε/7 from a random start; or a callable ``(model, x, y, eps) -> x_adv`` written in
+    TensorFlow ops.  ``eps`` may be a ``tf.Variable`` (read when the step runs, so an ε warm-up needs no
+    retracing); default step sizes follow it.  Training attacks are untargeted: ``targeted`` is refused (a targeted
+    attack aimed at the true label would train the model *toward* it).
     """
     kwargs = dict(attack_kwargs or {})
+    if "targeted" in kwargs:
+        raise ValueError(f"attack_kwargs={{'targeted': {kwargs['targeted']!r}}}: training attacks are untargeted "
+                         f"(a targeted attack would push each image toward its own label); drop 'targeted'")
     if callable(attack):
         return lambda model, x, y: attack(model, x, y, eps, **kwargs)
     if not isinstance(attack, str):
-        raise TypeError(f"attack must be 'fgsm', 'fgsm_rs', 'pgd' or a callable (model, x, y, eps) -> x_adv, "
-                        f"got {attack!r}")
-    check_choice("attack", attack, ATTACKS)
-    bad = set(kwargs) - _ATTACK_KWARGS[attack]
+        names = ", ".join(repr(name) for name in registry.TRAINING)
+        raise TypeError(f"attack must be {names} or a callable (model, x, y, eps) -> x_adv, got {attack!r}")
+    check_choice("attack", attack, registry.TRAINING)
+    entry = registry.get(attack)
+    bad = set(kwargs) - entry.training
     if bad:
         raise ValueError(f"attack_kwargs {sorted(bad)} are not accepted by {attack!r} in training; allowed: "
-                         f"{sorted(_ATTACK_KWARGS[attack])}")
-    if attack == "fgsm":
-        return lambda model, x, y: attacks.fgsm(model, x, y, eps, **kwargs)
-    if attack == "fgsm_rs":
-        step = kwargs.get("step_size")
-        return lambda model, x, y: attacks.pgd(model, x, y, eps, steps=1, random_start=True,
-                                               step_size=1.25 * tf.cast(eps, tf.float32) if step is None else step)
-    kwargs.setdefault("steps", 7)
-    return lambda model, x, y: attacks.pgd(model, x, y, eps, **kwargs)
+                         f"{sorted(entry.training)}")
+    defaults = entry.training_defaults or (lambda eps: {})
+    # the defaults are made when the step is traced: a step size that follows a warming-up ε reads the variable
+    return lambda model, x, y: entry.function(model, x, y, eps, **{**defaults(eps), **kwargs})
 
 
 def trades_attack(model, x, eps, *, steps: int = 10, step_size=None):
@@ -313,7 +310,7 @@ class StallMonitor(keras.callbacks.Callback):
             f"({chance:.2f}): " + ", ".join(f"{adv:.2f} / {clean:.2f}" for adv, clean in recent) + " (attacked / "
             "clean). A fresh model trained only against a strong attack at the full ε can fail to leave chance for "
             "good, and the model returned then predicts one class. Remedies: ramp ε up (AdversarialModel("
-            "eps_warmup=k) or training.EpsWarmup(k)), warm the learning rate up (training.warmup_cosine), lower the "
+            "eps_warmup=k) or training.EpsWarmup(k)), warm the learning rate up (schedules.warmup_cosine), lower the "
             "learning rate, or train on the double batch (mode='double').",
             StallWarning, stacklevel=_user_stacklevel())
         if self.stop:

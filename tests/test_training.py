@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import attacks, evaluate, models, selfcheck, training
+from helpers import _private, attacks, evaluate, models, schedules, selfcheck, training
 
 
 @pytest.fixture(scope="module")
@@ -163,15 +163,15 @@ def test_a_learning_rate_is_never_silently_ignored(small):
 
 
 def test_warmup_cosine_schedule():
-    sched = training.warmup_cosine(2e-3, 100, warmup=0.2)
+    sched = schedules.warmup_cosine(2e-3, 100, warmup=0.2)
     lrs = [float(sched(s)) for s in (0, 10, 20, 60, 100)]
     assert lrs[0] == pytest.approx(0.0, abs=1e-9) and lrs[1] == pytest.approx(1e-3, rel=1e-3)
     assert lrs[2] == pytest.approx(2e-3, rel=1e-3) and lrs[2] > lrs[3] > lrs[4]
     with pytest.raises(ValueError, match="warmup=1.5"):
-        training.warmup_cosine(1e-3, 10, warmup=1.5)
+        schedules.warmup_cosine(1e-3, 10, warmup=1.5)
     with pytest.raises(ValueError, match="steps=0"):
-        training.warmup_cosine(1e-3, 0)
-    assert training.steps_per_epoch(3500, 64) == 55
+        schedules.warmup_cosine(1e-3, 0)
+    assert schedules.steps_per_epoch(3500, 64) == 55
 
 
 @pytest.mark.slow
@@ -234,25 +234,25 @@ def test_early_stopping_restores_the_best_epoch(small):
 
 
 def test_cyclic_and_piecewise_schedules():
-    sched = training.cyclic(5e-3, 100, peak_at=0.4)
+    sched = schedules.cyclic(5e-3, 100, peak_at=0.4)
     lrs = [float(sched(s)) for s in (0, 20, 40, 70, 100, 150)]
     np.testing.assert_allclose(lrs, [0.0, 2.5e-3, 5e-3, 2.5e-3, 0.0, 0.0], atol=1e-9)
     assert isinstance(keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(sched)),
-                      training.Cyclic)
-    pw = training.piecewise([1e-3, 1e-4], [50])
+                      schedules.Cyclic)
+    pw = schedules.piecewise([1e-3, 1e-4], [50])
     assert float(pw(10)) == pytest.approx(1e-3) and float(pw(60)) == pytest.approx(1e-4)
     with pytest.raises(ValueError, match="peak_at=1.0"):
-        training.cyclic(1e-3, 10, peak_at=1.0)
+        schedules.cyclic(1e-3, 10, peak_at=1.0)
     with pytest.raises(ValueError, match="one more value than boundaries"):
-        training.piecewise([1e-3], [5])
+        schedules.piecewise([1e-3], [5])
     with pytest.raises(ValueError, match="increasing"):
-        training.piecewise([1e-3, 1e-4, 1e-5], [50, 20])
+        schedules.piecewise([1e-3, 1e-4, 1e-5], [50, 20])
 
 
 @pytest.mark.slow
 def test_an_optimizer_passed_twice_continues_its_schedule(small):
     model = fresh(small)
-    optimizer = keras.optimizers.Adam(training.piecewise([1e-3, 0.0], [2]))  # two real steps, then rate zero
+    optimizer = keras.optimizers.Adam(schedules.piecewise([1e-3, 0.0], [2]))  # two real steps, then rate zero
     args = dict(attack="fgsm", eps=0.1, epochs=1, batch_size=64, optimizer=optimizer)
     training.adversarial_train(model, small.x_train[:256], small.y_train[:256], **args)
     after = [w.copy() for w in model.get_weights()]
@@ -349,12 +349,12 @@ def test_xla_compiled_step_matches_the_plain_one(small):
         training.adversarial_train(xla, x, y, jit_compile=True, **sgd)
     models.seed_everything(0, deterministic=False)
     try:
-        assert not models.op_determinism_enabled()
+        assert not _private.op_determinism_enabled()
         training.adversarial_train(plain, x, y, optimizer=keras.optimizers.SGD(0.1), **sgd)
         training.adversarial_train(xla, x, y, optimizer=keras.optimizers.SGD(0.1), jit_compile=True, **sgd)
     finally:
         models.seed_everything(0)
-    assert models.op_determinism_enabled()
+    assert _private.op_determinism_enabled()
     for a, b in zip(plain.get_weights(), xla.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-4)
 
