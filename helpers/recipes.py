@@ -129,15 +129,15 @@ def _serializable(learning_rate):
 
 
 def adversarial_model(ds, *, attack="pgd", eps, epochs: int, batch_size: int = 64, mode: str = "adversarial",
-                      attack_kwargs: dict | None = None, arch: str = "cnn", seed: int = 0, learning_rate=1e-3,
+                      attack_kwargs: dict | None = None, seed: int = 0, learning_rate=1e-3,
                       directory=None, retrain: bool = False, validation_size: int | None = None, **train_kwargs):
     """An adversarially trained classifier for ``ds``, trained with ``training.adversarial_train`` or from cache.
 
-    Returns ``(model, history)``: ``history`` is the Keras History dict of the run that trained it, with ``time``
-    per epoch, the validation figures on the first ``validation_size`` images of the validation split (default:
-    all of it) and, with early stopping, ``best_epoch``.  ``train_kwargs`` go to ``adversarial_train``
-    (``eps_warmup``, ``early_stopping``, ``validation_attack``, ``validation_attack_kwargs``, ``beta`` for
-    ``mode="trades"``).  ``attack`` must be a
+    The classifier is the course CNN (``models.build_model``).  Returns ``(model, history)``: ``history`` is the
+    Keras History dict of the run that trained it, with ``time`` per epoch, the validation figures on the first
+    ``validation_size`` images of the validation split (default: all of it) and, with early stopping,
+    ``best_epoch``.  ``train_kwargs`` go to ``adversarial_train`` (``eps_warmup``, ``early_stopping``,
+    ``validation_attack``, ``validation_attack_kwargs``, ``beta`` for ``mode="trades"``).  ``attack`` must be a
     name here (``"fgsm"``, ``"fgsm_rs"`` or ``"pgd"``): a callable has no stable identity to cache under.
     """
     check_choice("attack", attack, registry.TRAINING)
@@ -160,7 +160,7 @@ def adversarial_model(ds, *, attack="pgd", eps, epochs: int, batch_size: int = 6
             history["best_epoch"] = [h.params["best_epoch"]]
         return history
 
-    return _recipe(ds, fit, arch=arch, seed=seed, directory=directory, retrain=retrain,
+    return _recipe(ds, fit, arch="cnn", seed=seed, directory=directory, retrain=retrain,
                    recipe=f"adv-{attack}-{mode}", epochs=epochs, eps=eps, batch_size=batch_size,
                    attack_kwargs=attack_kwargs or {}, learning_rate=_serializable(learning_rate), validation=n_val,
                    **{k: v for k, v in train_kwargs.items() if v is not None})
