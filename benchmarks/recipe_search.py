@@ -40,7 +40,7 @@ import numpy as np
 os.environ.setdefault("COURSE_EVAL_CACHE", "0")  # benchmarks measure: compute every evaluation (helpers.evalcache)
 from helpers import _quiet  # noqa: F401  (TensorFlow without its start-up chatter)
 
-from helpers import attacks, certify, data, evaluate, models, recipes, report, schedules
+from helpers import attacks, certify, data, evaluate, modelcache, models, recipes, report, schedules
 
 import keras  # noqa: E402  (after helpers._quiet)
 
@@ -156,8 +156,8 @@ def _cache_path(call, cache):
         try:
             call()
         except _Captured as found:
-            return recipes.cache_file(found.args[0], cache)
-    raise RuntimeError("the recipe did not reach recipes.load_or_train")
+            return modelcache.cache_file(found.args[0], cache)
+    raise RuntimeError("the recipe did not reach modelcache.load_or_train")
 
 
 def check_course_keys(ds, pool, cache):
@@ -344,7 +344,7 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown candidates {sorted(unknown)}; choose from {sorted(pool)}")
     cache = args.cache or tempfile.mkdtemp(prefix="recipe-search-")
-    started, version = datetime.datetime.now().astimezone(), recipes.code_version()
+    started, version = datetime.datetime.now().astimezone(), modelcache.code_version()
     if kind == "schedules":
         check_course_keys(ds, pool, cache)
         lines = []
@@ -366,13 +366,13 @@ def main(argv=None):
                   "other, not with the README).  Candidates are trained from scratch on the 3,500 training images "
                   "(seed 0) and scored on the 500 validation images; only the chosen one of each recipe is scored "
                   "on the 1,000 test images, once.", ""]
-        if recipes.code_version() != version:  # others edited helpers/ while this ran
+        if modelcache.code_version() != version:  # others edited helpers/ while this ran
             header[-1:] = [f"**`helpers/` changed on disk during the run** (code version {version} at the start, "
-                           f"{recipes.code_version()} at the end): every model was trained by the modules this "
+                           f"{modelcache.code_version()} at the end): every model was trained by the modules this "
                            f"process imported at the start ({version}), but cache files written later carry the "
                            "later version in their name.", ""]
         else:
-            header[-2] += f"  Code version (`recipes.code_version()`): {version}."
+            header[-2] += f"  Code version (`modelcache.code_version()`): {version}."
         with open(args.output, "w") as fh:
             fh.write("\n".join(header + lines).rstrip() + "\n")
     return 0

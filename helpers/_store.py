@@ -1,4 +1,5 @@
-"""Where cached results live and what decides their keys: the cache folder, source hashes, atomic writes.
+"""Where cached and shipped results live and what decides their keys: the cache folder, what the course ships
+(``data/shipped``, checksummed), source hashes, atomic writes.
 
 The bottom of the package (no TensorFlow, no other ``helpers`` module): the model cache (``recipes``), the
 evaluation cache (``evalcache``) and the instructor's release all ask here for the folder (``cache_dir``), hash
@@ -8,6 +9,7 @@ never leaves a half-written file behind.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
@@ -22,6 +24,10 @@ from typing import Callable
 #: The environment variable that moves the cache folder.
 CACHE_ENV = "COURSE_CACHE_DIR"
 PACKAGE = Path(__file__).resolve().parent
+#: What the course ships for its bundled dataset (trained models and their histories): read-only, each file
+#: checksummed in ``MANIFEST.json``; ``python -m helpers.course ship`` regenerates it.
+SHIPPED = PACKAGE.parent / "data" / "shipped"
+MANIFEST = "MANIFEST.json"
 _SIMPLE = (type(None), type(...), bool, int, float, complex, str, bytes)
 #: Folders of installed code (the standard library, site-packages): its functions and classes are named, not hashed.
 _LIBRARIES = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
@@ -34,13 +40,59 @@ def cache_dir(path=None) -> Path:
     return Path(path)
 
 
+def code_text(source: str) -> str:
+    """What decides a module's behaviour, as text: its syntax tree without docstrings (comments never reach it),
+    so that editing prose does not invalidate what was computed or shipped."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
 def source_hash(names, folder=None) -> str:
-    """A hash of the source of modules ``names`` of the package in ``folder`` (default: this one), in that order."""
+    """A hash of the code of modules ``names`` of the package in ``folder`` (default: this one), in that order
+    (``code_text``: docstrings and comments do not count).  A dotted name is a module of a subpackage."""
     folder = Path(folder) if folder is not None else PACKAGE
     h = hashlib.sha256()
     for name in names:
-        h.update((folder / f"{name}.py").read_bytes())
+        h.update(code_text((folder / f"{name.replace('.', '/')}.py").read_text(encoding="utf-8")).encode())
     return h.hexdigest()
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 of a file's bytes (the checksums of the shipped files)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def manifest(folder=None) -> dict:
+    """The shipped files' manifest (``data/shipped/MANIFEST.json``: ``files`` -> checksums, and how they were
+    made), or ``{}`` when nothing is shipped."""
+    path = Path(folder if folder is not None else SHIPPED) / MANIFEST
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def shipped(relative: str, folder=None):
+    """``(path, None)`` for the intact shipped file ``relative`` (a POSIX path below ``data/shipped``);
+    ``(None, why)`` when the manifest lists it but the file is missing or does not match its checksum;
+    ``(None, None)`` when it is not shipped."""
+    folder = Path(folder if folder is not None else SHIPPED)
+    entry = manifest(folder).get("files", {}).get(relative)
+    if entry is None:
+        return None, None
+    path = folder / relative
+    if not path.exists():
+        return None, f"the shipped file data/shipped/{relative} is missing"
+    if file_sha256(path) != entry["sha256"]:
+        return None, (f"the shipped file data/shipped/{relative} does not match its checksum (altered, or a Git LFS "
+                      "pointer instead of the file)")
+    return path, None
 
 
 def write_atomic(path, write: Callable) -> Path:
@@ -89,7 +141,7 @@ def _module_source(module_name: str) -> str:
     path = getattr(sys.modules.get(module_name), "__file__", None)
     if path is None:
         raise Unhashable(f"module {module_name} has no source file")
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return hashlib.sha256(code_text(Path(path).read_text(encoding="utf-8")).encode()).hexdigest()
 
 
 def function_hash(fn) -> str | None:

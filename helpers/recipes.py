@@ -1,90 +1,27 @@
-"""The course's recipes — which model, trained how — and the on-disk cache that shares them between notebooks.
+"""The course's recipes: which model, trained how.
 
-The cache lets every notebook run on its own (it trains when the model is missing) while the series as a whole
-trains each model once.  Files are keyed by everything that changes the weights: dataset (and its fingerprint),
-architecture, every training argument, and a **code version** (a hash of the modules that define models, attacks
-and training), so a change to an attack or a recipe never loads stale weights.  Files are written atomically: an
-interrupted run never leaves a half-written model behind.  Every recipe monitors on the validation split
-(``ds.x_val``); none of them reads the test images.
+Every recipe goes through ``helpers.modelcache``: a model this machine trained before is read from the local cache,
+a model the course ships (``data/shipped``, for the bundled dataset) is loaded instead of trained, anything else
+is trained and cached, so the series trains each model at most once.  Every recipe monitors on the validation
+split (``ds.x_val``); none of them reads the test images.  This module's code is hashed into the models' keys
+(``modelcache._WEIGHT_MODULES``): a change to a recipe never loads stale weights.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import warnings
-from pathlib import Path
 from typing import Callable
 
 from . import registry, schedules, training
 from ._checks import check_choice, check_eps
-from ._store import cache_dir, source_hash, write_atomic, write_json_atomic
 from .data import standard_eps
+from .modelcache import load_or_train
 from .models import EpochTimer, build_model, train_model
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import keras  # noqa: E402
 
-#: The modules whose code decides the trained weights; their source is hashed into every cache key (the training
-#: attacks' modules come from the registry, so a new training attack's module is hashed too).
-_WEIGHT_MODULES = ("models", *registry.modules(training=True), "registry", "_compiled", "certify", "training",
-                   "wrapper", "schedules", "_private", "recipes")
 #: The models the lessons share (the notebooks train or reload exactly these, so the cache is shared).
 COURSE_MODELS = ("standard", "transfer", "fgsm", "pgd", "robust", "ibp")
-
-
-def code_version(folder=None) -> str:
-    """A short hash of the source of the modules that decide the trained weights (see ``_WEIGHT_MODULES``)."""
-    return source_hash(_WEIGHT_MODULES, folder)[:10]
-
-
-def cache_key(**key) -> str:
-    """A readable, collision-safe file stem for a training recipe (keys sorted, values JSON-encoded)."""
-    blob = json.dumps(key, sort_keys=True, default=str)
-    digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
-    readable = "-".join(str(key[k]) for k in ("dataset", "arch", "recipe", "epochs", "seed") if k in key)
-    readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in readable)
-    return f"{readable}-{digest}" if readable else digest
-
-
-def save_model_atomic(model: keras.Model, path) -> Path:
-    """Save ``model`` to ``path`` (``.keras``) via a temporary file and an atomic rename."""
-    return write_atomic(path, model.save)
-
-
-def _full_key(key: dict) -> dict:
-    """A recipe's key completed with what else decides its weights: the code and Keras versions."""
-    return dict(key, code=code_version(), keras=keras.__version__)
-
-
-def cache_file(key: dict, directory=None) -> Path:
-    """Where the model of recipe ``key`` is cached: the key completed with the code and Keras versions."""
-    return cache_dir(directory) / f"{cache_key(**_full_key(key))}.keras"
-
-
-def load_or_train(key: dict, train_fn: Callable, *, directory=None, retrain: bool = False):
-    """Return ``(model, history, from_cache)`` for the training recipe ``key`` (``code_version()`` is added to it).
-
-    ``train_fn()`` returns ``(model, history)`` where ``history`` is a JSON-able dict (per-epoch figures) or None.
-    It runs only when no readable cached model exists; its results are then cached: the history first, the model
-    last, each through a temporary file and an atomic rename, so a model file is only ever complete.
-    A cached file that cannot be read (for example from an older Keras) is retrained and replaced with a warning.
-    """
-    key = _full_key(key)  # (the sources are hashed once per load)
-    path = cache_dir(directory) / f"{cache_key(**key)}.keras"
-    folder, meta = path.parent, path.with_suffix(".json")
-    if path.exists() and not retrain:
-        try:
-            model = keras.models.load_model(path, compile=False)
-            history = json.loads(meta.read_text())["history"] if meta.exists() else None
-            return model, history, True
-        except Exception as err:  # noqa: BLE001 - any unreadable cache entry is rebuilt
-            warnings.warn(f"Ignoring unreadable cached model {path} ({err!r}); retraining.", stacklevel=2)
-    model, history = train_fn()
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic({"key": key, "history": history}, meta)
-    save_model_atomic(model, path)
-    return model, history, False
 
 
 def _floats(history) -> dict:

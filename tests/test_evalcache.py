@@ -110,7 +110,7 @@ def test_the_key_covers_the_source_of_evaluate_and_of_the_weight_modules(tmp_pat
     for name in ("evaluate", "evalcache", "attacks"):
         source = folder / f"{name}.py"
         text = source.read_text()
-        source.write_text(text + "\n# edited\n")
+        source.write_text(text + "\n_EDITED = 1\n")
         assert evalcache._code(folder) != before, name
         source.write_text(text)
     assert evalcache._code(folder) == before

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import _store, models, recipes, training
+from helpers import _store, modelcache, models, recipes, training
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,14 +26,14 @@ def _tiny_trainer(calls):
 def test_cache_trains_once_then_loads(tmp_path):
     calls = []
     key = dict(dataset="toy", arch="mlp", epochs=1, seed=0)
-    m1, h1, cached1 = recipes.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
-    m2, h2, cached2 = recipes.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
+    m1, h1, cached1 = modelcache.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
+    m2, h2, cached2 = modelcache.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
     assert (cached1, cached2) == (False, True) and len(calls) == 1
     assert h1 == h2 == {"loss": [1.0, 0.5]}
     for w1, w2 in zip(m1.get_weights(), m2.get_weights()):
         np.testing.assert_array_equal(w1, w2)
     # A different recipe is a different file.
-    recipes.load_or_train(dict(key, seed=1), _tiny_trainer(calls), directory=tmp_path)
+    modelcache.load_or_train(dict(key, seed=1), _tiny_trainer(calls), directory=tmp_path)
     assert len(calls) == 2 and len(list(tmp_path.glob("*.keras"))) == 2
 
 
@@ -47,20 +47,20 @@ def test_cache_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(keras.Model, "save", broken_save)
     with pytest.raises(KeyboardInterrupt):
-        recipes.load_or_train(dict(dataset="toy"), _tiny_trainer([]), directory=tmp_path)
+        modelcache.load_or_train(dict(dataset="toy"), _tiny_trainer([]), directory=tmp_path)
     # No model file, final or temporary, is left (the history JSON may be: without its model it is never read).
     assert not list(tmp_path.glob("*.keras")) and not list(tmp_path.glob(".*"))
 
 
 def test_unreadable_cache_entry_is_retrained(tmp_path):
     key = dict(dataset="toy", arch="mlp")
-    path = recipes.cache_file(key, tmp_path)
+    path = modelcache.cache_file(key, tmp_path)
     path.write_bytes(b"not a keras file")
     calls = []
     with pytest.warns(UserWarning, match="unreadable cached model"):
-        _, _, cached = recipes.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
+        _, _, cached = modelcache.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
     assert not cached and len(calls) == 1
-    recipes.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
+    modelcache.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
     assert len(calls) == 1
 
 
@@ -78,9 +78,9 @@ def test_standard_model_uses_cache(mnist, tmp_path, monkeypatch):
 def test_a_code_change_is_a_new_cache_entry(tmp_path, monkeypatch):
     calls = []
     key = dict(dataset="toy", arch="mlp")
-    recipes.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
-    monkeypatch.setattr(recipes, "code_version", lambda: "changed")
-    recipes.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
+    modelcache.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
+    monkeypatch.setattr(modelcache, "code_version", lambda: "changed")
+    modelcache.load_or_train(key, _tiny_trainer(calls), directory=tmp_path)
     assert len(calls) == 2  # the old weights are not loaded for the new code
 
 
@@ -103,22 +103,26 @@ def test_editing_a_weight_module_changes_the_code_version(tmp_path):
     changes; editing a module that cannot change the weights (plots) leaves it."""
     package = tmp_path / "helpers"
     shutil.copytree(Path(recipes.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
-    original = recipes.code_version(package)
-    assert original == recipes.code_version() and re.fullmatch(r"[0-9a-f]{10}", original)
+    original = modelcache.code_version(package)
+    assert original == modelcache.code_version() and re.fullmatch(r"[0-9a-f]{10}", original)
     # every module the recipes reach (directly or through others) decides the weights, except: data (its
     # fingerprint is in every key), _checks and _quiet (no arithmetic), _store (the cache folder and hashes),
     # autoattack (evaluation only: reached through the registry's apgd/square entries, never called by training)
-    not_weights = {"data", "_checks", "_quiet", "_store", "__init__", "autoattack"}
-    assert _reached_from("recipes", package) - not_weights <= set(recipes._WEIGHT_MODULES)
-    for name in recipes._WEIGHT_MODULES:
+    # modelcache (reads, trains through the recipe's own function, saves)
+    not_weights = {"data", "_checks", "_quiet", "_store", "__init__", "autoattack", "modelcache"}
+    assert _reached_from("recipes", package) - not_weights <= set(modelcache._WEIGHT_MODULES)
+    for name in modelcache._WEIGHT_MODULES:
         source = package / f"{name}.py"
         text = source.read_text()
-        source.write_text(text + "\n# an edit\n")
-        assert recipes.code_version(package) != original, name
+        source.write_text(text + "\n_AN_EDIT = 1\n")
+        assert modelcache.code_version(package) != original, name
+        # prose is not code: a comment or a docstring edited leaves the version (and what was shipped) alone
+        source.write_text(text.replace('"""', '""" Edited prose.', 1) + "\n# a comment\n")
+        assert modelcache.code_version(package) == original, name
         source.write_text(text)
-    assert recipes.code_version(package) == original
-    (package / "plots.py").write_text((package / "plots.py").read_text() + "\n# an edit\n")
-    assert recipes.code_version(package) == original
+    assert modelcache.code_version(package) == original
+    (package / "plots.py").write_text((package / "plots.py").read_text() + "\n_AN_EDIT = 1\n")
+    assert modelcache.code_version(package) == original
 
 
 @pytest.mark.slow
