@@ -23,6 +23,8 @@ from typing import Callable
 
 #: The environment variable that moves the cache folder.
 CACHE_ENV = "COURSE_CACHE_DIR"
+#: ``COURSE_RETRAIN=1`` (or true/yes): train every model here instead of loading the shipped ones.
+RETRAIN_ENV = "COURSE_RETRAIN"
 PACKAGE = Path(__file__).resolve().parent
 #: What the course ships for its bundled dataset (trained models and their histories): read-only, each file
 #: checksummed in ``MANIFEST.json``; ``python -m helpers.course ship`` regenerates it.

@@ -1,7 +1,7 @@
 """Trained models kept on disk: the local cache (``.cache/models``) and the models the course ships (``data/shipped``).
 
-``load_or_train(key, train)`` returns the model of a training recipe ``key``: from the local cache when this machine
-trained it before, else the one the course ships for it (its checksum verified), else it trains and caches it.
+``load_or_train(key, train)`` returns the model of a training recipe ``key``: the one the course ships for it (its
+checksum verified), else the one this machine trained before, else it trains and caches it.
 Keys hold every training argument and a **code version**: a hash of the code of the modules that decide the
 weights (``_WEIGHT_MODULES``; docstrings and comments do not count), so a change to an attack or a recipe never
 loads stale weights.  Each load or training prints one line that starts ``[model]``: where the model came from
@@ -9,7 +9,7 @@ and, for a shipped one, what training it here would cost.
 
 ``set_retrain(True)`` (a notebook's ``RETRAIN = True``, ``--retrain`` in the build, ``COURSE_RETRAIN=1`` in the
 environment) skips the shipped models: every model is trained here (and then cached locally, so a series trains
-each model once).  Files are written atomically: an interrupted run never leaves a half-written model behind.
+each model once and later notebooks read it).  Files are written atomically: an interrupted run never leaves a half-written model behind.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Callable
 
 from . import registry
 from ._checks import check_bool
-from ._store import cache_dir, manifest, shipped, source_hash, write_atomic, write_json_atomic
+from ._store import RETRAIN_ENV, cache_dir, manifest, shipped, source_hash, write_atomic, write_json_atomic
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import keras  # noqa: E402
@@ -32,8 +32,6 @@ import keras  # noqa: E402
 #: modules come from the registry, so a new training attack's module is hashed too).
 _WEIGHT_MODULES = ("models", *registry.modules(training=True), "registry", "_compiled", "certify", "training",
                    "wrapper", "schedules", "_private", "recipes")
-#: ``COURSE_RETRAIN=1`` (or true/yes) trains every model here instead of loading the shipped ones.
-RETRAIN_ENV = "COURSE_RETRAIN"
 #: The first word of every line this module prints (``notebooks/sanitize.cfg`` reads it).
 TAG = "[model]"
 _settings = {"retrain": False}
@@ -102,22 +100,24 @@ def load_or_train(key: dict, train_fn: Callable, *, directory=None, retrain: boo
     """Return ``(model, history, from_disk)`` for the training recipe ``key`` (the code version is added to it).
 
     ``train_fn()`` returns ``(model, history)`` where ``history`` is a JSON-able dict (per-epoch figures) or None.
-    Read, in this order: the local cache, then (unless ``retrain`` or ``retraining()``) the shipped model; else
-    ``train_fn()`` runs and its results are cached: the history first, the model last, each written atomically.
-    ``retrain=True`` also ignores the local cache.  An unreadable file is retrained with a warning; a shipped file
+    Read, in this order: the shipped model (unless ``retrain`` or ``retraining()``), then the local cache (unless
+    ``retrain``); else ``train_fn()`` runs and its results are cached locally: the history first, the model last,
+    each written atomically (``retrain=True`` trains in front of the student, as notebook 01 does).  An unreadable file is retrained with a warning; a shipped file
     that is missing or fails its checksum is retrained with a line that says so.
     """
     key = _full_key(key)
     stem = cache_key(**key)
     path = cache_dir(directory) / f"{stem}.keras"
     name = f"{key.get('recipe', 'model')} ({key.get('dataset', '?')}, {key.get('epochs', '?')} epochs)"
-    candidates = [] if retrain else [(path, f"{TAG} {name}: from the local cache ({path.parent})")]
-    if not (retrain or retraining()):
+    candidates = []
+    if not (retrain or retraining()):  # shipped first: every machine prints the numbers the lessons quote
         found, why = shipped(f"models/{stem}.keras")
         if why:
             print(f"{TAG} {name}: {why}; training it instead")
         if found is not None:
             candidates.append((found, None))
+    if not retrain:
+        candidates.append((path, f"{TAG} {name}: from the local cache ({path.parent})"))
     for candidate, said in candidates:
         if candidate.exists():
             try:

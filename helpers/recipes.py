@@ -133,8 +133,10 @@ def ibp_model(ds, *, eps, eps_train=None, epochs: int = 100, batch_size: int = 6
                    kappa_end=kappa_end, learning_rate=learning_rate)
 
 
-def course_model(ds, kind: str = "standard", *, eps: float | None = None, seed: int = 0, directory=None):
-    """``(model, history)`` for one of the course's shared recipes, trained on first use, then from cache.
+def course_model(ds, kind: str = "standard", *, eps: float | None = None, seed: int = 0, directory=None,
+                 retrain: bool = False):
+    """``(model, history)`` for one of the course's shared recipes: shipped, cached, or trained on first use
+    (``retrain=True``: trained here, now, as notebook 01 does in front of the student; see ``helpers.modelcache``).
 
     - ``"standard"``: the CNN, 10 epochs of ordinary training (notebook 01);
     - ``"transfer"``: the same recipe with another seed, a stand-in for "someone else's model" (transfer attacks);
@@ -151,14 +153,15 @@ def course_model(ds, kind: str = "standard", *, eps: float | None = None, seed: 
     """
     check_choice("kind", kind, COURSE_MODELS)
     if kind in ("standard", "transfer"):
-        return standard_model(ds, epochs=10, seed=seed + (1 if kind == "transfer" else 0), directory=directory)
+        return standard_model(ds, epochs=10, seed=seed + (1 if kind == "transfer" else 0), directory=directory,
+                              retrain=retrain)
     eps = standard_eps(ds.name) if eps is None else check_eps(eps)
     if kind == "ibp":
         return ibp_model(ds, eps=eps, eps_train=round(7 / 6 * eps, 6), epochs=140, kappa_end=0.0, seed=seed,
-                         directory=directory)
+                         directory=directory, retrain=retrain)
     if kind == "fgsm":
         return adversarial_model(ds, attack="fgsm", eps=eps, epochs=10, batch_size=64, mode="double", seed=seed,
-                                 directory=directory)
+                                 directory=directory, retrain=retrain)
     # A warm-up to a peak learning rate of 2e-3, then cosine decay, for "pgd" and "robust": chosen on the validation
     # split (benchmarks/recipe_search.py --schedules, benchmarks/results/recipe_choice.md): worst case of the strong
     # suite 0.762 against 0.580 with a constant Adam 1e-3 (PGD-4), 0.858 against 0.836 (TRADES).
@@ -168,11 +171,11 @@ def course_model(ds, kind: str = "standard", *, eps: float | None = None, seed: 
         schedule = schedules.warmup_cosine(2e-3, steps=30 * schedules.steps_per_epoch(len(ds.x_train), 64))
         return adversarial_model(ds, attack="pgd", eps=eps, epochs=30, batch_size=64, mode="trades", beta=6.0,
                                  attack_kwargs={"steps": 10, "step_size": round(eps / 6, 6)}, seed=seed,
-                                 learning_rate=schedule, directory=directory)
+                                 learning_rate=schedule, directory=directory, retrain=retrain)
     # PGD-4 (steps of 2.5·ε/4): on the validation split it beat PGD-7 at the same 20 epochs and schedule (worst case
     # 0.762 against 0.732, PGD-40 ×3 0.824 against 0.792; benchmarks/results/recipe_choice.md) in less time.
     schedule = schedules.warmup_cosine(2e-3, steps=20 * schedules.steps_per_epoch(len(ds.x_train), 64))
     # No ε ramp (eps_warmup=0): the learning-rate warm-up already keeps the first epochs gentle.
     return adversarial_model(ds, attack="pgd", eps=eps, epochs=20, batch_size=64, mode="adversarial",
                              attack_kwargs={"steps": 4}, seed=seed, learning_rate=schedule, eps_warmup=0,
-                             directory=directory)
+                             directory=directory, retrain=retrain)

@@ -1,15 +1,18 @@
 """The instructor's build: execute the series, export HTML that works from disk, make student versions.
 
 ``python -m helpers.course``: ``build [--out build] [--dataset NAME] [--only PATTERN] [--timeout SECONDS]
-[--no-fit-unit]`` executes the series and writes HTML and student versions (``helpers.course.build``); ``release --out DIR [--only PATTERN] [--timeout
-SECONDS]`` writes an nbgrader course directory (``helpers.course.release``).
+[--no-fit-unit] [--retrain]`` executes the series and writes HTML and student versions (``helpers.course.build``);
+``release --out DIR [--only PATTERN] [--timeout SECONDS]`` writes an nbgrader course directory
+(``helpers.course.release``); ``ship [--from-cache DIR]`` regenerates the shipped models (``helpers.course.ship``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from .._store import RETRAIN_ENV
 from ..data import DATASETS
 from .build import DEFAULT_NOTEBOOKS, BuildError, build, find_notebooks
 
@@ -23,12 +26,21 @@ def main(argv=None) -> int:
     _notebook_args(b, "build", "seconds allowed per cell (default: 600)")
     b.add_argument("--no-fit-unit", action="store_true",
                    help="skip measuring the fit unit (run times in seconds only; saves about 4 FU)")
+    b.add_argument("--retrain", action="store_true",
+                   help="train every model here instead of loading the course's shipped ones (COURSE_RETRAIN=1)")
+    s_ = sub.add_parser("ship", help="regenerate the shipped models (data/shipped): the series, retrained from scratch")
+    s_.add_argument("--from-cache", help="ship the models an earlier COURSE_RETRAIN=1 run left in this cache folder")
+    _notebook_args(s_, "ship", "seconds allowed per cell (default: 600)")
     r = sub.add_parser("release", help="write an nbgrader course directory (needs pip install -e .[instructor])")
     r.add_argument("--out", required=True, help="the course directory to write (source/ and nbgrader_config.py)")
     _notebook_args(r, "release", "seconds allowed per cell when autograding")
     args = parser.parse_args(argv)
     if args.command == "release":
         return _release(args)
+    if args.command == "ship":
+        return _ship(args)
+    if args.retrain:
+        os.environ[RETRAIN_ENV] = "1"   # the notebooks' kernels inherit it (helpers.modelcache reads it)
     try:
         build(args.notebooks, args.out, dataset=args.dataset, timeout=args.timeout, only=args.only,
               fit_unit=not args.no_fit_unit)
@@ -56,4 +68,22 @@ def _release(args) -> int:
     except (ReleaseError, BuildError) as err:
         print(f"Release failed: {err}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _ship(args) -> int:
+    from .ship import ShipError, ship
+
+    if args.only:
+        print("ship runs the whole series (later notebooks train models earlier ones use): --only is not allowed",
+              file=sys.stderr)
+        return 2
+    try:
+        ship(from_cache=args.from_cache, notebooks_dir=args.notebooks, timeout=args.timeout)
+    except (ShipError, BuildError) as err:
+        print(f"Ship failed: {err}\nNothing was replaced.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nShip interrupted. Nothing was replaced.", file=sys.stderr)
+        return 130
     return 0
