@@ -39,7 +39,7 @@ _settings = {"retrain": False}
 
 def set_retrain(retrain: bool) -> None:
     """``True``: train every model here rather than load the shipped one (locally cached models are still read)."""
-    _settings["retrain"] = check_bool(retrain, "retrain")
+    _settings["retrain"] = check_bool("retrain", retrain)
 
 
 def retraining() -> bool:
