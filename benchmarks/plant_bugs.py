@@ -67,7 +67,8 @@ M = Mutant
 MUTANTS = [
     # ---------------------------------------------------------------------------------------------- attacks
     M("pgd-no-projection", A, "        return tf.clip_by_value(x + project(x_adv - x, eps, norm), 0.0, 1.0), done",
-      "        return tf.clip_by_value(x_adv, 0.0, 1.0), done", "PGD without its projection into the ε-ball"),
+      "        return tf.clip_by_value(x_adv, 0.0, 1.0), done",
+      "PGD without its projection into the ε-ball"),
     M("pgd-no-clip", A, "        return tf.clip_by_value(x + project(x_adv - x, eps, norm), 0.0, 1.0), done",
       "        return x + project(x_adv - x, eps, norm), done", "PGD not clipped to [0, 1]"),
     M("succeeded-ignores-targeted", A, "    return tf.equal(pred, y) if targeted else tf.not_equal(pred, y)",
@@ -81,7 +82,8 @@ MUTANTS = [
       "    length = tf.sqrt(tf.reduce_sum(tf.square(delta)))", "L2 projection uses the batch's norm"),
     M("l2-step-per-batch", A, "        size = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=axes, keepdims=True))",
       "        size = tf.sqrt(tf.reduce_sum(tf.square(grad)))", "L2 step rule uses the batch's norm"),
-    M("restarts-keep-worse", A, "        better = score > best_score[todo]", "        better = score < best_score[todo]",
+    M("restarts-keep-worse", A, "        better = score > best_score[todo]",
+      "        better = score < best_score[todo]",
       "PGD restarts keep the worse result"),
     # ---------------------------------------------------------------------------------- autoattack, engine
     M("apgd-halving-inverted", AA,
@@ -107,8 +109,9 @@ MUTANTS = [
       "        r = r  # lower", "certificate without the hidden layers' widening"),
     M("certify-radius-signed-w", C, "        mu, r = keras.ops.matmul(mu, w), keras.ops.matmul(r, tf.abs(w))",
       "        mu, r = keras.ops.matmul(mu, w), keras.ops.matmul(r, w)", "IBP radius through W, not |W|"),
-    M("certify-tie-is-proof", C, "    return tf.reduce_all(tf.logical_or(is_label, margin > 0.0), axis=-1)",
-      "    return tf.reduce_all(tf.logical_or(is_label, margin >= 0.0), axis=-1)", "a zero margin certifies"),
+    M("certify-box-unclipped", C,
+      "    return tf.clip_by_value(x - eps, 0.0, 1.0), tf.clip_by_value(x + eps, 0.0, 1.0)",
+      "    return x - eps, x + eps", "IBP's input box not clipped to [0, 1]"),
     M("certify-elided-signed-diff", C,
       '    margin = tf.einsum("nd,ndk->nk", mu, diff) - tf.einsum("nd,ndk->nk", r, tf.abs(diff))',
       '    margin = tf.einsum("nd,ndk->nk", mu, diff) - tf.einsum("nd,ndk->nk", r, diff)',
@@ -153,7 +156,8 @@ MUTANTS = [
     M("norms-l2-per-batch", E, '"l2": np.sqrt((d**2).sum(axis=1))}', '"l2": np.sqrt((d**2).sum()) + 0 * d[:, 0]}',
       "perturbation L2 norm per batch"),
     M("confusion-transposed", E, "np.add.at(cm, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)",
-      "np.add.at(cm, (np.asarray(y_pred, np.int64), np.asarray(y_true, np.int64)), 1)", "confusion matrix transposed"),
+      "np.add.at(cm, (np.asarray(y_pred, np.int64), np.asarray(y_true, np.int64)), 1)",
+      "confusion matrix transposed"),
     M("strong-worst-any", E, "        robust &= result[name]", "        robust |= result[name]",
       "strong evaluation's worst case: robust if any attack fails"),
     M("success-matrix-transposed", E, "                    m[s, t] = hit[y[keep] == s].mean()",
@@ -163,10 +167,12 @@ MUTANTS = [
     M("remainder-smallest-first", D, '        quota[np.argsort(-(exact - quota), kind="stable")[:short]] += 1',
       '        quota[np.argsort(exact - quota, kind="stable")[:short]] += 1',
       "stratified draw: smallest remainders get the extra examples"),
-    M("subset-val-test-swapped", D, "        return Dataset(x_tr, y_tr, x_va, y_va, x_te, y_te, self.class_names, self.name)",
+    M("subset-val-test-swapped", D,
+      "        return Dataset(x_tr, y_tr, x_va, y_va, x_te, y_te, self.class_names, self.name)",
       "        return Dataset(x_tr, y_tr, x_te, y_te, x_va, y_va, self.class_names, self.name)",
       "subset swaps validation and test"),
-    M("pixels-over-256", D, "        x = stored[f\"x_{split}\"].astype(np.float32)[..., np.newaxis]\n        x /= 255.0",
+    M("pixels-over-256", D,
+      "        x = stored[f\"x_{split}\"].astype(np.float32)[..., np.newaxis]\n        x /= 255.0",
       "        x = stored[f\"x_{split}\"].astype(np.float32)[..., np.newaxis]\n        x /= 256.0",
       "bundled pixels divided by 256"),
 ]
@@ -229,7 +235,8 @@ def header() -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     return (f"Machine: {platform.node()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-            f"Python {platform.python_version()}; commit {commit}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+            f"Python {platform.python_version()}; commit {commit}; "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 
 def write_table(rows, baseline, clean_passed) -> str:
