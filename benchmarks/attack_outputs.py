@@ -22,7 +22,7 @@ from helpers import _quiet  # noqa: F401  (TensorFlow without its start-up chatt
 import keras
 import tensorflow as tf
 
-from helpers import attacks, data, models
+from helpers import attacks, autoattack, data, models
 
 EPS = 0.3
 
@@ -48,13 +48,13 @@ def variants(model, x, y, t):
         "bim": lambda: attacks.pgd(model, x, y, 0.1, steps=5, random_start=False),
         "pgd_traced": lambda: traced_pgd(tf.constant(x), tf.constant(y)).numpy(),
         "pgd_traced_restarts": lambda: traced_rs(tf.constant(x), tf.constant(y)).numpy(),
-        "apgd_ce": lambda: attacks.apgd(model, x, y, 0.1, steps=25, seed=0),
-        "apgd_dlr": lambda: attacks.apgd(model, x, y, 0.1, loss="dlr", steps=25, seed=0),
-        "apgd_ce_restarts": lambda: attacks.apgd(model, x, y, 0.08, steps=12, restarts=3, seed=2),
-        "apgd_ce_targeted": lambda: attacks.apgd(model, x, t, 0.1, steps=25, targeted=True, seed=0),
-        "apgd_dlr_targeted": lambda: attacks.apgd(model, x, t, 0.1, loss="dlr", steps=25, targeted=True, seed=0),
-        "apgd_l2": lambda: attacks.apgd(model, x, y, 1.0, norm="l2", steps=12, seed=0),
-        "square": lambda: attacks.square(model, x, y, 0.1, queries=160, seed=0, return_queries=True),
+        "apgd_ce": lambda: autoattack.apgd(model, x, y, 0.1, steps=25, seed=0),
+        "apgd_dlr": lambda: autoattack.apgd(model, x, y, 0.1, loss="dlr", steps=25, seed=0),
+        "apgd_ce_restarts": lambda: autoattack.apgd(model, x, y, 0.08, steps=12, restarts=3, seed=2),
+        "apgd_ce_targeted": lambda: autoattack.apgd(model, x, t, 0.1, steps=25, targeted=True, seed=0),
+        "apgd_dlr_targeted": lambda: autoattack.apgd(model, x, t, 0.1, loss="dlr", steps=25, targeted=True, seed=0),
+        "apgd_l2": lambda: autoattack.apgd(model, x, y, 1.0, norm="l2", steps=12, seed=0),
+        "square": lambda: autoattack.square(model, x, y, 0.1, queries=160, seed=0, return_queries=True),
     }
 
 

@@ -31,7 +31,7 @@ import keras
 import tensorflow as tf
 from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
 
-from helpers import attacks, data, evaluate, models
+from helpers import attacks, autoattack, data, evaluate, models
 
 import _common
 
@@ -88,8 +88,8 @@ def measures(model, x, y):
         "ours PGD-100, early_stop": (100, ours(100, early_stop=True)),
         "ours PGD-100, TensorFlow's conv gradient": (100, variant(FAST_CONV_GRADIENT=False)),
         "ours PGD-100, one batch of 512": (100, variant(ATTACK_BATCH=512)),
-        "ours APGD-CE-100": (100, lambda: attacks.apgd(model, x, y, EPS, steps=100, seed=0)),
-        "ours APGD-DLR-100": (100, lambda: attacks.apgd(model, x, y, EPS, loss="dlr", steps=100, seed=0)),
+        "ours APGD-CE-100": (100, lambda: autoattack.apgd(model, x, y, EPS, steps=100, seed=0)),
+        "ours APGD-DLR-100": (100, lambda: autoattack.apgd(model, x, y, EPS, loss="dlr", steps=100, seed=0)),
     }
 
 

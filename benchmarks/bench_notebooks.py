@@ -7,8 +7,8 @@
   needs and finds what earlier notebooks cached.
 * **warm**: the same series again with that cache filled: a student's second run.
 
-Each notebook runs on a copy (the sources are never written) through ``helpers.course.execute``, the build's own
-runner; its time is wall clock, kernel start included.  1 FU (``helpers.fitunit``) is measured in a fresh process
+Each notebook runs on a copy (the sources are never written) through ``helpers.course.build.execute``, the build's own
+runner; its time is wall clock, kernel start included.  1 FU (``helpers.course.fitunit``) is measured in a fresh process
 before and after the passes; the smaller of the two is used (both are printed).  Limits checked (issue 17): cold
 ≤ 25 FU per notebook and ≤ 150 FU in all, warm ≤ 12 FU per notebook.  Run it on a quiet machine: other jobs inflate
 seconds and FU differently.
@@ -32,7 +32,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from helpers import course  # noqa: E402  (never imports TensorFlow)
+from helpers.course import build  # noqa: E402  (never imports TensorFlow)
 
 LIMITS = {"cold": 25, "warm": 12}
 SERIES_LIMIT = 150
@@ -65,12 +65,12 @@ def text_outputs(nb) -> list:
 
 
 def run_pass(paths, cache: Path, log, write_back: bool = False) -> dict:
-    os.environ["COURSE_CACHE_DIR"] = str(cache)  # helpers.recipes.CACHE_ENV (course never imports TensorFlow)
+    os.environ["COURSE_CACHE_DIR"] = str(cache)  # helpers._store.CACHE_ENV (course never imports TensorFlow)
     out = {}
     for path in paths:
         nb = copy.deepcopy(nbformat.read(path, as_version=4))
         start = time.perf_counter()
-        course.execute(nb, name=path.name, cwd=path.parent, timeout=1800)
+        build.execute(nb, name=path.name, cwd=path.parent, timeout=1800)
         seconds = time.perf_counter() - start
         out[path.stem] = {"seconds": seconds, "cells": cell_seconds(nb), "text": text_outputs(nb)}
         if write_back:
@@ -149,11 +149,11 @@ def main(argv=None) -> int:
     parser.add_argument("--write-back", action="store_true",
                         help="save the cold pass's executed notebooks over the sources (outputs for nbval)")
     args = parser.parse_args(argv)
-    paths = course.find_notebooks(Path(args.notebooks), args.only)
+    paths = build.find_notebooks(Path(args.notebooks), args.only)
     os.environ.pop("MPLBACKEND", None)
     header = f"Measured {datetime.date.today()} on {machine()}; {commit()}."
     print(header, flush=True)
-    fus = [course.measure_fit_unit()]
+    fus = [build.measure_fit_unit()]
     print(f"1 FU = {fus[0]:.2f} s", flush=True)
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
                 print(f"{p} pass (model cache {cache}):", flush=True)
                 results[p] = run_pass(paths, Path(cache), lambda line: print(line, flush=True),
                                       write_back=args.write_back and p == "cold")
-    fus.append(course.measure_fit_unit())
+    fus.append(build.measure_fit_unit())
     passes = [p for p in ("cold", "warm") if p in args.passes]
     text = report(results, min(fus), fus, passes, header)
     if "warm" in results:

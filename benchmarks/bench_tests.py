@@ -8,7 +8,7 @@
   pytest-xdist workers (``-n 2``, CONTRIBUTING.md).
 
 The quick loop runs twice in a temporary model cache (``$COURSE_CACHE_DIR``): first as on a fresh clone, then as a
-developer reruns it.  Each runs in a fresh process (wall clock, start-up included); 1 FU (``helpers.fitunit``) is measured before and
+developer reruns it.  Each runs in a fresh process (wall clock, start-up included); 1 FU (``helpers.course.fitunit``) is measured before and
 after, and the smaller is used.  Run it on a quiet machine.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from helpers import course  # noqa: E402  (never imports TensorFlow)
+from helpers.course import build  # noqa: E402  (never imports TensorFlow)
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_notebooks import commit, machine  # noqa: E402
@@ -57,14 +57,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     header = f"Measured on {machine()}; {commit()}."
     print(header, flush=True)
-    fus = [course.measure_fit_unit()]
+    fus = [build.measure_fit_unit()]
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-tests-cache-") as cache:
         os.environ["COURSE_CACHE_DIR"] = cache
         for name, (pytest_args, _) in RUNS.items():
             results[name] = run(pytest_args)
             print(f"{name}: {results[name][0]:.1f} s ({results[name][1]})", flush=True)
-    fus.append(course.measure_fit_unit())
+    fus.append(build.measure_fit_unit())
     fu = min(fus)
     lines = ["# Test suite run times", "", header, "",
              f"1 FU = **{fu:.2f} s** (before and after: " + ", ".join(f"{v:.2f} s" for v in fus) + ").", "",

@@ -9,7 +9,7 @@ leaves more than 1 point more accuracy than ART's (APGD: 0.5 point), or our targ
 
 Settings are matched: PGD step size (ART ``eps_step``) = ours; random start uniform in the ball (ART
 ``num_random_init``; ours ``random_start``/``restarts``); ART picks, per image, the restart that fools the model.
-APGD (``attacks.apgd`` against ART's ``AutoProjectedGradientDescent`` with ``loss_type="cross_entropy"`` or
+APGD (``autoattack.apgd`` against ART's ``AutoProjectedGradientDescent`` with ``loss_type="cross_entropy"`` or
 ``"difference_logits_ratio"``): same ε, ``steps`` = ``max_iter``, ``restarts`` = ``nb_random_init``, initial step
 2ε (ART ``eps_step``, AutoAttack's value), ART ``batch_size`` = our sub-batch ``attacks.ATTACK_BATCH``.  Where the
 course models cannot be built (``recipes.course_model`` failing), stand-ins of the same kind are trained here
@@ -32,7 +32,7 @@ from art.attacks.evasion import AutoProjectedGradientDescent, FastGradientMethod
 from art.estimators.classification import TensorFlowV2Classifier
 
 os.environ.setdefault("COURSE_EVAL_CACHE", "0")  # benchmarks measure: compute every evaluation (helpers.evalcache)
-from helpers import attacks, data, evaluate
+from helpers import attacks, autoattack, data, evaluate
 
 from _common import course_model
 
@@ -52,7 +52,7 @@ def apgd_specs(model, clf, x, y, onehot, steps):
     for eps in (0.1, 0.3):
         for loss, art_loss in (("ce", "cross_entropy"), ("dlr", "difference_logits_ratio")):
             specs.append((f"APGD-{loss.upper()} ε={eps}, {steps} steps, 1 start", False,
-                          lambda e=eps, lo=loss: attacks.apgd(model, x, y, e, loss=lo, steps=steps, seed=0),
+                          lambda e=eps, lo=loss: autoattack.apgd(model, x, y, e, loss=lo, steps=steps, seed=0),
                           lambda e=eps, lo=art_loss: AutoProjectedGradientDescent(
                               clf, norm=np.inf, eps=e, eps_step=2 * e, max_iter=steps, nb_random_init=1,
                               batch_size=attacks.ATTACK_BATCH, loss_type=lo, verbose=False).generate(x, onehot[y]),

@@ -23,7 +23,7 @@ import time
 os.environ.setdefault("COURSE_EVAL_CACHE", "0")  # benchmarks measure: compute every evaluation (helpers.evalcache)
 from helpers import _quiet  # noqa: F401  (TensorFlow without its start-up chatter)
 
-from helpers import data, models, recipes, training
+from helpers import data, models, recipes, schedules, training
 
 N_VAL = 200
 BATCH = 100
@@ -67,7 +67,7 @@ def run(ds, name, cache):
     start = time.perf_counter()
     _, h = recipes.adversarial_model(
         ds, attack=attack, eps=eps, epochs=epochs, batch_size=batch, mode="adversarial", seed=0, arch=arch,
-        learning_rate=training.cyclic(peak, epochs * training.steps_per_epoch(len(ds.x_train), batch)),
+        learning_rate=schedules.cyclic(peak, epochs * schedules.steps_per_epoch(len(ds.x_train), batch)),
         validation_size=N_VAL, validation_attack="pgd", validation_attack_kwargs={"steps": 10},
         attack_kwargs=extra or None, directory=cache)
     return h, time.perf_counter() - start

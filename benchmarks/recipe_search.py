@@ -40,7 +40,7 @@ import numpy as np
 os.environ.setdefault("COURSE_EVAL_CACHE", "0")  # benchmarks measure: compute every evaluation (helpers.evalcache)
 from helpers import _quiet  # noqa: F401  (TensorFlow without its start-up chatter)
 
-from helpers import attacks, certify, data, evaluate, models, recipes, report, training
+from helpers import attacks, certify, data, evaluate, models, recipes, report, schedules
 
 import keras  # noqa: E402  (after helpers._quiet)
 
@@ -50,7 +50,7 @@ EPS = 0.3
 def candidates(ds):
     """name -> (description, keyword arguments of ``recipes.adversarial_model``)."""
     def schedule(epochs):
-        return training.warmup_cosine(2e-3, epochs * training.steps_per_epoch(len(ds.x_train), 64))
+        return schedules.warmup_cosine(2e-3, epochs * schedules.steps_per_epoch(len(ds.x_train), 64))
 
     return {
         "pgd40": ("PGD-7 adversarial training, 40 epochs", dict(
@@ -101,12 +101,12 @@ def course_arguments(ds, kind):
 
 def _expect(kind, kwargs, ds, **expected):
     """Stop unless today's recipe ``kind`` still is what the candidate descriptions say."""
-    per_epoch = training.steps_per_epoch(len(ds.x_train), 64)
+    per_epoch = schedules.steps_per_epoch(len(ds.x_train), 64)
     for name, want in expected.items():
         have = kwargs.get(name)
         if name == "learning_rate":  # a schedule: compare its configuration (what the cache key records)
             have = keras.optimizers.schedules.serialize(have) if callable(have) else have
-            want = keras.optimizers.schedules.serialize(training.warmup_cosine(2e-3, steps=want * per_epoch))
+            want = keras.optimizers.schedules.serialize(schedules.warmup_cosine(2e-3, steps=want * per_epoch))
         if have != want:
             raise SystemExit(f"recipes.course_model(ds, {kind!r}) changed: {name}={have!r}, the --schedules "
                              f"candidates assume {want!r}; revise schedule_candidates")

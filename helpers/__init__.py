@@ -1,10 +1,11 @@
 """Tested building blocks for the adversarial-examples course.
 
-The modules read like the course's vocabulary, each one idea, roughly in this order (CONTRIBUTING.md draws who
-imports whom): ``data -> models -> attacks -> autoattack -> certify -> training -> recipes -> evaluate -> report
--> plots`` (``autoattack``: APGD, DLR and Square, also reachable from ``attacks``; ``recipes``: which model is
-trained how, and the model cache; ``report``: intervals and tables).
-``helpers.course`` (the instructor's build) and ``helpers.selfcheck`` (the exercises' self-checks) stand apart.
+The modules read like the course's vocabulary, each one idea, in layers from the bottom up (CONTRIBUTING.md draws
+who imports whom, and ``tests/test_structure.py`` checks it): ``data``, ``models``, ``attacks``, ``autoattack`` (APGD,
+DLR, Square), ``certify``, ``registry`` (the one attack registry), ``training``, ``recipes`` (which model is trained
+how, and the model cache), ``evalcache``, ``evaluate``, ``report`` (intervals and tables), ``plots``, ``selfcheck``
+(the exercises' self-checks).  ``helpers.course`` (the instructor's tooling, a subpackage) stands apart: it may
+import the vocabulary, never the other way round.
 Conventions everywhere: images are float32 NHWC in [0, 1], labels int64, models return logits,
 ``eps`` is measured in pixel-value units of [0, 1].
 """

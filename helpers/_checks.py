@@ -34,6 +34,19 @@ def check_eps(eps, name: str = "eps") -> float:
     return eps
 
 
+def check_learning_rate(value, name: str = "learning_rate"):
+    """Return a number ``value`` as a float > 0, or a schedule (any callable, e.g. a ``LearningRateSchedule``)
+    unchanged; raise if it is neither (a negative rate climbs the loss, 0 never moves)."""
+    if callable(value):
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number > 0 or a schedule, got {value!r} of type {type(value).__name__}")
+    rate = float(value)
+    if not (np.isfinite(rate) and rate > 0):
+        raise ValueError(f"{name}={value!r} is not allowed; {name} must be a finite number > 0 (or a schedule)")
+    return rate
+
+
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
     """Return ``value`` as int, or raise if it is not an integer >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):

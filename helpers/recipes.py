@@ -12,47 +12,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
 
-from . import training
+from . import registry, schedules, training
 from ._checks import check_choice, check_eps
+from ._store import cache_dir, source_hash, write_atomic, write_json_atomic
 from .data import standard_eps
 from .models import EpochTimer, build_model, train_model
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import keras  # noqa: E402
 
-CACHE_ENV = "COURSE_CACHE_DIR"
-#: The modules whose code decides the trained weights; their source is hashed into every cache key.
-_WEIGHT_MODULES = ("models", "attacks", "_compiled", "certify", "training", "wrapper", "schedules", "_private",
-                   "recipes")
+#: The modules whose code decides the trained weights; their source is hashed into every cache key (the training
+#: attacks' modules come from the registry, so a new training attack's module is hashed too).
+_WEIGHT_MODULES = ("models", *registry.modules(training=True), "registry", "_compiled", "certify", "training",
+                   "wrapper", "schedules", "_private", "recipes")
 #: The models the lessons share (the notebooks train or reload exactly these, so the cache is shared).
 COURSE_MODELS = ("standard", "transfer", "fgsm", "pgd", "robust", "ibp")
-
-
-def source_hash(names, folder=None) -> str:
-    """A hash of the source of modules ``names`` of the package in ``folder`` (default: this one)."""
-    folder = Path(folder) if folder is not None else Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for name in names:
-        h.update((folder / f"{name}.py").read_bytes())
-    return h.hexdigest()
 
 
 def code_version(folder=None) -> str:
     """A short hash of the source of the modules that decide the trained weights (see ``_WEIGHT_MODULES``)."""
     return source_hash(_WEIGHT_MODULES, folder)[:10]
-
-
-def cache_dir(path=None) -> Path:
-    """The model cache folder: ``path``, else ``$COURSE_CACHE_DIR``, else ``<repo>/.cache/models`` (git-ignored)."""
-    if path is None:
-        path = os.environ.get(CACHE_ENV) or Path(__file__).resolve().parent.parent / ".cache" / "models"
-    return Path(path)
 
 
 def cache_key(**key) -> str:
@@ -64,28 +47,9 @@ def cache_key(**key) -> str:
     return f"{readable}-{digest}" if readable else digest
 
 
-def _write_atomic(path, write: Callable) -> Path:
-    """Write ``path`` by ``write(temporary path)`` beside it, then an atomic rename: a file is complete or absent."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_model_atomic(model: keras.Model, path) -> Path:
     """Save ``model`` to ``path`` (``.keras``) via a temporary file and an atomic rename."""
-    return _write_atomic(path, model.save)
-
-
-def _write_json_atomic(obj, path: Path) -> None:
-    _write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(obj)))
+    return write_atomic(path, model.save)
 
 
 def _full_key(key: dict) -> dict:
@@ -118,7 +82,7 @@ def load_or_train(key: dict, train_fn: Callable, *, directory=None, retrain: boo
             warnings.warn(f"Ignoring unreadable cached model {path} ({err!r}); retraining.", stacklevel=2)
     model, history = train_fn()
     folder.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic({"key": key, "history": history}, meta)
+    write_json_atomic({"key": key, "history": history}, meta)
     save_model_atomic(model, path)
     return model, history, False
 
@@ -165,18 +129,18 @@ def _serializable(learning_rate):
 
 
 def adversarial_model(ds, *, attack="pgd", eps, epochs: int, batch_size: int = 64, mode: str = "adversarial",
-                      attack_kwargs: dict | None = None, arch: str = "cnn", seed: int = 0, learning_rate=1e-3,
+                      attack_kwargs: dict | None = None, seed: int = 0, learning_rate=1e-3,
                       directory=None, retrain: bool = False, validation_size: int | None = None, **train_kwargs):
     """An adversarially trained classifier for ``ds``, trained with ``training.adversarial_train`` or from cache.
 
-    Returns ``(model, history)``: ``history`` is the Keras History dict of the run that trained it, with ``time``
-    per epoch, the validation figures on the first ``validation_size`` images of the validation split (default:
-    all of it) and, with early stopping, ``best_epoch``.  ``train_kwargs`` go to ``adversarial_train``
-    (``eps_warmup``, ``early_stopping``, ``validation_attack``, ``validation_attack_kwargs``, ``beta`` for
-    ``mode="trades"``).  ``attack`` must be a
+    The classifier is the course CNN (``models.build_model``).  Returns ``(model, history)``: ``history`` is the
+    Keras History dict of the run that trained it, with ``time`` per epoch, the validation figures on the first
+    ``validation_size`` images of the validation split (default: all of it) and, with early stopping,
+    ``best_epoch``.  ``train_kwargs`` go to ``adversarial_train`` (``eps_warmup``, ``early_stopping``,
+    ``validation_attack``, ``validation_attack_kwargs``, ``beta`` for ``mode="trades"``).  ``attack`` must be a
     name here (``"fgsm"``, ``"fgsm_rs"`` or ``"pgd"``): a callable has no stable identity to cache under.
     """
-    check_choice("attack", attack, training.ATTACKS)
+    check_choice("attack", attack, registry.TRAINING)
     eps = check_eps(eps)
     allowed = {"eps_warmup", "early_stopping", "validation_attack", "validation_attack_kwargs", "beta"}
     if set(train_kwargs) - allowed:
@@ -196,7 +160,7 @@ def adversarial_model(ds, *, attack="pgd", eps, epochs: int, batch_size: int = 6
             history["best_epoch"] = [h.params["best_epoch"]]
         return history
 
-    return _recipe(ds, fit, arch=arch, seed=seed, directory=directory, retrain=retrain,
+    return _recipe(ds, fit, arch="cnn", seed=seed, directory=directory, retrain=retrain,
                    recipe=f"adv-{attack}-{mode}", epochs=epochs, eps=eps, batch_size=batch_size,
                    attack_kwargs=attack_kwargs or {}, learning_rate=_serializable(learning_rate), validation=n_val,
                    **{k: v for k, v in train_kwargs.items() if v is not None})
@@ -216,10 +180,10 @@ def ibp_model(ds, *, eps, eps_train=None, epochs: int = 100, batch_size: int = 6
     if not 0.0 < ramp <= 1.0:
         raise ValueError(f"ramp={ramp!r} must be a fraction of the training steps in (0, 1]")
     def fit(model):
-        steps = epochs * training.steps_per_epoch(len(ds.x_train), batch_size)
+        steps = epochs * schedules.steps_per_epoch(len(ds.x_train), batch_size)
         ibp = training.IBPModel(model, eps=eps, eps_train=eps_train, ramp_steps=max(1, int(ramp * steps)),
                                 kappa_end=kappa_end)
-        schedule = training.piecewise([learning_rate, learning_rate / 10], [int(0.75 * steps)])
+        schedule = schedules.piecewise([learning_rate, learning_rate / 10], [int(0.75 * steps)])
         ibp.compile(optimizer=keras.optimizers.Adam(schedule))
         keras.utils.set_random_seed(seed)
         h = ibp.fit(ds.x_train, ds.y_train, batch_size=batch_size, epochs=epochs, verbose=0,
@@ -239,7 +203,7 @@ def course_model(ds, kind: str = "standard", *, eps: float | None = None, seed: 
     - ``"transfer"``: the same recipe with another seed, a stand-in for "someone else's model" (transfer attacks);
     - ``"fgsm"``: FGSM adversarial training, double batch (clean + adversarial), 10 epochs, batch 64;
     - ``"pgd"``: PGD adversarial training on adversarial examples only (Madry et al.) with 4 steps of 2.5·ε/4,
-      20 epochs, batch 64, learning rate warmed up to 2e-3 then cosine-decayed (``training.warmup_cosine``);
+      20 epochs, batch 64, learning rate warmed up to 2e-3 then cosine-decayed (``schedules.warmup_cosine``);
     - ``"robust"``: TRADES (Zhang et al. 2019; ``mode="trades"``, β = 6, KL-PGD of 10 steps of ε/6), 30 epochs,
       batch 64, the same schedule: the course's most robust model (chosen on the validation split,
       ``benchmarks/recipe_search.py``);
@@ -264,13 +228,13 @@ def course_model(ds, kind: str = "standard", *, eps: float | None = None, seed: 
     if kind == "robust":
         # Chosen on the validation split among PGD-7 (40 epochs) and TRADES (benchmarks/recipe_search.py): TRADES
         # kept 0.858 of the validation images under the strong evaluation, PGD-7 training 0.818.
-        schedule = training.warmup_cosine(2e-3, steps=30 * training.steps_per_epoch(len(ds.x_train), 64))
+        schedule = schedules.warmup_cosine(2e-3, steps=30 * schedules.steps_per_epoch(len(ds.x_train), 64))
         return adversarial_model(ds, attack="pgd", eps=eps, epochs=30, batch_size=64, mode="trades", beta=6.0,
                                  attack_kwargs={"steps": 10, "step_size": round(eps / 6, 6)}, seed=seed,
                                  learning_rate=schedule, directory=directory)
     # PGD-4 (steps of 2.5·ε/4): on the validation split it beat PGD-7 at the same 20 epochs and schedule (worst case
     # 0.762 against 0.732, PGD-40 ×3 0.824 against 0.792; benchmarks/results/recipe_choice.md) in less time.
-    schedule = training.warmup_cosine(2e-3, steps=20 * training.steps_per_epoch(len(ds.x_train), 64))
+    schedule = schedules.warmup_cosine(2e-3, steps=20 * schedules.steps_per_epoch(len(ds.x_train), 64))
     # No ε ramp (eps_warmup=0): the learning-rate warm-up already keeps the first epochs gentle.
     return adversarial_model(ds, attack="pgd", eps=eps, epochs=20, batch_size=64, mode="adversarial",
                              attack_kwargs={"steps": 4}, seed=seed, learning_rate=schedule, eps_warmup=0,

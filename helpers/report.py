@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -34,6 +35,8 @@ def wilson_interval(successes, n, *, z: float = Z95) -> tuple[float, float]:
     ``successes`` may be a count (integer) or a fraction in [0, 1] (then it is turned into the nearest count).
     """
     n = check_positive_int(n, "n")
+    if not (isinstance(z, (numbers.Real, np.number)) and not isinstance(z, bool) and 0 < float(z) < math.inf):
+        raise ValueError(f"z={z!r} is not allowed; z must be a finite number > 0 (1.96 for a 95 % interval)")
     if isinstance(successes, (bool, np.bool_)) or not isinstance(successes, (numbers.Real, np.number)):
         raise TypeError(f"successes must be a count or a fraction, got {successes!r}")
     k = float(successes)
@@ -41,15 +44,41 @@ def wilson_interval(successes, n, *, z: float = Z95) -> tuple[float, float]:
         k = round(k * n)
     if not 0 <= k <= n:
         raise ValueError(f"successes={successes!r} must lie in [0, n={n}] (a count) or [0, 1] (a fraction)")
+    if k != int(k):
+        raise ValueError(f"successes={successes!r} is neither a fraction in [0, 1] nor a count: a count of images "
+                         "must be a whole number")
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _proportion(value, name: str, n) -> float:
+    """``value`` as a float fraction in [0, 1] (even the int 0 or 1, which ``wilson_interval`` reads as counts);
+    TypeError/ValueError naming ``name`` otherwise, e.g. for a count (450 of n=500) or a percentage (90.0)."""
+    arr = np.asarray(value) if not isinstance(value, (str, bytes)) else np.asarray(None)
+    if arr.size != 1 or arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer)
+                                                   or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"{name} must be a proportion in [0, 1] (a number), got {value!r} of type "
+                        f"{type(value).__name__}")
+    p = float(arr.item())
+    if not 0.0 <= p <= 1.0:  # NaN too
+        hints = []
+        if 1 < p < math.inf and p == int(p) and isinstance(n, (numbers.Integral, np.integer)) and p <= n:
+            hints.append(f"for a count of images, pass {int(p)} / {n} = {p / n:.4g} (wilson_interval({int(p)}, {n}) "
+                         "takes counts)")
+        if 1 < p <= 100:
+            hints.append(f"for a percentage, pass {p / 100:.4g}")
+        hint = "".join("; " + h for h in hints)
+        raise ValueError(f"{name}={value!r} is not a proportion in [0, 1] (the fraction of the n images){hint}")
+    return p
+
+
 def with_interval(accuracy: float, n: int, *, digits: int = 1) -> str:
-    """``"96.7 % [95.4, 97.7]"``: a measured fraction and its 95 % Wilson interval, in percent."""
-    accuracy = float(accuracy)  # a fraction, even when given as the int 0 or 1 (wilson_interval reads ints as counts)
+    """``"96.7 % [95.4, 97.7]"``: a measured fraction (``accuracy``, a proportion in [0, 1], not a count) of ``n``
+    images and its 95 % Wilson interval, in percent."""
+    accuracy = _proportion(accuracy, "accuracy", n)
+    digits = check_positive_int(digits, "digits", minimum=0)
     low, high = wilson_interval(accuracy, n)
     return f"{100 * accuracy:.{digits}f} % [{100 * low:.{digits}f}, {100 * high:.{digits}f}]"
 
@@ -58,7 +87,7 @@ def difference_interval(a: float, b: float, n_a: int, n_b: int | None = None) ->
     """``(a - b, low, high)``: Newcombe's (1998) 95 % interval for a difference of two independent proportions,
     built from the two Wilson intervals (accuracies ``a`` and ``b`` on ``n_a`` and ``n_b`` images)."""
     n_b = n_a if n_b is None else n_b
-    a, b = float(a), float(b)  # fractions, even as the ints 0 or 1 (wilson_interval reads ints as counts)
+    a, b = _proportion(a, "a", n_a), _proportion(b, "b", n_b)
     la, ha = wilson_interval(a, n_a)
     lb, hb = wilson_interval(b, n_b)
     d = a - b
@@ -186,17 +215,25 @@ def format_table(rows: dict, columns=None, *, fmt="{:.1%}", n: int | None = None
                  width: int = 9) -> str:
     """``rows`` (``{row name: {column: value}}``) as an aligned text table.
 
-    Values that are floats are formatted with ``fmt`` (strings are printed as they are).  With ``n`` (the number of
-    images each accuracy was measured on) a last line states the 95 % margin of the worst case.
+    The columns are ``columns``, else every key any row has (in order of appearance); a row without a value prints
+    "—".  Values that are not strings are formatted with ``fmt``; with the default percent format they must be
+    fractions (or differences of fractions) in [-1, 1], so a count or a percentage is refused instead of printed
+    as "45000.0%".  With ``n`` (the number of images each accuracy was measured on) a last line states the 95 %
+    margin of the worst case.
     """
     if not rows:
         raise ValueError("table needs at least one row")
-    columns = list(columns or next(iter(rows.values())).keys())
+    keys = list(dict.fromkeys(k for row in rows.values() for k in row))
+    columns = keys if columns is None else list(columns)
+    unknown = [c for c in columns if c not in keys]
+    if unknown:
+        raise ValueError(f"columns {', '.join(map(repr, unknown))} are in no row; the rows have "
+                         f"{', '.join(map(repr, keys))}")
     name_w = max(len(first), *(len(str(r)) for r in rows))
     widths = [max(width, len(str(c))) for c in columns]
     lines = [f"{first:{name_w}s}" + "".join(f"  {str(c):>{w}s}" for c, w in zip(columns, widths))]
     for name, row in rows.items():
-        cells = [_cell(row.get(c), fmt) for c in columns]
+        cells = [_cell(row.get(c), fmt, (name, c)) for c in columns]
         lines.append(f"{str(name):{name_w}s}" + "".join(f"  {v:>{w}s}" for v, w in zip(cells, widths)))
     if n is not None:
         low, high = wilson_interval(0.5, n)
@@ -205,9 +242,13 @@ def format_table(rows: dict, columns=None, *, fmt="{:.1%}", n: int | None = None
     return "\n".join(lines)
 
 
-def _cell(value, fmt):
+def _cell(value, fmt, where):
     if value is None:
         return "—"
     if isinstance(value, str):
         return value
+    if re.search(r"%\}", fmt) and isinstance(value, (numbers.Real, np.number)) and abs(float(value)) > 1:
+        raise ValueError(f"table cell {where[0]!r}, {where[1]!r} = {value!r} is not a proportion: the format {fmt!r} "
+                         "prints fractions in [-1, 1] as percentages; pass the fraction (e.g. 450 / 500, or 0.967 "
+                         "for 96.7 %), or format the value yourself (a string is printed as it is), or pass fmt=")
     return fmt.format(value)

@@ -6,37 +6,38 @@ student's answer on cases chosen so that a do-nothing answer, a constant and the
 - prints its success line(s) and returns ``True`` (or what later cells need) when the answer is right;
 - raises ``AssertionError`` with a message saying what is wrong (what the student reads) when it is not;
 - prints "Exercise N is not written yet: fill in X above, then run this cell again." and returns ``None`` when it
-  meets the stub of the student version: ``NotWrittenYet``, which the stubs written by ``helpers.course`` raise
+  meets the stub of the student version: ``NotWrittenYet``, which the stubs written by ``helpers.course.student`` raise
   (also from inside Keras, e.g. a stub ``train_step`` while ``fit`` traces it), or a ``None`` placeholder.
 
 Cells after an exercise that use its result wrap that part in ``with selfcheck.skip_if_not_written(N):``, which
 prints "(skipped: exercise N is not written yet)" instead of a traceback.  The messages live here, in one place,
 so they are also nbgrader's feedback: a wrong answer fails the autograded check cell with the
 message the student reads, and ``graded(CHECK)``, the hidden test at the end of each check cell, fails an unanswered
-exercise with the "not written yet" line it printed (``OUTCOMES`` remembers each check's last outcome).  Each check
-costs about what the notebooks' hand-written checks cost before.
+exercise with the "not written yet" line it printed (``helpers.exercise`` records each check's last outcome).  Each
+check costs about what the notebooks' hand-written checks cost before.
 Like ``helpers.course``, this module stands apart from the course vocabulary: nothing in ``helpers`` imports it.
+It is built on ``helpers.exercise``, the runtime every check shares (stubs, outcomes, the answer's arrays).
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import numpy as np
 
-from . import NotWrittenYet
-from . import attacks, evaluate, report, training
+from . import attacks, autoattack, evaluate, exercise, report, training
 from .models import build_model
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import keras  # noqa: E402
-from .exercise import (CALLS, NOT_RUN, NOT_WRITTEN, OUTCOMES, PASSED, SHORTCUT, SHORTCUTS, SKIPPED,  # noqa: F401
-                       _array, _exercise, graded, is_stub, skip_if_not_written)
 
-__all__ = ["NotWrittenYet", "is_stub", "skip_if_not_written", "graded", "softmax", "least_confident", "fgsm",
+__all__ = ["skip_if_not_written", "graded", "softmax", "least_confident", "fgsm",
            "best_linear_gain", "targeted_fgsm", "diagnose_step", "train_step", "training_run", "worst_case_accuracy",
            "collapse_detector", "dense_interval", "dlr", "random_search_step"]
 
 # ------------------------------------------------------------------------------------------------ 01
-@_exercise(1, "softmax()")
+@exercise.self_check(1, "softmax()")
 def softmax(fn, logits):
     """Notebook 01, exercise 1: ``fn(z)`` is the softmax of each row, also where ``exp`` overflows or underflows."""
     import tensorflow as tf
@@ -47,7 +48,7 @@ def softmax(fn, logits):
                  np.array([[1000.0, 0.0, -1000.0], [-1000.0, -1001.0, -1002.0], [0.0, 0.0, 0.0]])}
     for name, z in cases.items():
         with np.errstate(all="ignore"):  # a naive softmax overflows here: the message below says so
-            mine = _array(fn(z.copy()), z.shape, f"softmax(z) for z of shape {z.shape}")
+            mine = exercise.as_array(fn(z.copy()), z.shape, f"softmax(z) for z of shape {z.shape}")
         ref = tf.nn.softmax(np.asarray(z, np.float64)).numpy()       # TensorFlow's, in float64
         if not np.all(np.isfinite(mine)):
             raise AssertionError(f"{name}: your softmax gave inf or nan — subtract each row's largest logit first")
@@ -61,7 +62,7 @@ def softmax(fn, logits):
     return True
 
 
-@_exercise(3, "least")
+@exercise.self_check(3, "least")
 def least_confident(least, pred, conf, y, k: int = 6):
     """Notebook 01, exercise 3: ``least`` holds the indices of the ``k`` least confident correct predictions."""
     idx = np.asarray(least)
@@ -104,11 +105,12 @@ def _signed_step_hint(mine, x, g, eps, targeted: bool) -> str:
             "its sign, the step of eps and the clip")
 
 
-@_exercise(1, "my_fgsm()")
+@exercise.self_check(1, "my_fgsm()")
 def fgsm(fn, model, x, y, eps):
     """Notebook 02, exercise 1: ``fn(model, x, y, eps)`` gives the images ``attacks.fgsm`` gives."""
     x = np.asarray(x, np.float32)
-    mine = _array(fn(model, x.copy(), np.asarray(y).copy(), eps), x.shape, "my_fgsm(model, x, y, eps)", np.float32)
+    mine = exercise.as_array(fn(model, x.copy(), np.asarray(y).copy(), eps), x.shape, "my_fgsm(model, x, y, eps)",
+                             np.float32)
     ref = attacks.fgsm(model, x, y, eps)
     g = attacks.input_gradient(model, x, y)
     differ = ~np.isclose(ref, mine, atol=1e-6)
@@ -122,11 +124,12 @@ def fgsm(fn, model, x, y, eps):
     return True
 
 
-@_exercise(1, "my_targeted_fgsm()")
+@exercise.self_check(1, "my_targeted_fgsm()")
 def targeted_fgsm(fn, model, x, t, eps, target_name: str | None = None):
     """Notebook 04, exercise 1: ``fn(model, x, t, eps)`` gives the images ``attacks.fgsm(..., targeted=True)`` gives."""
     x, t = np.asarray(x, np.float32), np.asarray(t)
-    mine = _array(fn(model, x.copy(), t.copy(), eps), x.shape, "my_targeted_fgsm(model, x, t, eps)", np.float32)
+    mine = exercise.as_array(fn(model, x.copy(), t.copy(), eps), x.shape, "my_targeted_fgsm(model, x, t, eps)",
+                             np.float32)
     ref = attacks.fgsm(model, x, t, eps, targeted=True)
     same = float(np.isclose(mine, ref, atol=1e-6).mean())
     if same <= 0.999:
@@ -157,7 +160,7 @@ def _linear_gain_steps(flat, eps, norm, rng, n_random: int = 20):
     return best, others
 
 
-@_exercise(1, "best_linear_gain()")
+@exercise.self_check(1, "best_linear_gain()")
 def best_linear_gain(fn, g, eps_inf, eps_l2, seed: int = 0):
     """Notebook 03, exercise 1: ``fn(g, eps, norm)`` is the largest first-order gain over the ball, per image."""
     rng = np.random.default_rng(seed)
@@ -166,7 +169,7 @@ def best_linear_gain(fn, g, eps_inf, eps_l2, seed: int = 0):
         flat = grads.reshape(len(grads), -1)
         for norm, eps, best_name in (("inf", eps_inf, "sign"), ("l2", eps_l2, "l2")):
             call = f"best_linear_gain(g, {eps:.3g}, {norm!r})"
-            bound = _array(fn(grads.copy(), eps, norm), (len(grads),), call)
+            bound = exercise.as_array(fn(grads.copy(), eps, norm), (len(grads),), call)
             best, others = _linear_gain_steps(flat, eps, norm, rng)
             for name, gain in others.items():
                 if np.any(gain > bound * (1 + 1e-6) + 1e-12):
@@ -227,7 +230,7 @@ _STEP_MESSAGES = {
 }
 
 
-@_exercise(1, "train_step")
+@exercise.self_check(1, "train_step")
 def train_step(make_model, x, y, eps):
     """Notebook 05, exercise 1: one step of ``make_model(classifier)`` is the FGSM double-batch step
     (``diagnose_step`` compares it, from the same weights, with every candidate step)."""
@@ -241,19 +244,19 @@ def train_step(make_model, x, y, eps):
 def training_run(results: dict, mine, twin):
     """Notebook 05, after exercise 1: the classifier trained with your step (``results["your step"]``, as
     (clean, FGSM) accuracy) ends where ``training.AdversarialModel``'s twin does."""
-    OUTCOMES.pop("training_run", None)
+    exercise.OUTCOMES.pop("training_run", None)
     if "your step" not in results:
         print(SKIPPED.format(number=1))
-        OUTCOMES["training_run"] = SKIPPED.format(number=1)
+        exercise.OUTCOMES["training_run"] = SKIPPED.format(number=1)
         return None
     diff = max(float(np.abs(a - b).max()) for a, b in zip(mine.get_weights(), twin.get_weights()))
     print(f"largest weight difference between the two: {diff:.1e}")
     (c1, f1), (c2, f2) = results["your step"], results["helpers twin"]
     if abs(c1 - c2) > 0.01 or abs(f1 - f2) > 0.01:
-        OUTCOMES["training_run"] = (f"your step and AdversarialModel should agree within 1 point: clean {c1:.1%} "
-                                    f"against {c2:.1%}, FGSM {f1:.1%} against {f2:.1%}")
-        raise AssertionError(OUTCOMES["training_run"])
-    OUTCOMES["training_run"] = PASSED
+        exercise.OUTCOMES["training_run"] = (f"your step and AdversarialModel should agree within 1 point: clean "
+                                             f"{c1:.1%} against {c2:.1%}, FGSM {f1:.1%} against {f2:.1%}")
+        raise AssertionError(exercise.OUTCOMES["training_run"])
+    exercise.OUTCOMES["training_run"] = exercise.PASSED
     print("your step and training.AdversarialModel(attack='fgsm', mode='double') agree within a point, clean and "
           "under FGSM")
     return True
@@ -280,7 +283,7 @@ def _worst_case_made_up(fn) -> None:
     by_attack = [[9, 1, 9, 3, 4], [0, 9, 9, 3, 9], [0, 1, 2, 3, 4]]     # predictions under three attacks
     advs = [_images_predicted_as(p) for p in by_attack]
     for used, answer in ((advs, 0.2), (advs[:1], 0.6)):
-        got = float(_array(fn(model, used, y.copy()), (), "worst_case_accuracy(model, x_advs, y)"))
+        got = float(exercise.as_array(fn(model, used, y.copy()), (), "worst_case_accuracy(model, x_advs, y)"))
         if abs(got - answer) > 1e-9:
             hint = {0.4: " — that is the strongest single attack's accuracy; take the worst case per image",
                     1.0: " — that counts an image if *any* attack fails on it; it must survive *every* attack",
@@ -289,7 +292,7 @@ def _worst_case_made_up(fn) -> None:
                                  f"survive all of them): your function says {got:.0%}{hint}")
 
 
-@_exercise(1, "worst_case_accuracy()")
+@exercise.self_check(1, "worst_case_accuracy()")
 def worst_case_accuracy(fn, zoo: dict, adv: dict, y, attack_names):
     """Notebook 06, exercise 1: ``fn(model, x_advs, y)`` is the fraction of images right under every attack;
     ``adv[name, attack]`` holds each model's adversarial images.  Returns ``{model name: worst case}``."""
@@ -297,7 +300,8 @@ def worst_case_accuracy(fn, zoo: dict, adv: dict, y, attack_names):
     y, worst = np.asarray(y), {}
     for name, model in zoo.items():
         x_advs = [adv[name, a] for a in attack_names]
-        worst[name] = float(_array(fn(model, x_advs, y.copy()), (), "worst_case_accuracy(model, x_advs, y)"))
+        worst[name] = float(exercise.as_array(fn(model, x_advs, y.copy()), (),
+                                              "worst_case_accuracy(model, x_advs, y)"))
         right = np.stack([evaluate.predict(model, xa)[0] == y for xa in x_advs])
         best_single, truth = float(right.mean(axis=1).min()), float(right.all(axis=0).mean())
         if worst[name] > best_single + 1e-9:
@@ -365,7 +369,7 @@ def _collapse_made_up(cls) -> None:
                                  f"({expected}), got {detector.collapsed_at!r}")
 
 
-@_exercise(1, "on_epoch_end()")
+@exercise.self_check(1, "on_epoch_end()")
 def collapse_detector(cls, curves: dict, expect: dict | None = None, width: int = 28):
     """Notebook 07, exercise 1: ``cls`` (a Keras callback class) stops training at a collapse of
     ``val_adv_accuracy`` and not before.  Replays made-up curves, then each real run of ``curves``
@@ -397,7 +401,8 @@ def _box(fn, lower, upper, W, b, where: str):
         raise AssertionError(f"{where}: dense_interval should return the pair (lower, upper), got "
                              f"{type(out).__name__}")
     shape = (len(lower), W.shape[1])
-    lo, hi = (_array(o, shape, f"dense_interval (the {k} bound, {where})") for o, k in zip(out, ("lower", "upper")))
+    lo, hi = (exercise.as_array(o, shape, f"dense_interval (the {k} bound, {where})")
+              for o, k in zip(out, ("lower", "upper")))
     if np.any(lo > hi + 1e-6):
         raise AssertionError(f"{where}: some lower bounds lie above their upper bounds — is the radius r·|W| "
                              "(absolute values of the weights), so that it is never negative?")
@@ -408,7 +413,7 @@ def _box(fn, lower, upper, W, b, where: str):
     return lo, hi
 
 
-@_exercise(1, "dense_interval()")
+@exercise.self_check(1, "dense_interval()")
 def dense_interval(fn, box, W, b, certified=None, seed: int = 0, points: int = 200):
     """Notebook 08, exercise 1: ``fn(lower, upper, W, b)`` is the interval box of ``h @ W + b`` for ``h`` in the
     box ``box = (lower, upper)``.  Checked on a made-up layer, against the rule, against ``certified`` (certify's
@@ -431,22 +436,22 @@ def dense_interval(fn, box, W, b, certified=None, seed: int = 0, points: int = 2
 
 
 # ------------------------------------------------------------------------------------------------ 09
-@_exercise(1, "my_dlr()")
+@exercise.self_check(1, "my_dlr()")
 def dlr(fn, z, y):
-    """Notebook 09, exercise 1: ``fn(z, y)`` is ``attacks.dlr_loss`` and unchanged by ``z -> 1000·z + 7``."""
+    """Notebook 09, exercise 1: ``fn(z, y)`` is ``autoattack.dlr_loss`` and unchanged by ``z -> 1000·z + 7``."""
     import tensorflow as tf
 
     made_up = (np.array([[3.0, 1.0, 2.0, 0.0], [0.0, 5.0, 4.0, 1.0], [2.0, 2.5, -1.0, 7.0]]), np.array([1, 1, 0]))
     for where, (logits, labels) in {"made-up logits (sorted ≠ class order)": made_up,
                                     "the model's logits": (np.asarray(z), np.asarray(y))}.items():
         call = f"my_dlr(z, y) for z of shape {logits.shape}"
-        mine = _array(fn(logits.copy(), labels.copy()), (len(logits),), call)
-        ref = attacks.dlr_loss(tf.constant(logits, tf.float32), tf.constant(labels)).numpy()
+        mine = exercise.as_array(fn(logits.copy(), labels.copy()), (len(logits),), call)
+        ref = autoattack.dlr_loss(tf.constant(logits, tf.float32), tf.constant(labels)).numpy()
         if not np.allclose(mine, ref, atol=1e-4):
-            raise AssertionError(f"{where}: differs from attacks.dlr_loss by up to {np.abs(mine - ref).max():.2g} "
+            raise AssertionError(f"{where}: differs from autoattack.dlr_loss by up to {np.abs(mine - ref).max():.2g} "
                                  "(the denominator is z_π1 − z_π3: the largest minus the third-largest logit, "
                                  "after sorting)")
-        scaled = _array(fn(1000 * logits + 7, labels.copy()), (len(logits),), call)
+        scaled = exercise.as_array(fn(1000 * logits + 7, labels.copy()), (len(logits),), call)
         if not np.allclose(scaled, mine, atol=1e-4):
             raise AssertionError(f"{where}: DLR must not change when logits are scaled and shifted (1000·z + 7)")
     print("my_dlr: matches attacks.dlr_loss, and is unchanged by z -> 1000·z + 7")
@@ -462,7 +467,7 @@ def _square_changes(new, old, side: int) -> int | None:
     return None
 
 
-@_exercise(2, "random_search_step()")
+@exercise.self_check(2, "random_search_step()")
 def random_search_step(fn, model, x, y, eps, *, steps: int = 30, seed: int = 0, side: int = 5):
     """Notebook 09, exercise 2: ``steps`` calls of ``fn(model, x, x_best, y, eps, rng)`` never raise an image's
     margin, change at most one side × side square of each image per step, stay in the ε-box, and make progress."""
@@ -470,11 +475,11 @@ def random_search_step(fn, model, x, y, eps, *, steps: int = 30, seed: int = 0, 
     rng = np.random.default_rng(seed)
 
     def margins(images):
-        return attacks.margin(evaluate.predict_logits(model, images), y).numpy()
+        return autoattack.margin(evaluate.predict_logits(model, images), y).numpy()
 
     x_rs, history = x.copy(), [margins(x)]
     for step in range(steps):
-        new = _array(fn(model, x.copy(), x_rs.copy(), y.copy(), eps, rng), x.shape,
+        new = exercise.as_array(fn(model, x.copy(), x_rs.copy(), y.copy(), eps, rng), x.shape,
                      "random_search_step(model, x, x_best, y, eps, rng)", np.float32)
         if np.abs(new - x).max() > eps + 1e-6 or new.min() < 0 or new.max() > 1:
             raise AssertionError(f"step {step + 1}: stay in the ε-box around x and in [0, 1] (set the square to "
@@ -494,3 +499,83 @@ def random_search_step(fn, model, x, y, eps, *, steps: int = 30, seed: int = 0, 
     print(f"{steps} random-search steps: mean margin {history[0].mean():.2f} -> {history[-1].mean():.2f}; "
           f"accuracy {evaluate.accuracy(model, x, y):.0%} -> {evaluate.accuracy(model, x_rs, y):.0%}")
     return True
+
+
+# ------------------------------------------------------------------------------------------------ grading
+NOT_RUN = "the self-check {check}() did not run: run the cells above it, then this one"
+SKIPPED = "(skipped: exercise {number} is not written yet)"
+#: Checks that compare the answer with a function of ``helpers``, which an answer could simply call and pass:
+#: ``{check: (those functions, how the check calls the answer on a few of its inputs)}``.
+SHORTCUTS = {
+    "fgsm": ((attacks.fgsm, attacks.gradient_attack, attacks.pgd),
+             lambda fn, model, x, y, eps, **_: fn(model, x[:4], y[:4], eps)),
+    "targeted_fgsm": ((attacks.fgsm, attacks.gradient_attack, attacks.pgd),
+                      lambda fn, model, x, t, eps, *_, **__: fn(model, x[:4], t[:4], eps)),
+    "dlr": ((autoattack.dlr_loss,), lambda fn, z, y, **_: fn(np.asarray(z)[:4], np.asarray(y)[:4])),
+}
+SHORTCUT = ("your answer calls {name}, the function the self-check compares it with: the exercise is to write it "
+            "yourself")
+
+
+def graded(check: str) -> None:
+    """The hidden test of an autograded self-check cell (``helpers.course.grading``): raise ``AssertionError``
+    unless the last run of ``selfcheck.<check>`` in this kernel passed, with the message the student read from it;
+    for the checks of ``SHORTCUTS``, also if the answer calls the ``helpers`` function it is compared with."""
+    outcome = exercise.OUTCOMES.get(check)
+    if outcome != exercise.PASSED:
+        raise AssertionError(outcome if outcome is not None else NOT_RUN.format(check=check))
+    if check in SHORTCUTS and check in exercise.CALLS:
+        _no_shortcut(check)
+
+
+def _no_shortcut(check: str) -> None:
+    """Call the answer again, watching for a call of the functions of ``SHORTCUTS[check]`` by their code, so that
+    every name they are called by counts (``autoattack.dlr_loss``, ``from helpers.attacks import fgsm as f``)."""
+    targets, call = SHORTCUTS[check]
+    answer, args, kwargs = exercise.CALLS[check]
+    used = []
+    try:
+        _watch_calls(targets, lambda: call(answer, *args, **kwargs), used)
+    finally:   # an answer that fails on its second run fails the hidden test anyway, but a shortcut is named first
+        if used:
+            raise AssertionError(SHORTCUT.format(name=f"{used[0].__module__}.{used[0].__qualname__}")) from None
+
+
+def _code_objects(fn) -> list:
+    """The code objects that run when ``fn`` is called: its own, and those of the functions it wraps
+    (``functools.wraps``' ``__wrapped__``, ``tf.function``'s ``python_function``)."""
+    codes = []
+    while fn is not None and len(codes) < 8:
+        if getattr(fn, "__code__", None) is not None:
+            codes.append(fn.__code__)
+        fn = getattr(fn, "__wrapped__", None) or getattr(fn, "python_function", None)
+    return codes
+
+
+def _watch_calls(targets, run, used: list) -> None:
+    """Run ``run()`` under a profiler that appends to ``used`` the first of ``targets`` it calls, whatever name it is
+    called by (and then stops watching)."""
+    watched = {code: fn for fn in targets for code in _code_objects(fn)}
+
+    def watch(frame, event, arg):
+        if event == "call" and frame.f_code in watched:
+            used.append(watched[frame.f_code])
+            sys.setprofile(None)
+
+    previous = sys.getprofile()
+    sys.setprofile(watch)
+    try:
+        run()
+    finally:
+        sys.setprofile(previous)
+
+
+@contextlib.contextmanager
+def skip_if_not_written(number: int):
+    """Run the block; if an exercise stub raises in it, print one "skipped" line instead of failing."""
+    try:
+        yield
+    except NotImplementedError as err:
+        if not exercise.is_stub(err):
+            raise
+        print(SKIPPED.format(number=number))

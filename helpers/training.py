@@ -17,14 +17,17 @@ This module holds the mechanics only; the course's recipes and the model cache l
 
 from __future__ import annotations
 
+import inspect
+import os
+import sys
 import warnings
 
 import numpy as np
 
-from . import attacks
+from . import registry
+from .attacks import loss_gradient
 from ._checks import check_choice, check_eps, check_images, check_labels, check_positive_int
 from .models import existing_optimizer
-from .schedules import Cyclic, cyclic, piecewise, steps_per_epoch, warmup_cosine  # noqa: F401  (re-exported)
 from .wrapper import WrapperModel
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
@@ -32,43 +35,41 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 MODES = ("double", "adversarial", "trades")
-ATTACKS = ("fgsm", "fgsm_rs", "pgd")
 #: Validation images per compiled test step in ``adversarial_train``: large batches amortise the per-step overhead
 #: of attacking the validation split after every epoch (the figures do not depend on it).
 VALIDATION_BATCH = 500
 _RANGE_MESSAGE = "images must lie in [0, 1]"  # the in-graph check of streamed batches, turned into a ValueError
-_ATTACK_KWARGS = {"fgsm": {"targeted"}, "fgsm_rs": {"step_size"},
-                  "pgd": {"steps", "step_size", "norm", "random_start", "restarts"}}
 
 
 def make_attack(attack, eps, attack_kwargs=None):
     """``fn(model, x, y) -> x_adv`` (TF code, traced into a training or test step) for a named or callable attack.
 
-    ``attack``: ``"fgsm"``; ``"fgsm_rs"`` — FGSM from a uniform random start with step 1.25·ε (Wong, Rice & Kolter
-    2020, "Fast is better than free"): one PGD step from a random point of the ε-ball, which resists the
-    catastrophic overfitting of plain FGSM training at the same cost; ``"pgd"`` — default 7 steps of 2.5·ε/7 from a
-    random start; or a callable ``(model, x, y, eps) -> x_adv`` written in TensorFlow ops.  ``eps`` may be a
-    ``tf.Variable`` (read when the step runs, so an ε warm-up needs no retracing); default step sizes follow it.
+    ``attack``: a training attack of ``helpers.registry`` — ``"fgsm"``; ``"fgsm_rs"`` — FGSM from a uniform random
+    start with step 1.25·ε (Wong, Rice & Kolter 2020, "Fast is better than free"): one PGD step from a random point
+    of the ε-ball, which resists the catastrophic overfitting of plain FGSM training at the same cost; ``"pgd"`` —
+    default 7 steps of 2.5·ε/7 from a random start; or a callable ``(model, x, y, eps) -> x_adv`` written in
+    TensorFlow ops.  ``eps`` may be a ``tf.Variable`` (read when the step runs, so an ε warm-up needs no
+    retracing); default step sizes follow it.  Training attacks are untargeted: ``targeted`` is refused (a targeted
+    attack aimed at the true label would train the model *toward* it).
     """
     kwargs = dict(attack_kwargs or {})
+    if "targeted" in kwargs:
+        raise ValueError(f"attack_kwargs={{'targeted': {kwargs['targeted']!r}}}: training attacks are untargeted "
+                         f"(a targeted attack would push each image toward its own label); drop 'targeted'")
     if callable(attack):
         return lambda model, x, y: attack(model, x, y, eps, **kwargs)
     if not isinstance(attack, str):
-        raise TypeError(f"attack must be 'fgsm', 'fgsm_rs', 'pgd' or a callable (model, x, y, eps) -> x_adv, "
-                        f"got {attack!r}")
-    check_choice("attack", attack, ATTACKS)
-    bad = set(kwargs) - _ATTACK_KWARGS[attack]
+        names = ", ".join(repr(name) for name in registry.TRAINING)
+        raise TypeError(f"attack must be {names} or a callable (model, x, y, eps) -> x_adv, got {attack!r}")
+    check_choice("attack", attack, registry.TRAINING)
+    entry = registry.get(attack)
+    bad = set(kwargs) - entry.training
     if bad:
         raise ValueError(f"attack_kwargs {sorted(bad)} are not accepted by {attack!r} in training; allowed: "
-                         f"{sorted(_ATTACK_KWARGS[attack])}")
-    if attack == "fgsm":
-        return lambda model, x, y: attacks.fgsm(model, x, y, eps, **kwargs)
-    if attack == "fgsm_rs":
-        step = kwargs.get("step_size")
-        return lambda model, x, y: attacks.pgd(model, x, y, eps, steps=1, random_start=True,
-                                               step_size=1.25 * tf.cast(eps, tf.float32) if step is None else step)
-    kwargs.setdefault("steps", 7)
-    return lambda model, x, y: attacks.pgd(model, x, y, eps, **kwargs)
+                         f"{sorted(entry.training)}")
+    defaults = entry.training_defaults or (lambda eps: {})
+    # the defaults are made when the step is traced: a step size that follows a warming-up ε reads the variable
+    return lambda model, x, y: entry.function(model, x, y, eps, **{**defaults(eps), **kwargs})
 
 
 def trades_attack(model, x, eps, *, steps: int = 10, step_size=None):
@@ -76,20 +77,23 @@ def trades_attack(model, x, eps, *, steps: int = 10, step_size=None):
     prediction and its prediction at ``x'``, from a tiny random start, in the L∞ ball of radius ``eps`` ∩ [0, 1].
 
     Unlike ``attacks.pgd`` it needs no labels: it pushes the prediction *away from the clean one*, whatever that is.
-    ``step_size`` defaults to 2.5·ε/steps.
+    ``step_size`` defaults to 2.5·ε/steps.  The gradient comes from ``attacks.loss_gradient``, so on a
+    mixed-precision model it is rescaled as the attacks' own (a confident image's KL gradient underflows in float16).
     """
     eps = tf.cast(eps, tf.float32)
     step = 2.5 * eps / steps if step_size is None else tf.cast(step_size, tf.float32)
     p_clean = tf.stop_gradient(tf.nn.softmax(tf.cast(model(x, training=False), tf.float32)))
     x_adv = tf.clip_by_value(x + 0.001 * tf.random.normal(tf.shape(x)), 0.0, 1.0)
     for _ in range(steps):
-        with tf.GradientTape() as tape:
-            tape.watch(x_adv)
-            log_q = tf.nn.log_softmax(tf.cast(model(x_adv, training=False), tf.float32))
-            kl = tf.reduce_sum(p_clean * (tf.math.log(p_clean + 1e-12) - log_q))
-        x_adv = x_adv + step * tf.sign(tape.gradient(kl, x_adv))
+        _, grad, _ = loss_gradient(model, x_adv, p_clean, loss_fn=_kl_from)
+        x_adv = x_adv + step * tf.sign(grad)
         x_adv = tf.clip_by_value(x + tf.clip_by_value(x_adv - x, -eps, eps), 0.0, 1.0)
     return tf.stop_gradient(x_adv)
+
+
+def _kl_from(logits, p_clean):
+    """Per-example KL(p_clean ‖ softmax(logits)): the objective of ``trades_attack`` (a ``loss_fn(logits, y)``)."""
+    return tf.reduce_sum(p_clean * (tf.math.log(p_clean + 1e-12) - tf.nn.log_softmax(logits)), axis=-1)
 
 
 class AdversarialModel(WrapperModel):
@@ -144,6 +148,7 @@ class AdversarialModel(WrapperModel):
         (``benchmarks/stall_rate.py``: 3 of 5 seeds of PGD-7 at ε = 0.3 on mnist_5k without a ramp).  FGSM, the
         double batch and TRADES keep a clean signal and do not need it."""
         if self.eps_warmup != "auto":
+            _check_warmup(self.eps_warmup, epochs)
             return int(self.eps_warmup)
         strong = self.recipe["attack"] == "pgd" and self.mode == "adversarial"
         return max(1, int(epochs) // 4) if strong and int(epochs) > 1 else 0
@@ -155,6 +160,9 @@ class AdversarialModel(WrapperModel):
         callbacks = list(callbacks or [])
         epochs = kwargs.get("epochs", args[3] if len(args) > 3 else 1)
         warmup = self.warmup_epochs(epochs)
+        for ramp in callbacks:
+            if isinstance(ramp, EpsWarmup):
+                _check_warmup(ramp.epochs, epochs)
         if warmup and not any(isinstance(c, EpsWarmup) for c in callbacks):
             callbacks.insert(0, EpsWarmup(warmup))
         if not any(isinstance(c, StallMonitor) for c in callbacks):
@@ -205,11 +213,20 @@ class AdversarialModel(WrapperModel):
         return self.report(loss, y, clean_logits)
 
 
+def _check_warmup(warmup, epochs):
+    """Refuse an ε ramp longer than the run: its last epochs would never train at the full ε."""
+    if int(warmup) > int(epochs):
+        raise ValueError(f"eps_warmup={warmup} is longer than the run (epochs={epochs}): the training attack would "
+                         f"never reach the full ε; ramp over at most {epochs} epochs (eps_warmup <= epochs; "
+                         "\"auto\" ramps over a quarter of them)")
+
+
 class EpsWarmup(keras.callbacks.Callback):
     """Ramp the training attack's ε linearly over the first ``epochs`` epochs (ε·1/n, ε·2/n, …, then ε), so training
     at a large ε does not start from an attack the fresh model cannot fit.  Logs the ε of each epoch as ``eps``.
     Validation stays at the full ε; with ``EarlyStopping``, pass ``start_from_epoch=epochs - 1`` so that only
-    epochs trained at the full ε can be picked as the best."""
+    epochs trained at the full ε can be picked as the best.  ``AdversarialModel.fit`` refuses a ramp longer than
+    its ``epochs`` (the run would end before the full ε)."""
 
     def __init__(self, epochs: int):
         super().__init__()
@@ -248,12 +265,14 @@ class StallWarning(UserWarning):
 class StallMonitor(keras.callbacks.Callback):
     """Warn (and, with ``stop=True``, stop) when adversarial training stalls at chance.
 
-    After each epoch: if the accuracy on the training batches under the model's own attack (``adv_accuracy``) has
-    stayed within ``tolerance`` of chance (1 / number of classes) for the last ``patience`` epochs, warn once with
-    a ``StallWarning`` that names the cause and the remedies, and record the epoch in ``stalled_at``.  Training
-    that ends sooner (few epochs, or ``EarlyStopping``) with its last epochs at chance is reported when it ends.
-    A model that answers one class for every image is otherwise handed back as if nothing happened
-    (``EarlyStopping`` even restores it as "best").  ``AdversarialModel.fit`` adds one unless its callbacks hold a ``StallMonitor``.
+    After each epoch: if, for the last ``patience`` epochs, both the accuracy on the training batches under the
+    model's own attack (``adv_accuracy``) and their clean accuracy (``clean_accuracy``) have stayed within
+    ``tolerance`` of chance (1 / number of classes; above or below it), warn once with a ``StallWarning`` that names
+    the cause and the remedies, and record the epoch in ``stalled_at``.  A run of fewer than ``patience`` epochs is
+    never reported, and neither is a model whose clean accuracy has left chance: robust training at a large ε sits
+    near chance under attack for a while and still learns.  A model that answers one class for every image is
+    otherwise handed back as if nothing happened (``EarlyStopping`` even restores it as "best").
+    ``AdversarialModel.fit`` adds one unless its callbacks hold a ``StallMonitor``.
     """
 
     def __init__(self, patience: int = 3, tolerance: float = 0.05, stop: bool = False):
@@ -266,22 +285,19 @@ class StallMonitor(keras.callbacks.Callback):
         self.stalled_at, self._curve = None, []
 
     def on_epoch_end(self, epoch, logs=None):
-        if not logs or "adv_accuracy" not in logs or self.stalled_at is not None:
+        if not logs or "adv_accuracy" not in logs or "clean_accuracy" not in logs or self.stalled_at is not None:
             return
-        self._curve.append(float(logs["adv_accuracy"]))
-        if len(self._curve) >= self.patience and self._at_chance(self._curve[-self.patience:]):
-            self._warn(epoch, self._curve[-self.patience:])
-
-    def on_train_end(self, logs=None):
-        # Training that ended sooner (EarlyStopping, few epochs) at chance is reported all the same.
-        if self.stalled_at is None and self._curve and self._at_chance(self._curve[-self.patience:]):
-            self._warn(len(self._curve) - 1, self._curve[-self.patience:])
+        self._curve.append((float(logs["adv_accuracy"]), float(logs["clean_accuracy"])))
+        recent = self._curve[-self.patience:]
+        if len(recent) == self.patience and self._at_chance(v for pair in recent for v in pair):
+            self._warn(epoch, recent)
 
     def _chance(self) -> float:
         return 1.0 / int(getattr(self.model, "classifier", self.model).output_shape[-1])
 
     def _at_chance(self, values) -> bool:
-        return max(abs(v - self._chance()) for v in values) <= self.tolerance
+        """Two-sided: every value within ``tolerance`` of chance, above or below it."""
+        return all(abs(v - self._chance()) <= self.tolerance for v in values)
 
     def _warn(self, epoch, recent):
         chance = self._chance()
@@ -290,40 +306,58 @@ class StallMonitor(keras.callbacks.Callback):
         eps_text = f" (ε = {float(eps.numpy()):.3g})" if eps is not None else ""
         warnings.warn(
             f"adversarial training looks stalled: for {len(recent)} epochs the accuracy on the training batches "
-            f"under its own attack{eps_text} has stayed within {self.tolerance:.2f} of chance ({chance:.2f}): "
-            + " ".join(f"{v:.2f}" for v in recent) + ". A fresh model trained only against a strong attack at the "
-            "full ε can fail to leave chance for good, and the model returned then predicts one class. Remedies: "
-            "ramp ε up (AdversarialModel(eps_warmup=k) or training.EpsWarmup(k)), warm the learning rate up "
-            "(training.warmup_cosine), lower the learning rate, or train on the double batch (mode='double').",
-            StallWarning, stacklevel=2)
+            f"under its own attack{eps_text} and without it have stayed within {self.tolerance:.2f} of chance "
+            f"({chance:.2f}): " + ", ".join(f"{adv:.2f} / {clean:.2f}" for adv, clean in recent) + " (attacked / "
+            "clean). A fresh model trained only against a strong attack at the full ε can fail to leave chance for "
+            "good, and the model returned then predicts one class. Remedies: ramp ε up (AdversarialModel("
+            "eps_warmup=k) or training.EpsWarmup(k)), warm the learning rate up (schedules.warmup_cosine), lower the "
+            "learning rate, or train on the double batch (mode='double').",
+            StallWarning, stacklevel=_user_stacklevel())
         if self.stop:
             self.model.stop_training = True
 
 
-def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epochs: int, mode: str = "double",
-                      attack_kwargs: dict | None = None, validation_attack=None,
-                      validation_attack_kwargs: dict | None = None, beta: float = 6.0, eps_warmup="auto",
-                      optimizer=None, learning_rate=None, jit_compile: bool = False, seed: int = 0,
-                      early_stopping: int | None = None, batch_size: int = 128, validation_data=None,
-                      **fit_kwargs) -> keras.callbacks.History:
-    """Train ``model`` in place with ``AdversarialModel`` + ``fit``; return the Keras ``History``.
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` for a ``warnings.warn`` made by the caller of this function that points at the first frame
+    outside Keras, TensorFlow and ``helpers`` (the user's ``fit`` or ``adversarial_train`` call)."""
+    inside = tuple(os.path.dirname(m.__file__) + os.sep for m in (keras, tf)) + (os.path.dirname(__file__) + os.sep,)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
 
-    The wrapper's arguments (``attack``, ``eps``, ``mode``, ``attack_kwargs``, ``validation_attack(_kwargs)``,
-    ``beta``, ``eps_warmup``): see ``AdversarialModel`` and ``make_attack``; ``eps_warmup="auto"`` ramps ε over a
-    quarter of the epochs for PGD on adversarial examples only (``AdversarialModel.warmup_epochs``; 0 turns it off).
-    ``x`` is an image array with labels ``y``, or a ``tf.data.Dataset`` of ``(images, labels)`` batches (then
-    ``y=None``).  The optimizer: ``optimizer`` if given, else the one ``model`` was compiled with (training
-    continues with its state), else Adam with ``learning_rate`` (a float or a Keras schedule; default 1e-3);
-    ``jit_compile`` as in ``compile``.  ``seed`` seeds the shuffling and the attacks' random starts.
+
+#: The keywords of ``adversarial_train`` that build its ``AdversarialModel`` (the others go to ``fit``).
+_WRAPPER_SETTINGS = frozenset(name for name, p in inspect.signature(AdversarialModel).parameters.items()
+                             if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def adversarial_train(model: keras.Model, x, y=None, *, epochs: int, batch_size: int = 128, validation_data=None,
+                      optimizer=None, learning_rate=None, jit_compile: bool = False, seed: int = 0,
+                      early_stopping: int | None = None, **kwargs) -> keras.callbacks.History:
+    """Train ``model`` in place with ``AdversarialModel`` + ``compile`` + ``fit``; return the Keras ``History``.
+
+    ``model``: a classifier (logits out), wrapped here in ``AdversarialModel(model, **settings)``, where the settings
+    are the keywords ``AdversarialModel`` takes (``attack``, ``eps``, ``mode``, ``attack_kwargs``,
+    ``validation_attack(_kwargs)``, ``beta``, ``eps_warmup``; see there and ``make_attack``): e.g.
+    ``adversarial_train(clf, x, y, attack="pgd", eps=0.3, mode="adversarial", epochs=10)``.  Or an
+    ``AdversarialModel`` you built, which trains with its own settings (then pass none).  ``eps_warmup="auto"``
+    ramps ε over a quarter of the epochs for PGD on adversarial examples only (``AdversarialModel.warmup_epochs``;
+    0 turns it off; a ramp longer than ``epochs`` is refused).
+    ``x`` is an image array with labels ``y`` (integer class indices, shape (N,)), or a ``tf.data.Dataset`` of
+    ``(images, labels)`` batches (then ``y=None``); ``validation_data`` is ``(x_val, y_val)`` or such a Dataset.
+    The optimizer: ``optimizer`` if given, else the one ``model`` was compiled with (training continues with its
+    state), else Adam with ``learning_rate`` (a float or a Keras schedule; default 1e-3); ``jit_compile`` as in
+    ``compile``.  ``seed`` seeds the shuffling and the attacks' random starts.
     ``early_stopping=k`` adds Keras' ``EarlyStopping`` on ``val_adv_accuracy`` (patience ``k``, best weights
-    restored, only full-ε epochs considered; needs ``validation_data``); its best epoch is returned in
-    ``history.params["best_epoch"]``.  ``epochs``, ``batch_size`` (default 128), ``validation_data`` and every
-    other keyword (``callbacks``, ``verbose`` — default 0 —, ``initial_epoch``, …) go to ``fit``.
+    restored, only full-ε epochs considered; needs ``validation_data``); ``history.params["best_epoch"]`` is then the
+    epoch whose weights are returned (the last one if no epoch could be considered).  ``epochs``, ``batch_size``
+    (default 128), ``validation_data`` and every other keyword (``callbacks``, ``verbose`` — default 0 —,
+    ``initial_epoch``, …) go to ``fit``.
     """
-    adv = _wrap_checked(model, x, y, attack=attack, eps=eps, epochs=epochs, batch_size=batch_size, mode=mode,
-                        attack_kwargs=attack_kwargs, validation_attack=validation_attack,
-                        validation_attack_kwargs=validation_attack_kwargs, validation_data=validation_data,
-                        eps_warmup=eps_warmup, early_stopping=early_stopping, beta=beta)
+    settings = {name: kwargs.pop(name) for name in list(kwargs) if name in _WRAPPER_SETTINGS}
+    adv = _wrap_checked(model, x, y, settings, epochs=epochs, batch_size=batch_size,
+                        validation_data=validation_data, early_stopping=early_stopping)
     warmup = adv.warmup_epochs(epochs)  # fit adds the EpsWarmup; early stopping must skip its epochs
     with adv.distribute_strategy.scope():  # a new optimizer must live where the classifier's variables live
         adv.compile(optimizer=_choose_optimizer(model, optimizer, learning_rate), jit_compile=jit_compile)
@@ -332,8 +366,8 @@ def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epoch
         extra.append(keras.callbacks.EarlyStopping("val_adv_accuracy", mode="max", patience=early_stopping,
                                                    restore_best_weights=True, start_from_epoch=max(0, warmup - 1)))
     streaming = isinstance(x, tf.data.Dataset)
-    fit_kwargs = {"shuffle": not streaming, "validation_batch_size": VALIDATION_BATCH, "verbose": 0, **fit_kwargs,
-                  "callbacks": extra + list(fit_kwargs.get("callbacks") or [])}
+    fit_kwargs = {"shuffle": not streaming, "validation_batch_size": VALIDATION_BATCH, "verbose": 0, **kwargs,
+                  "callbacks": extra + list(kwargs.get("callbacks") or [])}
     keras.utils.set_random_seed(seed)
     try:
         history = adv.fit(x, y, batch_size=None if streaming else batch_size, epochs=epochs,
@@ -345,8 +379,9 @@ def adversarial_train(model: keras.Model, x, y=None, *, attack="pgd", eps, epoch
         raise
     if not history.epoch or "loss" not in history.history:
         raise ValueError("the training data yielded no examples")
-    if early_stopping:
-        history.params["best_epoch"] = extra[-1].best_epoch
+    if early_stopping:  # Keras' best_epoch stays 0 when no epoch was considered: the last one's weights stay then
+        stop = extra[-1]
+        history.params["best_epoch"] = stop.best_epoch if stop.best_weights is not None else history.epoch[-1]
     return history
 
 
@@ -355,15 +390,39 @@ def _choose_optimizer(model, optimizer, learning_rate):
         if learning_rate is not None:
             raise ValueError("pass either optimizer= or learning_rate=, not both (the optimizer has its own rate)")
         return optimizer
+    if isinstance(model, AdversarialModel) and getattr(model, "optimizer", None) is None:
+        model = model.classifier  # a wrapper not compiled yet: continue with the classifier's optimizer, if any
     current = existing_optimizer(model, learning_rate, "pass optimizer=keras.optimizers.Adam(...) to train with a "
                                  "new optimizer, or leave learning_rate out to continue with the old one")
     return current if current is not None else keras.optimizers.Adam(1e-3 if learning_rate is None else learning_rate)
 
 
-def _wrap_checked(model, x, y, *, epochs, batch_size, validation_data, eps_warmup, early_stopping, **config):
-    """Check ``adversarial_train``'s arguments (clear errors before any work) and build the ``AdversarialModel``."""
-    if not isinstance(model, keras.Model):
+def _wrap_checked(model, x, y, settings, *, epochs, batch_size, validation_data, early_stopping):
+    """Check ``adversarial_train``'s arguments (clear errors before any work); return the ``AdversarialModel``:
+    ``model`` itself if it is one, else one built around the classifier ``model`` from ``settings``."""
+    if isinstance(model, AdversarialModel):
+        if settings:
+            raise TypeError(f"model is already an AdversarialModel, which trains with its own settings; "
+                            f"{sorted(settings)} cannot change them (build the AdversarialModel with them instead)")
+        classifier = model.classifier
+    elif not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model returning logits, got {type(model).__name__}")
+    else:
+        if "eps" not in settings:
+            raise TypeError("adversarial_train needs eps=, the training attack's budget (or an AdversarialModel)")
+        classifier = model
+    _check_data(classifier, x, y, validation_data)
+    check_positive_int(epochs, "epochs")
+    check_positive_int(batch_size, "batch_size")
+    if early_stopping is not None:
+        check_positive_int(early_stopping, "early_stopping")
+        if validation_data is None:
+            raise ValueError("early_stopping monitors val_adv_accuracy and needs validation_data=(x_val, y_val)")
+    return model if classifier is not model else AdversarialModel(model, **settings)
+
+
+def _check_data(model, x, y, validation_data):
+    """Fail early, with a clear message, on training or validation data that cannot feed the classifier ``model``."""
     num_classes = int(model.output_shape[-1])
     if isinstance(x, tf.data.Dataset):
         if y is not None:
@@ -374,35 +433,34 @@ def _wrap_checked(model, x, y, *, epochs, batch_size, validation_data, eps_warmu
         check_labels(y, len(x), num_classes=num_classes)
         if len(x) == 0:
             raise ValueError("the training data yielded no examples")
-    check_positive_int(epochs, "epochs")
-    check_positive_int(batch_size, "batch_size")
-    if early_stopping is not None:
-        check_positive_int(early_stopping, "early_stopping")
-        if validation_data is None:
-            raise ValueError("early_stopping monitors val_adv_accuracy and needs validation_data=(x_val, y_val)")
-    if validation_data is not None:
+    if isinstance(validation_data, tf.data.Dataset):
+        _check_dataset_spec(validation_data, model, "the validation")
+    elif validation_data is not None:
         xv, yv = validation_data
         check_images(xv, "validation x")
         check_labels(yv, len(xv), "validation y", num_classes=num_classes)
-    return AdversarialModel(model, eps_warmup=eps_warmup, **config)
 
 
-def _check_dataset_spec(dataset, model):
-    """Fail early, with a clear message, on a ``tf.data.Dataset`` that cannot feed ``model``."""
+def _check_dataset_spec(dataset, model, which="the"):
+    """Fail early, with a clear message, on a ``tf.data.Dataset`` that cannot feed ``model`` (``which`` names it)."""
     spec = dataset.element_spec
     if not (isinstance(spec, tuple) and len(spec) == 2):
-        raise ValueError(f"the tf.data.Dataset must yield (images, labels) batches, but yields {spec}")
+        raise ValueError(f"{which} tf.data.Dataset must yield (images, labels) batches, but yields {spec}")
     xs, ys = spec
     want = tuple(model.input_shape[1:])
     if xs.shape.rank != len(want) + 1 or not xs.shape[1:].is_compatible_with(want):
-        raise ValueError(f"the dataset yields images of shape {xs.shape} but the model expects batches of "
+        raise ValueError(f"{which} dataset yields images of shape {xs.shape} but the model expects batches of "
                          f"{(None, *want)}; batch the dataset (dataset.batch(n)) and check the image size")
     if xs.dtype != tf.float32:
-        raise TypeError(f"the dataset yields images of dtype {xs.dtype.name}; images must be float32 in [0, 1] "
+        raise TypeError(f"{which} dataset yields images of dtype {xs.dtype.name}; images must be float32 in [0, 1] "
                         "(e.g. dataset.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y)))")
-    if not ys.dtype.is_integer or ys.shape.rank not in (1, 2):
-        raise TypeError(f"the dataset yields labels of dtype {ys.dtype.name} and shape {ys.shape}; labels must "
+    if not ys.dtype.is_integer:
+        raise TypeError(f"{which} dataset yields labels of dtype {ys.dtype.name} and shape {ys.shape}; labels must "
                         "be integer class indices, one per image")
+    if ys.shape.rank not in (None, 1):
+        raise ValueError(f"{which} dataset yields labels of shape {ys.shape}; labels must be integer class indices "
+                         "of shape (N,), one per image (for (N, 1) labels: dataset.map(lambda x, y: (x, "
+                         "tf.reshape(y, [-1]))))")
 
 
 class IBPModel(WrapperModel):

@@ -47,15 +47,18 @@ class WrapperModel(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.clean_accuracy, self.third_metric]
 
-    def compile(self, optimizer="adam", loss=None, metrics=None, jit_compile="auto", **kwargs):
+    def compile(self, optimizer="adam", loss=None, metrics=None, jit_compile="auto", weighted_metrics=None,
+                **kwargs):
         """``keras.Model.compile`` with the from-logits cross-entropy as the default loss; the optimizer is
-        loss-scaled when the classifier computes in float16.  ``metrics`` are refused (the wrapper reports its
-        own three).  No XLA while op determinism is on: ``jit_compile=True`` is refused, and Keras' automatic
-        choice (``"auto"``, which turns XLA on by itself on a GPU machine) is overridden to ``False``."""
+        loss-scaled when the classifier computes in float16.  ``metrics`` and ``weighted_metrics`` are refused
+        (the wrapper reports its own three and weighs no examples).  No XLA while op determinism is on:
+        ``jit_compile=True`` is refused, and Keras' automatic choice (``"auto"``, which turns XLA on by itself on a GPU
+        machine) is overridden to ``False``."""
         names = [m.name for m in self.metrics]
-        if metrics:
-            raise ValueError(f"{type(self).__name__} reports its own metrics {names}; compile(metrics=...) is not "
-                             "supported (evaluate other metrics on the classifier: wrapper.classifier)")
+        for arg, value in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
+            if value:
+                raise ValueError(f"{type(self).__name__} reports its own metrics {names}; compile({arg}=...) is not "
+                                 "supported (evaluate other metrics on the classifier: wrapper.classifier)")
         deterministic = op_determinism_enabled()
         if jit_compile is True and deterministic:
             raise ValueError(_XLA_MESSAGE)
@@ -67,13 +70,18 @@ class WrapperModel(keras.Model):
             self.jit_compile = False
 
     def unpack(self, data):
-        """``(images, int64 labels)`` of a batch from ``fit``/``evaluate``; a sample weight is refused."""
+        """``(images, int64 labels)`` of a batch from ``fit``/``evaluate``; labels must have shape (N,); a sample weight
+        is refused."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if sample_weight is not None:
             raise ValueError(f"{type(self).__name__} does not weigh examples: fit/evaluate got a sample_weight "
                              "(or class_weight); train without it, or repeat the examples that should count more")
         if y is None:
             raise ValueError(f"{type(self).__name__} needs labels: fit(x, y) or a dataset of (images, labels)")
+        if y.shape.rank not in (None, 1):  # (N, 1) labels would broadcast against (N,) ones, or crash in TensorFlow
+            raise ValueError(f"{type(self).__name__} got labels of shape {tuple(y.shape)} per batch; labels must be "
+                             "integer class indices of shape (N,), one per image (reshape (N, 1) labels: "
+                             "y.reshape(-1))")
         return x, tf.cast(y, tf.int64)
 
     def minimise(self, tape, scaled_loss):

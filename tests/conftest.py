@@ -19,12 +19,12 @@ def mnist():
 def trained_model(mnist):
     """The course CNN after 3 epochs of standard training (~98 % train accuracy on mnist_5k).
 
-    Kept in the model cache (``recipes.cache_dir()/tests``, keyed like every cached model, so a code change
+    Kept in the model cache (``_store.cache_dir()/tests``, keyed like every cached model, so a code change
     retrains it): the quick loop trains it once, then loads it."""
-    from helpers import models, recipes
+    from helpers import _store, models, recipes
 
     models.seed_everything(0)
-    return recipes.standard_model(mnist, epochs=3, directory=recipes.cache_dir() / "tests")[0]
+    return recipes.standard_model(mnist, epochs=3, directory=_store.cache_dir() / "tests")[0]
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import _compiled, attacks, evaluate, models
+from helpers import _compiled, attacks, autoattack, evaluate, models
 
 
 def softmax(z):
@@ -376,7 +376,7 @@ def test_without_tensorflows_private_conv_gradient_the_attacks_use_tensorflows_o
     plain = keras.models.clone_model(trained_model)
     plain.set_weights(trained_model.get_weights())
     for attack in (lambda m: attacks.pgd(m, x, y, 0.1, steps=3, seed=0),
-                   lambda m: attacks.apgd(m, x, y, 0.1, steps=3, seed=0)):
+                   lambda m: autoattack.apgd(m, x, y, 0.1, steps=3, seed=0)):
         with_fast, without = attack(trained_model), attack(plain)
         assert np.mean(with_fast == without) > 0.999  # equal up to float rounding of a few gradient signs
         assert np.abs(without - x).max() <= 0.1 + 1e-6
@@ -424,8 +424,8 @@ def test_attacks_run_a_dropout_batchnorm_model_in_inference_mode(mnist):
     assert not np.allclose(model(x, training=True), frozen(x, training=True))  # the modes do differ
     runs = {"fgsm": lambda m: attacks.fgsm(m, x, y, 0.1),
             "pgd": lambda m: attacks.pgd(m, x, y, 0.1, steps=3, seed=0),
-            "apgd": lambda m: attacks.apgd(m, x, y, 0.1, loss="dlr", steps=3, seed=0),
-            "square": lambda m: attacks.square(m, x, y, 0.1, queries=20, seed=0),
+            "apgd": lambda m: autoattack.apgd(m, x, y, 0.1, loss="dlr", steps=3, seed=0),
+            "square": lambda m: autoattack.square(m, x, y, 0.1, queries=20, seed=0),
             "gradient": lambda m: attacks.input_gradient(m, x, y)}
     for name, run in runs.items():
         first = run(model)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import attacks, evaluate, models, training
+from helpers import attacks, autoattack, evaluate, models, training
 
 
 def linear_logits(x, w, b):
@@ -45,17 +45,17 @@ def test_dlr_loss_matches_its_formula_and_ignores_shift_and_scale():
     s = -np.sort(-z, axis=1)
     others = np.where(np.eye(10, dtype=bool)[y], -np.inf, z).max(axis=1)
     zy = z[np.arange(64), y]
-    np.testing.assert_allclose(attacks.dlr_loss(z, y).numpy(), -(zy - others) / (s[:, 0] - s[:, 2] + 1e-12),
+    np.testing.assert_allclose(autoattack.dlr_loss(z, y).numpy(), -(zy - others) / (s[:, 0] - s[:, 2] + 1e-12),
                                rtol=1e-5)
     # Targeted: the strongest class other than the target t competes with it.
     zt = z[np.arange(64), t]
     rival = np.where(np.eye(10, dtype=bool)[t], -np.inf, z).max(axis=1)
-    np.testing.assert_allclose(attacks.dlr_loss(z, t, targeted=True).numpy(),
+    np.testing.assert_allclose(autoattack.dlr_loss(z, t, targeted=True).numpy(),
                                -(rival - zt) / (s[:, 0] - 0.5 * (s[:, 2] + s[:, 3]) + 1e-12), rtol=1e-5)
     for targeted, labels in ((False, y), (True, t)):
-        base = attacks.dlr_loss(z, labels, targeted=targeted).numpy()
+        base = autoattack.dlr_loss(z, labels, targeted=targeted).numpy()
         for shifted in (z + 7.5, z - 100.0, 4.0 * z, 0.25 * z + 3.0, 1000.0 * z):
-            np.testing.assert_allclose(attacks.dlr_loss(shifted, labels, targeted=targeted).numpy(), base,
+            np.testing.assert_allclose(autoattack.dlr_loss(shifted, labels, targeted=targeted).numpy(), base,
                                        rtol=1e-4, atol=1e-5)
     # A model that merely scales its logits up changes the cross-entropy, not the DLR loss.
     assert not np.allclose(attacks.cross_entropy(10 * z, y).numpy(), attacks.cross_entropy(z, y).numpy())
@@ -63,8 +63,8 @@ def test_dlr_loss_matches_its_formula_and_ignores_shift_and_scale():
 
 def test_apgd_checkpoints_follow_the_paper():
     # p = 0, 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99: checks after iterations ceil(p·100) (1-based).
-    assert attacks.apgd_checkpoints(100) == {21: 22, 40: 19, 56: 16, 69: 13, 79: 10, 86: 7, 92: 6, 98: 6}
-    assert attacks.apgd_checkpoints(1) == {0: 1}
+    assert autoattack.apgd_checkpoints(100) == {21: 22, 40: 19, 56: 16, 69: 13, 79: 10, 86: 7, 92: 6, 98: 6}
+    assert autoattack.apgd_checkpoints(1) == {0: 1}
 
 
 @pytest.mark.slow
@@ -77,7 +77,7 @@ def test_fast_first_layer_gradient_is_the_tapes(trained_model, batch):
     same = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(8, 5, padding="same", activation="relu"),
                              keras.layers.Conv2D(4, 3, strides=2), keras.layers.Flatten(), keras.layers.Dense(10)])
     for model in (trained_model, same):
-        for loss_fn in (attacks.cross_entropy, attacks.dlr_loss):
+        for loss_fn in (attacks.cross_entropy, autoattack.dlr_loss):
             fns = [tf.function(lambda a, b, m=model, f=loss_fn, fast=fast: attacks.loss_gradient(
                 m, a, b, loss_fn=f, fast=fast)[1]) for fast in (False, True)]
             tape, fast = (f(x, y).numpy() for f in fns)
@@ -94,9 +94,9 @@ def test_fast_first_layer_gradient_is_the_tapes(trained_model, batch):
 def test_results_stay_in_the_ball_and_unit_range(trained_model, batch, attack, norm, eps):
     x, y = batch[0][:128], batch[1][:128]
     if attack == "square":
-        adv = attacks.square(trained_model, x, y, eps, queries=60, seed=1)
+        adv = autoattack.square(trained_model, x, y, eps, queries=60, seed=1)
     else:
-        adv = attacks.apgd(trained_model, x, y, eps, loss=attack[5:], steps=8, norm=norm, seed=1)
+        adv = autoattack.apgd(trained_model, x, y, eps, loss=attack[5:], steps=8, norm=norm, seed=1)
     assert adv.dtype == np.float32 and adv.shape == x.shape
     d = (adv - x).reshape(len(x), -1)
     size = np.abs(d).max(axis=1) if norm == "inf" else np.linalg.norm(d, axis=1)
@@ -110,11 +110,11 @@ def test_results_stay_in_the_ball_and_unit_range(trained_model, batch, attack, n
 def test_already_misclassified_images_are_left_alone(trained_model, batch):
     x, y = batch[0][:64], batch[1][:64]
     wrong = (evaluate.predict(trained_model, x)[0] + 1) % 10  # "labels" the model gets wrong: nothing to attack
-    np.testing.assert_array_equal(attacks.apgd(trained_model, x, wrong, 0.2, steps=3), x)
-    adv, used = attacks.square(trained_model, x, wrong, 0.2, queries=20, return_queries=True)
+    np.testing.assert_array_equal(autoattack.apgd(trained_model, x, wrong, 0.2, steps=3), x)
+    adv, used = autoattack.square(trained_model, x, wrong, 0.2, queries=20, return_queries=True)
     np.testing.assert_array_equal(adv, x)
     assert not used.any()
-    np.testing.assert_array_equal(attacks.apgd(trained_model, x, y, 0.0, steps=3), x)
+    np.testing.assert_array_equal(autoattack.apgd(trained_model, x, y, 0.0, steps=3), x)
 
 
 # --------------------------------------------------------------------------------------- APGD on linear models
@@ -136,7 +136,7 @@ def test_apgd_reaches_the_analytic_optimum_of_a_linear_model(linear_model):
         robust = optimum > 0
         assert 0.05 < robust.mean() < 0.95
         for loss in ("ce", "dlr"):
-            z = linear_logits(attacks.apgd(model, x, y, eps, loss=loss, steps=10), w, b)
+            z = linear_logits(autoattack.apgd(model, x, y, eps, loss=loss, steps=10), w, b)
             reached = z[np.arange(len(x)), y] - z[np.arange(len(x)), rival]
             np.testing.assert_array_equal(reached > 0, robust)
             np.testing.assert_allclose(reached[robust], optimum[robust], atol=1e-5)
@@ -151,7 +151,7 @@ def test_apgd_maximises_the_cross_entropy_of_a_three_class_linear_model(linear_m
     x = np.random.default_rng(5).uniform(0, 1, size=(300, 4, 4, 1)).astype(np.float32)
     y = linear_logits(x, w, b).argmax(axis=1).astype(np.int64)
     eps = 0.15
-    adv = attacks.apgd(model, x, y, eps, steps=50, restarts=3, seed=1)
+    adv = autoattack.apgd(model, x, y, eps, steps=50, restarts=3, seed=1)
     keep = np.flatnonzero(evaluate.predict(model, adv)[0] == y)[:30]  # not broken: APGD returns its best point
     assert len(keep) >= 20
     lo, hi = box(x, eps)
@@ -172,8 +172,8 @@ def test_apgd_at_least_as_strong_as_pgd_at_equal_steps(trained_model, robust_mod
     x, y = mnist.x_test[:300], mnist.y_test[:300]
     for model, eps in ((trained_model, 0.1), (robust_model, 0.15)):
         pgd = evaluate.accuracy(model, attacks.pgd(model, x, y, eps, steps=20, seed=0, early_stop=True), y)
-        ce = evaluate.accuracy(model, attacks.apgd(model, x, y, eps, steps=20, seed=0), y)
-        dlr = evaluate.accuracy(model, attacks.apgd(model, x, y, eps, loss="dlr", steps=20, seed=0), y)
+        ce = evaluate.accuracy(model, autoattack.apgd(model, x, y, eps, steps=20, seed=0), y)
+        dlr = evaluate.accuracy(model, autoattack.apgd(model, x, y, eps, loss="dlr", steps=20, seed=0), y)
         clean = evaluate.accuracy(model, x, y)
         assert 0.2 < pgd < clean - 0.1  # a setting where the attacks have work to do
         assert ce <= pgd and dlr <= pgd + 0.02
@@ -183,9 +183,9 @@ def test_apgd_at_least_as_strong_as_pgd_at_equal_steps(trained_model, robust_mod
 @pytest.mark.slow
 def test_apgd_restarts_never_hurt_and_seed_reproduces(robust_model, mnist):
     x, y = mnist.x_test[:200], mnist.y_test[:200]
-    one = attacks.apgd(robust_model, x, y, 0.15, steps=10, seed=3)
-    np.testing.assert_array_equal(one, attacks.apgd(robust_model, x, y, 0.15, steps=10, seed=3))
-    three = attacks.apgd(robust_model, x, y, 0.15, steps=10, seed=3, restarts=3)
+    one = autoattack.apgd(robust_model, x, y, 0.15, steps=10, seed=3)
+    np.testing.assert_array_equal(one, autoattack.apgd(robust_model, x, y, 0.15, steps=10, seed=3))
+    three = autoattack.apgd(robust_model, x, y, 0.15, steps=10, seed=3, restarts=3)
     broken1 = evaluate.predict(robust_model, one)[0] != y
     broken3 = evaluate.predict(robust_model, three)[0] != y
     assert np.all(broken3[broken1])  # the first restart is the single run; later ones only add
@@ -198,7 +198,7 @@ def test_targeted_apgd_reaches_the_target(trained_model, batch):
     keep = y != 3
     target = np.full(keep.sum(), 3, np.int64)
     for loss in ("ce", "dlr"):
-        adv = attacks.apgd(trained_model, x[keep], target, 0.2, loss=loss, steps=10, targeted=True)
+        adv = autoattack.apgd(trained_model, x[keep], target, 0.2, loss=loss, steps=10, targeted=True)
         assert np.mean(evaluate.predict(trained_model, adv)[0] == 3) > 0.6
 
 
@@ -216,23 +216,23 @@ def reference_p(i, n_queries, p_init=0.8):
 def test_square_sides_follow_the_reference_schedule(queries, height, width):
     """Side of iteration i: ``max(round(sqrt(p_i · h · w)), 1)`` as in the reference, p_i on its schedule laid out for
     ``SQUARE_SCHEDULE_QUERIES`` whatever the budget (so a larger budget continues a smaller one); at most h - 1."""
-    horizon = attacks.SQUARE_SCHEDULE_QUERIES
+    horizon = autoattack.SQUARE_SCHEDULE_QUERIES
     expected = [min(max(int(round(np.sqrt(reference_p(i, horizon) * height * width))), 1), min(height, width) - 1)
                 for i in range(queries - 1)]
-    np.testing.assert_array_equal(attacks.square_sides(queries, height, width), expected)
-    assert attacks.SQUARE_P_INIT == 0.8 and horizon == 1000  # AutoAttack's p_init, at the default budget
-    sides = attacks.square_sides(queries, height, width)
+    np.testing.assert_array_equal(autoattack.square_sides(queries, height, width), expected)
+    assert autoattack.SQUARE_P_INIT == 0.8 and horizon == 1000  # AutoAttack's p_init, at the default budget
+    sides = autoattack.square_sides(queries, height, width)
     if queries == 1000 and height == 28:  # the reference's numbers for MNIST: 25 px first, 1 px at the end
         assert sides[0] == 25 and sides[1] == 25 and sides[2] == 18 and sides[-1] == 1
-    np.testing.assert_array_equal(attacks.square_sides(queries + 500, height, width)[:len(sides)], sides)
+    np.testing.assert_array_equal(autoattack.square_sides(queries + 500, height, width)[:len(sides)], sides)
 
 
 @pytest.mark.slow
 def test_square_budget_zero_and_more_queries_never_worse(trained_model, batch):
     x, y = batch[0][:128], batch[1][:128]
-    np.testing.assert_array_equal(attacks.square(trained_model, x, y, 0.1, queries=0), x)
-    few, used_few = attacks.square(trained_model, x, y, 0.1, queries=30, seed=4, return_queries=True)
-    many, used_many = attacks.square(trained_model, x, y, 0.1, queries=150, seed=4, return_queries=True)
+    np.testing.assert_array_equal(autoattack.square(trained_model, x, y, 0.1, queries=0), x)
+    few, used_few = autoattack.square(trained_model, x, y, 0.1, queries=30, seed=4, return_queries=True)
+    many, used_many = autoattack.square(trained_model, x, y, 0.1, queries=150, seed=4, return_queries=True)
     assert used_few.max() <= 30 and used_many.max() <= 150
     broken_few = evaluate.predict(trained_model, few)[0] != y
     broken_many = evaluate.predict(trained_model, many)[0] != y
@@ -258,8 +258,8 @@ def test_square_sees_through_masked_gradients(trained_model, batch):
     # 0·x + stop_gradient(x): the same images reach the model, the gradient is exactly zero
     masked = keras.Model(inputs, trained_model(keras.layers.Lambda(lambda t: 0.0 * t + tf.stop_gradient(t))(inputs)))
     clean = evaluate.accuracy(masked, x, y)
-    after_pgd = evaluate.accuracy(masked, attacks.apgd(masked, x, y, 0.15, steps=10), y)
-    after_square = evaluate.accuracy(masked, attacks.square(masked, x, y, 0.15, queries=200), y)
+    after_pgd = evaluate.accuracy(masked, autoattack.apgd(masked, x, y, 0.15, steps=10), y)
+    after_square = evaluate.accuracy(masked, autoattack.square(masked, x, y, 0.15, queries=200), y)
     assert after_pgd > clean - 0.15  # only its random start
     assert after_square < after_pgd - 0.2
 
@@ -275,9 +275,9 @@ def test_strong_accuracy_is_the_per_image_worst_case(trained_model, batch):
         assert result["worst"] <= result[name] <= clean
     # the same attacks run by hand: each figure is that attack's accuracy on all images, "worst" the per-image AND
     held = {name: evaluate.predict(trained_model, adv)[0] == y for name, adv in {
-        "apgd-ce": attacks.apgd(trained_model, x, y, 0.08, steps=10, seed=0),
-        "apgd-dlr": attacks.apgd(trained_model, x, y, 0.08, loss="dlr", steps=10, seed=0),
-        "square": attacks.square(trained_model, x, y, 0.08, queries=50, seed=0)}.items()}
+        "apgd-ce": autoattack.apgd(trained_model, x, y, 0.08, steps=10, seed=0),
+        "apgd-dlr": autoattack.apgd(trained_model, x, y, 0.08, loss="dlr", steps=10, seed=0),
+        "square": autoattack.square(trained_model, x, y, 0.08, queries=50, seed=0)}.items()}
     for name, ok in held.items():
         assert result[name] == pytest.approx(ok.mean())
     assert result["worst"] == pytest.approx(np.mean(held["apgd-ce"] & held["apgd-dlr"] & held["square"]))
@@ -292,19 +292,19 @@ def test_strong_accuracy_is_the_per_image_worst_case(trained_model, batch):
 
 # ------------------------------------------------------------------------------------------------------ errors
 @pytest.mark.parametrize("call,match", [
-    (lambda m, x, y: attacks.apgd(m, x, y, 0.1, loss="cw"), r"loss='cw'.*'ce', 'dlr'"),
-    (lambda m, x, y: attacks.apgd(m, x, y, 0.1, norm="l1"), r"norm='l1'.*'inf', 'l2'"),
-    (lambda m, x, y: attacks.apgd(m, x, y, 0.1, steps=0), r"steps=0"),
-    (lambda m, x, y: attacks.apgd(m, x, y, 0.1, restarts=0), r"restarts=0"),
-    (lambda m, x, y: attacks.apgd(m, x, y, 0.1, steps=1.5), r"steps must be an integer"),
-    (lambda m, x, y: attacks.apgd(m, x, y, 0.1, targeted="yes"), r"targeted must be True or False"),
-    (lambda m, x, y: attacks.apgd(m, x, y, -0.1), r"eps=-0.1"),
-    (lambda m, x, y: attacks.apgd(m, x, y[:-1], 0.1), r"same length"),
-    (lambda m, x, y: attacks.apgd(m, x * 3, y, 0.1), r"\[0, 1\]"),
-    (lambda m, x, y: attacks.square(m, x, y, 0.1, norm="l2"), r"norm='l2'.*allowed values are 'inf'"),
-    (lambda m, x, y: attacks.square(m, x, y, 0.1, queries=-1), r"queries=-1"),
-    (lambda m, x, y: attacks.square(m, x, y, 0.1, queries=10.0), r"queries must be an integer"),
-    (lambda m, x, y: attacks.square(m, x, y + 10, 0.1), r"class indices"),
+    (lambda m, x, y: autoattack.apgd(m, x, y, 0.1, loss="cw"), r"loss='cw'.*'ce', 'dlr'"),
+    (lambda m, x, y: autoattack.apgd(m, x, y, 0.1, norm="l1"), r"norm='l1'.*'inf', 'l2'"),
+    (lambda m, x, y: autoattack.apgd(m, x, y, 0.1, steps=0), r"steps=0"),
+    (lambda m, x, y: autoattack.apgd(m, x, y, 0.1, restarts=0), r"restarts=0"),
+    (lambda m, x, y: autoattack.apgd(m, x, y, 0.1, steps=1.5), r"steps must be an integer"),
+    (lambda m, x, y: autoattack.apgd(m, x, y, 0.1, targeted="yes"), r"targeted must be True or False"),
+    (lambda m, x, y: autoattack.apgd(m, x, y, -0.1), r"eps=-0.1"),
+    (lambda m, x, y: autoattack.apgd(m, x, y[:-1], 0.1), r"same length"),
+    (lambda m, x, y: autoattack.apgd(m, x * 3, y, 0.1), r"\[0, 1\]"),
+    (lambda m, x, y: autoattack.square(m, x, y, 0.1, norm="l2"), r"norm='l2'.*allowed values are 'inf'"),
+    (lambda m, x, y: autoattack.square(m, x, y, 0.1, queries=-1), r"queries=-1"),
+    (lambda m, x, y: autoattack.square(m, x, y, 0.1, queries=10.0), r"queries must be an integer"),
+    (lambda m, x, y: autoattack.square(m, x, y + 10, 0.1), r"class indices"),
     (lambda m, x, y: evaluate.strong_accuracy(m, x, y, 0.1, norm="l1"), r"norm='l1'"),
     (lambda m, x, y: evaluate.strong_accuracy(m, x, y, 0.1, steps=0), r"steps=0"),
     (lambda m, x, y: evaluate.strong_accuracy(m, x[:0], y[:0], 0.1), r"at least one example"),
@@ -318,11 +318,11 @@ def test_bad_arguments_raise_clear_errors(trained_model, batch, call, match):
 def test_dlr_needs_enough_classes(linear_model):
     model, _, _ = linear_model  # three classes: enough untargeted, not targeted
     x = np.full((2, 4, 4, 1), 0.5, np.float32)
-    attacks.apgd(model, x, np.array([0, 1]), 0.1, loss="dlr", steps=1)
+    autoattack.apgd(model, x, np.array([0, 1]), 0.1, loss="dlr", steps=1)
     with pytest.raises(ValueError, match=r"at least 4 classes, got 3"):
-        attacks.apgd(model, x, np.array([0, 1]), 0.1, loss="dlr", steps=1, targeted=True)
+        autoattack.apgd(model, x, np.array([0, 1]), 0.1, loss="dlr", steps=1, targeted=True)
     with pytest.raises(ValueError, match=r"needs at least 3 classes"):
-        attacks.dlr_loss(np.zeros((2, 2), np.float32), np.array([0, 1]))
+        autoattack.dlr_loss(np.zeros((2, 2), np.float32), np.array([0, 1]))
 
 
 @pytest.mark.slow
@@ -331,7 +331,7 @@ def test_apgd_refuses_to_be_traced(trained_model, batch):
 
     @tf.function
     def inside(xb, yb):
-        return attacks.apgd(trained_model, xb, yb, 0.1, steps=2)
+        return autoattack.apgd(trained_model, xb, yb, 0.1, steps=2)
 
     with pytest.raises(TypeError, match="eagerly"):
         inside(tf.constant(x[:4]), tf.constant(y[:4]))

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from helpers import course
+from helpers.course import build, student
 
 
 def _nb(cells):
@@ -64,8 +64,8 @@ def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     lines = []
     with pytest.MonkeyPatch.context() as mp:  # a fixed fit unit: measuring the real one costs ~4 FU (test below)
-        mp.setattr(course, "measure_fit_unit", lambda: 0.5)
-        results = course.build(src, out, log=lines.append)
+        mp.setattr(build, "measure_fit_unit", lambda: 0.5)
+        results = build.build(src, out, log=lines.append)
     return src, before, out, results, lines
 
 
@@ -85,7 +85,7 @@ def test_run_times_in_fit_units(built):
 
 @pytest.mark.slow
 def test_fit_unit_is_one_five_epoch_fit():
-    from helpers import fitunit
+    from helpers.course import fitunit
 
     seconds = fitunit.fit_unit(repeats=1)
     assert 0.05 < seconds < 600
@@ -124,7 +124,7 @@ def test_student_versions(built):
     text = "\n".join(c.source for c in nb.cells)
     assert "SOLVED" not in text and "(SEED + 4) ** 2" not in text
     stub = next(c for c in code if "exercise" in c.metadata.get("tags", []))
-    assert course.STUB in stub.source
+    assert student.STUB in stub.source
     assert "answer = None  # TODO" in stub.source and "def helper(*args, **kwargs)" in stub.source
     # The student copy runs: later cells find their placeholders.
     from nbclient import NotebookClient
@@ -144,13 +144,13 @@ def test_sources_untouched(built):
 def test_dataset_injection(tmp_path):
     src = write_fixture(tmp_path / "src")
     out = tmp_path / "out"
-    course.build(src, out, dataset="fashion_mnist", only="01", log=lambda line: None, fit_unit=False)
+    build.build(src, out, dataset="fashion_mnist", only="01", log=lambda line: None, fit_unit=False)
     page = (out / "html" / "01_alpha.html").read_text()
     assert "dataset is fashion_mnist" in page
     student = nbformat.read(out / "student" / "01_alpha.ipynb", as_version=4)
     assert not any("injected-parameters" in c.metadata.get("tags", []) for c in student.cells)
     with pytest.raises(ValueError, match=r"dataset='svhn'.*'mnist_5k'"):
-        course.build(src, out, dataset="svhn", log=lambda line: None, fit_unit=False)
+        build.build(src, out, dataset="svhn", log=lambda line: None, fit_unit=False)
 
 
 @pytest.mark.slow
@@ -159,8 +159,8 @@ def test_failure_is_reported_and_leaves_output_untouched(tmp_path):
     out = tmp_path / "out"
     (out / "html").mkdir(parents=True)
     (out / "html" / "index.html").write_text("previous build")
-    with pytest.raises(course.BuildError) as info:
-        course.build(src, out, log=lambda line: None, fit_unit=False)
+    with pytest.raises(build.BuildError) as info:
+        build.build(src, out, log=lambda line: None, fit_unit=False)
     err = info.value
     assert err.notebook == "03_broken.ipynb" and err.cell_index == 2
     assert "ValueError: deliberate failure" in str(err) and "raise ValueError" in str(err)
@@ -180,14 +180,49 @@ def test_cli_reports_failure(tmp_path):
     assert not (tmp_path / "out" / "html").exists()
 
 
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError("measuring the fit unit failed")])
+def test_an_interrupted_or_failed_fit_unit_leaves_nothing(tmp_path, monkeypatch, capsys, error):
+    """Ctrl-C or a failure while the fit unit is measured: no staging folder, no (empty) output folder, and the CLI
+    says so truthfully.  No notebook runs (the measurement is replaced by one that raises)."""
+    src = write_fixture(tmp_path / "src")
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def measure():
+        raise error
+
+    monkeypatch.setattr(build, "measure_fit_unit", measure)
+    with pytest.raises(type(error) if isinstance(error, Exception) else error):
+        build.build(src, work / "deep" / "out", log=lambda line: None)
+    assert list(work.iterdir()) == []                      # neither .course-build-* nor deep/out
+    if error is KeyboardInterrupt:
+        from helpers.course.cli import main
+
+        assert main(["build", "--notebooks", str(src), "--out", str(work / "out")]) == 130
+        assert "Nothing was written" in capsys.readouterr().err and list(work.iterdir()) == []
+
+
+def test_a_failing_notebook_leaves_no_output_folder(tmp_path, monkeypatch):
+    """A notebook that fails (here: the runner raises at once) leaves neither staging nor a new empty folder."""
+    src = write_fixture(tmp_path / "src")
+
+    def fail(nb, *, name, cwd, timeout=600):
+        raise build.BuildError(name, 1, "x = 1", "ValueError: deliberate")
+
+    monkeypatch.setattr(build, "execute", fail)
+    with pytest.raises(build.BuildError, match="deliberate"):
+        build.build(src, tmp_path / "out", log=lambda line: None, fit_unit=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
 def test_no_notebooks_is_a_clear_error(tmp_path):
-    with pytest.raises(course.BuildError, match="no notebooks named NN_name.ipynb"):
-        course.build(tmp_path, tmp_path / "out", log=lambda line: None, fit_unit=False)
+    with pytest.raises(build.BuildError, match="no notebooks named NN_name.ipynb"):
+        build.build(tmp_path, tmp_path / "out", log=lambda line: None, fit_unit=False)
 
 
 def test_notebook_info_of_the_real_series():
-    for path in sorted(course.DEFAULT_NOTEBOOKS.glob("0*.ipynb")):
-        info = course.notebook_info(nbformat.read(path, as_version=4))
+    for path in sorted(build.DEFAULT_NOTEBOOKS.glob("0*.ipynb")):
+        info = build.notebook_info(nbformat.read(path, as_version=4))
         assert info["title"] and len(info["goals"]) >= 3 and "CPU" in info["runtime"], path.name
 
 
@@ -197,16 +232,16 @@ def test_solution_regions_keep_the_scaffold():
     cell = nbformat.v4.new_code_cell(src)
     cell.metadata["tags"] = ["solution"]
     nb = nbformat.v4.new_notebook(cells=[cell])
-    student = course.make_student_version(nb)
-    out = student.cells[0].source
+    version = student.make_student_version(nb)
+    out = version.cells[0].source
     assert "secret" not in out and "BEGIN SOLUTION" not in out
     assert "        x, y = data\n        # TODO (exercise): write this part.\n" in out
     assert '        raise NotWrittenYet("exercise")' in out and out.endswith("print('after')")
     assert "        from helpers import NotWrittenYet\n" in out and out.startswith("class Step:")  # imported
-    assert student.cells[0].metadata["tags"] == ["exercise"]
+    assert version.cells[0].metadata["tags"] == ["exercise"]
     for broken in ("### BEGIN SOLUTION\nx = 1", "x = 1\n### END SOLUTION", "### BEGIN SOLUTION\n### BEGIN SOLUTION"):
         with pytest.raises(ValueError, match="SOLUTION"):
-            course._stub_regions(broken)
+            student._stub_regions(broken)
 
 
 @pytest.mark.parametrize("use_nbgrader", [False, None])
@@ -216,25 +251,25 @@ def test_answers_in_words_become_the_text_stub(use_nbgrader):
     answer = nbformat.v4.new_markdown_cell("**Answer.** The secret reasoning.")
     answer.metadata["tags"] = ["answer"]
     prose = nbformat.v4.new_markdown_cell("**Exercise 2.** Why? Write your answer in the markdown cell below.")
-    student = course.make_student_version(nbformat.v4.new_notebook(cells=[prose, answer]), use_nbgrader=use_nbgrader)
-    assert [c.source for c in student.cells] == [prose.source, course.TEXT_STUB]
-    assert student.cells[1].metadata["tags"] == ["answer"] and "nbgrader" not in student.cells[1].metadata
+    version = student.make_student_version(nbformat.v4.new_notebook(cells=[prose, answer]), use_nbgrader=use_nbgrader)
+    assert [c.source for c in version.cells] == [prose.source, student.TEXT_STUB]
+    assert version.cells[1].metadata["tags"] == ["answer"] and "nbgrader" not in version.cells[1].metadata
     code = nbformat.v4.new_code_cell("# Answer: in a code cell")
     code.metadata["tags"] = ["answer"]
     with pytest.raises(ValueError, match=r"cell 1: a cell tagged 'answer' must be a markdown cell"):
-        course.make_student_version(nbformat.v4.new_notebook(cells=[prose, code]), use_nbgrader=use_nbgrader)
+        student.make_student_version(nbformat.v4.new_notebook(cells=[prose, code]), use_nbgrader=use_nbgrader)
 
 
 @pytest.mark.slow
 def test_live_widgets_become_a_note_in_html():
     cell = nbformat.v4.new_code_cell("slider")
     cell.outputs = [nbformat.v4.new_output("display_data", data={
-        course.WIDGET_MIME: {"model_id": "abc", "version_major": 2, "version_minor": 0},
+        build.WIDGET_MIME: {"model_id": "abc", "version_major": 2, "version_minor": 0},
         "text/plain": "VBox(...)"})]
     nb = nbformat.v4.new_notebook(cells=[cell])
-    page = course.export_html(nb, "t")
+    page = build.export_html(nb, "t")
     assert "live ipywidgets slider appears here when you run" in page
-    assert course.WIDGET_MIME in nb.cells[0].outputs[0]["data"]  # the source notebook is not changed
+    assert build.WIDGET_MIME in nb.cells[0].outputs[0]["data"]  # the source notebook is not changed
 
 
 def test_output_folders_are_replaced_together_or_not_at_all(tmp_path, monkeypatch):
@@ -252,10 +287,10 @@ def test_output_folders_are_replaced_together_or_not_at_all(tmp_path, monkeypatc
 
     monkeypatch.setattr(Path, "rename", failing)
     with pytest.raises(OSError, match="disk full"):
-        course._swap_in(staging, out, ("html", "student"))
+        build._swap_in(staging, out, ("html", "student"))
     assert (out / "html" / "page").read_text() == "old html" and (out / "student" / "page").read_text() == "old student"
     monkeypatch.setattr(Path, "rename", real_rename)
-    course._swap_in(staging, out, ("html", "student"))
+    build._swap_in(staging, out, ("html", "student"))
     assert (out / "html" / "page").read_text() == "new html" and (out / "student" / "page").read_text() == "new student"
 
 
@@ -268,7 +303,7 @@ def test_notebook_info_reads_the_markdown_structure_not_lines_that_look_like_it(
                                       "- Write `train_step`\n  over two lines.\n- Read **curves**.\n\nAfter."),
         nbformat.v4.new_markdown_cell("**Run time:** about 36 s (13 FU: it trains `x`). Other datasets: longer."),
     ])
-    assert course.notebook_info(nb) == {
+    assert build.notebook_info(nb) == {
         "title": "05 · The *real* title",
         "goals": ["Write `train_step` over two lines.", "Read **curves**."],
         "runtime": "about 36 s (13 FU: it trains `x`)",

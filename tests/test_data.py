@@ -214,6 +214,37 @@ def test_dataset_rejects_arrays_outside_the_conventions():
         Dataset(x, y, x[:, :20], y, x, y, tuple("0123456789"), "toy")
 
 
+def test_dataset_rejects_pixels_outside_0_1_and_ambiguous_class_names():
+    x = np.zeros((4, 28, 28, 1), np.float32)
+    y = np.zeros(4, np.int64)
+    names = tuple("0123456789")
+    with pytest.raises(ValueError, match=r"x_test must hold pixel values in \[0, 1\].*divide"):
+        Dataset(x, y, x, y, x + 255, y, names, "toy")  # raw 0..255 pixels: every attack budget would be wrong
+    x_nan = x.copy()
+    x_nan[1, 2, 3, 0] = np.nan
+    with pytest.raises(ValueError, match=r"x_val must hold pixel values in \[0, 1\].*nan"):
+        Dataset(x, y, x_nan, y, x, y, names, "toy")
+    with pytest.raises(ValueError, match=r"class_names must be distinct.*'a'"):
+        Dataset(x, y, x, y, x, y, ("a", "a", "b"), "toy")
+    assert Dataset(x, y, x, y, x + 1, y, names, "toy").x_test.max() == 1.0  # the ends of [0, 1] are fine
+
+
+def test_validation_indices_refuses_labels_that_are_not_a_vector(mnist5k):
+    # (N, 1) or (N, 2) labels used to give indices into the flattened array, beyond the N images
+    with pytest.raises(ValueError, match=r"labels must be a 1-D vector.*\(3500, 1\)"):
+        data.validation_indices(mnist5k.y_train[:, None], 10)
+
+
+@pytest.mark.parametrize("call, text", [
+    (lambda: data.stream("mnist_5k", shuffle="no"), "shuffle must be True or False"),  # "no" is truthy: shuffled
+    (lambda: data.stream("mnist_5k", seed=1.5), "seed must be an integer"),
+    (lambda: load_dataset("mnist_5k", download="no"), "download must be True or False"),
+])
+def test_flags_must_be_booleans_and_seeds_integers(call, text):
+    with pytest.raises(TypeError, match=text):
+        call()
+
+
 # --- checksum and damaged files ---------------------------------------------------------------------------------
 
 def _assert_rebuild_hint(message: str, path: Path):
@@ -552,6 +583,41 @@ def test_importing_helpers_data_does_not_import_tensorflow():
     assert out.stdout.split() == ["False", "False"]
 
 
+def test_every_dataset_record_is_complete_and_consistent():
+    assert list(DATASETS) == ["mnist_5k", "mnist", "fashion_mnist", "cifar10"]  # the order the course lists them
+    for name, spec in DATASETS.items():
+        assert isinstance(spec, data.DatasetSpec) and spec.name == name
+        assert spec.source in SOURCES and spec.source != "auto"
+        assert len(spec.input_shape) == 3 and all(isinstance(d, int) and d >= 1 for d in spec.input_shape)
+        assert spec.num_classes == len(spec.class_names) >= 2
+        assert len(set(spec.class_names)) == spec.num_classes and all(isinstance(c, str) and c for c in
+                                                                      spec.class_names)
+        assert spec.train_size >= 8 and spec.test_size >= 1
+        assert 1 <= spec.validation_size <= spec.train_size // 8  # so the split is exactly validation_size
+        assert 0 < spec.standard_eps < 1 and data.standard_eps(name) == spec.standard_eps
+    with pytest.raises(TypeError):  # one home for each figure: the table cannot be edited in passing
+        DATASETS["svhn"] = DATASETS["mnist"]
+    with pytest.raises(AttributeError):
+        DATASETS["mnist"].standard_eps = 0.1
+
+
+def test_bundled_record_matches_what_loads(mnist5k):
+    spec = DATASETS["mnist_5k"]
+    assert mnist5k.input_shape == spec.input_shape and mnist5k.class_names == spec.class_names
+    assert len(mnist5k.y_train) + len(mnist5k.y_val) == spec.train_size and len(mnist5k.y_val) == spec.validation_size
+    assert len(mnist5k.y_test) == spec.test_size
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
+def test_tfds_records_match_the_tfds_metadata(tfds, name):
+    spec = DATASETS[name]
+    features = tfds.builder(name).info.features  # static metadata: no data, no network
+    assert tuple(features["image"].shape) == spec.input_shape
+    assert features["label"].num_classes == spec.num_classes
+    names = tuple(features["label"].names)
+    assert names in (spec.class_names, tuple(str(i) for i in range(spec.num_classes)))
+
+
 def test_standard_eps_and_fingerprint():
     from helpers import data as d
 
@@ -561,6 +627,18 @@ def test_standard_eps_and_fingerprint():
     ds = load_dataset("mnist_5k")
     assert ds.fingerprint() == load_dataset("mnist_5k").fingerprint()
     assert ds.subset(100, 10, seed=0).fingerprint() != ds.subset(100, 10, seed=1).fingerprint()
+
+
+def test_fingerprint_sees_every_training_and_validation_image():
+    """The model cache keys on it: one changed pixel of a training image between the old sample's rows, or of a
+    validation image (early stopping and curves read them), must give another key, not the old model."""
+    import dataclasses
+
+    ds = load_dataset("mnist_5k")
+    for field in ("x_train", "x_val"):
+        images = getattr(ds, field).copy()
+        images[1, 14, 14, 0] = 1.0 - images[1, 14, 14, 0]
+        assert dataclasses.replace(ds, **{field: images}).fingerprint() != ds.fingerprint(), field
 
 
 @pytest.mark.slow
@@ -614,3 +692,25 @@ def test_stream_offline_fails_with_the_bundled_alternative(tfds, tmp_path, monke
     _forbid_network(monkeypatch)
     with pytest.raises(DatasetUnavailableError, match='load_dataset\\("mnist_5k"\\)'):
         data.stream("cifar10", data_dir=tmp_path, download=False)
+
+
+def test_streamed_tfds_splits_match_load_dataset_and_share_no_image(caplog):
+    # the filter stream() applies to a tfds train split, run on 400 bundled training digits (no tfds needed): the
+    # "train" stream must not leak validation images, and both must be the splits load_dataset takes out
+    import tensorflow as tf
+
+    raw = data._read_mnist_5k(SHIPPED)
+    x, y = raw["x_train"][:400], raw["y_train"][:400]
+    x_tr, y_tr, x_va, y_va = data._split_off_validation("mnist_5k", x, y)
+    assert len(y_va) == 50 and len(y_tr) == 350  # an eighth of the 400 images
+    examples = tf.data.Dataset.from_tensor_slices((x, y))
+    for keep_validation, (x_ref, y_ref) in ((True, (x_va, y_va)), (False, (x_tr, y_tr))):
+        kept = data._filter_validation("mnist_5k", examples, keep_validation=keep_validation)
+        assert int(kept.cardinality()) == len(y_ref)
+        xs, ys = next(kept.batch(400).as_numpy_iterator())
+        np.testing.assert_array_equal(xs, x_ref)
+        np.testing.assert_array_equal(ys, y_ref)
+    train, val = {im.tobytes() for im in x_tr}, {im.tobytes() for im in x_va}
+    assert not train & val
+    # its lambdas made AutoGraph warn "could not transform <lambda> ... will run it as-is" on every stream
+    assert not [r for r in caplog.records if "AutoGraph" in r.getMessage()]

@@ -1,6 +1,7 @@
 """Evaluations remembered with the model: read back exactly, recomputed whenever anything that decides them changes."""
 
 import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +28,17 @@ def data(n=12, seed=0):
     return rng.random((n, 8, 8, 1), dtype=np.float32), rng.integers(0, 3, n)
 
 
-class Counting:
-    """An attack that counts its calls: ±ε noise, random unless seeded (the cache does not care what it computes)."""
+def Counting():
+    """An attack that counts its calls (``attack.calls``): ±ε noise, random unless seeded (the cache does not care
+    what it computes).  A function, not a callable object: ``remembered`` never remembers an object's results."""
 
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, model, x, y, eps, *, steps=3, seed=None):
-        self.calls += 1
+    def attack(model, x, y, eps, *, steps=3, seed=None):
+        attack.calls += 1
         signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=x.shape) * steps / 3
         return np.clip(x + eps * signs, 0, 1).astype(np.float32)
+
+    attack.calls = 0
+    return attack
 
 
 @pytest.mark.slow
@@ -96,7 +98,7 @@ def test_fingerprint_ignores_layer_names_but_not_architecture_or_weights():
 def test_the_code_is_part_of_the_key(cache, monkeypatch):
     model, (x, y) = tiny(), data()
     before = evalcache.key("k", model, (x, y), {})
-    monkeypatch.setattr(evalcache.recipes, "code_version", lambda folder=None: "edited")
+    monkeypatch.setattr(evalcache, "source_hash", lambda names, folder=None: "edited")
     assert evalcache.key("k", model, (x, y), {}) != before
 
 
@@ -151,3 +153,141 @@ def test_unreadable_entry_is_recomputed(cache):
 def test_remembered_refuses_a_non_function():
     with pytest.raises(TypeError, match="needs an attack function"):
         evaluate.remembered("pgd")
+
+
+# ------------------------------------------------------------------ the key holds the attack's code (a notebook cell)
+
+CELL = """
+import numpy as np
+
+SHIFT = {shift}
+
+def shifted(model, x, y, eps, *, seed=0):
+    return np.clip(x + eps * SHIFT, 0, 1).astype(np.float32)
+"""
+
+
+def cell(shift):
+    """Run a notebook cell defining ``shifted`` in a fresh namespace (a notebook's ``__main__``); return it."""
+    namespace = {"__name__": "__main__"}
+    exec(compile(CELL.format(shift=shift), "<cell>", "exec"), namespace)
+    return namespace["shifted"]
+
+
+def linear():
+    """A tiny linear classifier (no training: the cache only needs a model to key on)."""
+    inputs = keras.Input((2, 2, 1))
+    return keras.Model(inputs, keras.layers.Dense(2, kernel_initializer="ones")(keras.layers.Flatten()(inputs)))
+
+
+def test_an_edited_cell_is_run_again_not_served_its_old_result(cache):
+    model, x, y = linear(), np.full((3, 2, 2, 1), 0.5, np.float32), np.zeros(3, np.int64)
+    first = evaluate.remembered(cell(1.0))(model, x, y, 0.1, seed=0)
+    assert np.allclose(first, 0.6)
+    edited = evaluate.remembered(cell(-1.0))(model, x, y, 0.1, seed=0)   # same name, another body
+    assert np.allclose(edited, 0.4)
+    again = evaluate.remembered(cell(-1.0))(model, x, y, 0.1, seed=0)
+    assert np.array_equal(again, edited) and len(list(cache.glob("adversarial-*.npz"))) == 2
+
+
+def test_a_random_attack_without_a_seed_parameter_is_never_remembered(cache):
+    model, x, y = linear(), np.full((3, 2, 2, 1), 0.5, np.float32), np.zeros(3, np.int64)
+
+    def jitter(model, x, y, eps):
+        return np.clip(x + np.random.uniform(-eps, eps, x.shape), 0, 1).astype(np.float32)
+
+    run = evaluate.remembered(jitter)
+    assert not np.array_equal(run(model, x, y, 0.1), run(model, x, y, 0.1))
+    assert not cache.exists()
+
+
+def test_what_a_function_closes_over_is_in_its_key_and_objects_are_not_remembered(cache):
+    model, x, y = linear(), np.full((3, 2, 2, 1), 0.5, np.float32), np.zeros(3, np.int64)
+
+    def scaled(factor):
+        def attack(model, x, y, eps, *, seed=0):
+            attack.calls += 1
+            return np.clip(x + eps * factor, 0, 1).astype(np.float32)
+        attack.calls = 0
+        return attack
+
+    up, down = scaled(1.0), scaled(-1.0)
+    assert np.allclose(evaluate.remembered(up)(model, x, y, 0.1, seed=0), 0.6)
+    assert np.allclose(evaluate.remembered(down)(model, x, y, 0.1, seed=0), 0.4)   # other closure: recomputed
+    evaluate.remembered(up)(model, x, y, 0.1, seed=0)
+    assert (up.calls, down.calls) == (1, 1)
+    holder = [1.0]                     # a mutable value: cannot be hashed reliably, so never remembered
+
+    def mutable(model, x, y, eps, *, seed=0):
+        return np.clip(x + eps * holder[0], 0, 1).astype(np.float32)
+
+    evaluate.remembered(mutable)(model, x, y, 0.1, seed=0)
+    holder[0] = -1.0
+    assert np.allclose(evaluate.remembered(mutable)(model, x, y, 0.1, seed=0), 0.4)
+
+
+def test_the_key_of_a_helpers_attack_holds_its_module_source(tmp_path, monkeypatch):
+    from helpers import _store
+    before = _store.function_hash(attacks.pgd)
+    assert before is not None and before == _store.function_hash(attacks.pgd)
+    monkeypatch.setattr(_store, "_module_source", lambda name: "edited" if name == "helpers.attacks" else "x")
+    assert _store.function_hash(attacks.pgd) != before
+
+
+RESTART = """
+import sys
+import numpy as np
+import keras
+from helpers import evaluate
+namespace = {{"__name__": "__main__"}}
+exec({cell!r}, namespace)
+inputs = keras.Input((2, 2, 1))
+model = keras.Model(inputs, keras.layers.Dense(2, kernel_initializer="ones")(keras.layers.Flatten()(inputs)))
+x = np.full((3, 2, 2, 1), 0.5, np.float32)
+out = evaluate.remembered(namespace["shifted"])(model, x, np.zeros(3, np.int64), 0.1, seed=0)
+print(float(out.mean()))
+"""
+
+
+@pytest.mark.slow
+def test_an_edited_cell_is_run_again_after_a_kernel_restart(cache):
+    """Each version in its own Python process (a restarted kernel), sharing the cache folder."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(Path(evaluate.__file__).resolve().parent.parent))
+
+    def kernel(shift):
+        code = RESTART.format(cell=CELL.format(shift=shift))
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        return float(done.stdout.split()[-1])
+
+    assert kernel(1.0) == pytest.approx(0.6)
+    assert kernel(-1.0) == pytest.approx(0.4)
+    assert len(list(cache.glob("adversarial-*.npz"))) == 2
+
+
+def test_a_cell_calling_a_rebound_global_or_a_wrapped_attack_gets_a_new_key():
+    from helpers import _store
+
+    namespace = {"__name__": "__main__"}
+    exec("def outer(model, x, y, eps, *, seed=0):\n    return inner(model, x, y, eps, seed=seed)\n", namespace)
+    namespace["inner"] = evaluate.remembered(cell(1.0))
+    before = _store.function_hash(namespace["outer"])
+    namespace["inner"] = evaluate.remembered(cell(-1.0))            # the global it calls, redefined
+    assert before is not None and _store.function_hash(namespace["outer"]) != before
+    assert _store.function_hash(evaluate.remembered(attacks.pgd)) != _store.function_hash(
+        evaluate.remembered(attacks.fgsm))
+    assert _store.function_hash(partial(attacks.pgd, steps=3)) != _store.function_hash(partial(attacks.pgd, steps=4))
+
+
+def test_a_function_declared_deterministic_is_remembered_without_a_seed(cache):
+    model, x, y = linear(), np.full((3, 2, 2, 1), 0.5, np.float32), np.zeros(3, np.int64)
+    attack = Counting()
+    run = evaluate.remembered(attack, deterministic=True)
+    run(model, x, y, 0.1, seed=None)                    # declared: no random numbers drawn (here: made up)
+    run(model, x, y, 0.1, seed=None)
+    assert attack.calls == 1
+    with pytest.raises(TypeError, match="deterministic must be True or False"):
+        evaluate.remembered(attack, deterministic="yes")

@@ -1,4 +1,4 @@
-"""The grading scheme (helpers.grading): every exercise, self-check and answer in words of the series carries the
+"""The grading scheme (helpers.course.grading): every exercise, self-check and answer in words of the series carries the
 nbgrader metadata of the one table, points add up, the README's table is the table's, and the hidden tests fail an
 unanswered or wrong exercise with the message the student reads (helpers.selfcheck.graded).  Fast: only the
 softmax check imports TensorFlow."""
@@ -11,7 +11,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from helpers import NotWrittenYet, course, grading, selfcheck
+from helpers import NotWrittenYet, exercise, selfcheck
+from helpers.course import grading, student
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -26,7 +27,7 @@ def test_sources_carry_the_table(sources):
     """apply() changes nothing: the committed notebooks hold exactly the table's metadata and hidden tests."""
     for name, nb in sources.items():
         assert nbformat.writes(grading.apply(copy.deepcopy(nb), name)) == nbformat.writes(nb), \
-            f"{name}: run python -m helpers.grading --write"
+            f"{name}: run python -m helpers.course.grading --write"
 
 
 def test_every_exercise_check_and_answer_is_graded(sources):
@@ -124,7 +125,7 @@ def test_points_add_up():
 def test_readme_has_the_grading_table():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert grading.markdown_table(grading.notebook_titles()) in readme, \
-        "README's grading table differs from helpers.grading: paste `python -m helpers.grading --table`"
+        "README's grading table differs from helpers.course.grading: paste `python -m helpers.course.grading --table`"
 
 
 def test_apply_is_idempotent_and_reports_missing_cells(sources):
@@ -166,8 +167,8 @@ def test_cli_says_whether_notebooks_are_up_to_date(tmp_path, capsys):
 
 
 def test_student_versions_lose_the_hidden_tests(sources):
-    student = course.make_student_version(sources["02_untargeted_attack.ipynb"])
-    text = nbformat.writes(student)
+    version = student.make_student_version(sources["02_untargeted_attack.ipynb"])
+    text = nbformat.writes(version)
     assert "HIDDEN TESTS" not in text and "selfcheck.graded" not in text
     assert "passed = selfcheck.fgsm(my_fgsm, model, ds.x_test, ds.y_test, DEMO_EPS)" in text
 
@@ -178,14 +179,14 @@ def test_graded_repeats_what_the_check_said(capsys):
     def stub(z):
         raise NotWrittenYet("exercise")
 
-    selfcheck.OUTCOMES.clear()
+    exercise.OUTCOMES.clear()
     with pytest.raises(AssertionError, match=r"did not run"):
         selfcheck.graded("softmax")
     assert selfcheck.softmax(stub, [[1.0, 2.0]]) is None
     printed = capsys.readouterr().out.strip()
     with pytest.raises(AssertionError) as err:
         selfcheck.graded("softmax")
-    assert str(err.value) == printed == selfcheck.NOT_WRITTEN.format(number=1, what="softmax()")
+    assert str(err.value) == printed == exercise.NOT_WRITTEN.format(number=1, what="softmax()")
     with pytest.raises(AssertionError) as raised:
         selfcheck.softmax(lambda z: z, [[1.0, 2.0]])              # a wrong answer: the identity
     with pytest.raises(AssertionError) as err:
@@ -200,11 +201,88 @@ def test_graded_repeats_what_the_check_said(capsys):
     selfcheck.graded("softmax")                                    # passes: nothing raised
 
 
+def test_graded_names_the_error_an_answer_raised():
+    """An answer that raises (here a TypeError) fails the check with its traceback, and nbgrader's feedback names the
+    error instead of saying the check did not run (a stub still says "not written yet": the test above)."""
+    def broken(z):
+        return z + "1"                                              # TypeError: numpy array + str
+
+    exercise.OUTCOMES.clear()
+    with pytest.raises(TypeError):
+        selfcheck.softmax(broken, [[1.0, 2.0]])
+    with pytest.raises(AssertionError) as err:
+        selfcheck.graded("softmax")
+    message = str(err.value)
+    assert "did not run" not in message
+    assert message.startswith("your softmax() raised ") and "TypeError" in message and "softmax()" in message
+
+    def not_ready(z):
+        raise NotImplementedError("Layer has no call()")            # a real NotImplementedError, not the stub
+
+    with pytest.raises(NotImplementedError):
+        selfcheck.softmax(not_ready, [[1.0, 2.0]])
+    with pytest.raises(AssertionError, match=r"raised NotImplementedError: Layer has no call\(\)"):
+        selfcheck.graded("softmax")
+
+
 def test_graded_after_training_run(capsys):
-    selfcheck.OUTCOMES.clear()
+    exercise.OUTCOMES.clear()
     assert selfcheck.training_run({}, None, None) is None
     with pytest.raises(AssertionError, match=r"^\(skipped: exercise 1 is not written yet\)$"):
         selfcheck.graded("training_run")
+
+
+def _dlr_case():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(6, 10)), rng.integers(0, 10, 6)
+
+
+def test_graded_catches_the_helper_at_its_home_and_under_another_name(capsys):
+    """The hidden test finds a call of the function the check compares with by whatever name the answer calls it:
+    at its documented home (helpers.autoattack.dlr_loss) or imported earlier under another name."""
+    import tensorflow as tf
+
+    from helpers import autoattack
+    from helpers.autoattack import dlr_loss as my_loss
+
+    z, y = _dlr_case()
+    at_home = lambda z, y: autoattack.dlr_loss(tf.constant(z, tf.float32), tf.constant(y)).numpy()   # noqa: E731
+    renamed = lambda z, y: my_loss(tf.constant(z, tf.float32), tf.constant(y)).numpy()               # noqa: E731
+    for answer in (at_home, renamed):
+        assert selfcheck.dlr(answer, z, y) is True
+        with pytest.raises(AssertionError, match=r"calls helpers\.autoattack\.dlr_loss.*write it yourself"):
+            selfcheck.graded("dlr")
+
+
+def test_graded_lets_a_written_out_answer_pass(capsys):
+    import tensorflow as tf
+
+    def written_out(z, y):
+        z = tf.constant(z, tf.float32)
+        top = tf.sort(z, axis=1, direction="DESCENDING")
+        true = tf.gather(z, tf.constant(y), batch_dims=1)
+        best_other = tf.where(true == top[:, 0], top[:, 1], top[:, 0])
+        return (-(true - best_other) / (top[:, 0] - top[:, 2] + 1e-12)).numpy()
+
+    z, y = _dlr_case()
+    assert selfcheck.dlr(written_out, z, y) is True
+    selfcheck.graded("dlr")
+
+
+@pytest.mark.slow
+def test_graded_catches_an_aliased_fgsm(capsys):
+    """``from helpers.attacks import fgsm as f`` before the answer: patching ``attacks.fgsm`` would not see it."""
+    import keras
+
+    from helpers.attacks import fgsm as f
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    x = np.random.default_rng(0).uniform(size=(8, 2, 2, 1)).astype(np.float32)
+    y = np.arange(8) % 3
+    assert selfcheck.fgsm(lambda m, x, y, eps: f(m, x, y, eps), model, x, y, 0.1) is True
+    with pytest.raises(AssertionError, match=r"calls helpers\.attacks\.fgsm.*write it yourself"):
+        selfcheck.graded("fgsm")
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import models, recipes, training
+from helpers import _store, models, recipes, training
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,7 +66,7 @@ def test_unreadable_cache_entry_is_retrained(tmp_path):
 
 @pytest.mark.slow
 def test_standard_model_uses_cache(mnist, tmp_path, monkeypatch):
-    monkeypatch.setenv(recipes.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(_store.CACHE_ENV, str(tmp_path))
     small = mnist.subset(500, 100)
     a, ha = recipes.standard_model(small, epochs=2)
     assert len(list(tmp_path.glob("*.keras"))) == 1
@@ -106,9 +106,9 @@ def test_editing_a_weight_module_changes_the_code_version(tmp_path):
     original = recipes.code_version(package)
     assert original == recipes.code_version() and re.fullmatch(r"[0-9a-f]{10}", original)
     # every module the recipes reach (directly or through others) decides the weights, except: data (its
-    # fingerprint is in every key), _checks and _quiet (no arithmetic), autoattack (evaluation only: reached
-    # through attacks' lazy re-export of apgd/square, never called by training)
-    not_weights = {"data", "_checks", "_quiet", "__init__", "autoattack"}
+    # fingerprint is in every key), _checks and _quiet (no arithmetic), _store (the cache folder and hashes),
+    # autoattack (evaluation only: reached through the registry's apgd/square entries, never called by training)
+    not_weights = {"data", "_checks", "_quiet", "_store", "__init__", "autoattack"}
     assert _reached_from("recipes", package) - not_weights <= set(recipes._WEIGHT_MODULES)
     for name in recipes._WEIGHT_MODULES:
         source = package / f"{name}.py"

@@ -1,4 +1,4 @@
-"""The nbgrader release (helpers.release, ``python -m helpers.course release``): a course directory that nbgrader's
+"""The nbgrader release (helpers.course.release, ``python -m helpers.course release``): a course directory that nbgrader's
 own commands turn into student copies, grade and give feedback on.
 
 Fast: the messages without nbgrader or with stale metadata, and what the release writes.  Slow (``-m slow``,
@@ -20,7 +20,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import course, grading, release, selfcheck
+from helpers import exercise
+from helpers.course import build, grading, release, student
+from helpers.course.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 NB02 = "02_untargeted_attack"
@@ -39,7 +41,7 @@ def test_without_nbgrader_release_says_what_to_install(monkeypatch, tmp_path, ca
     monkeypatch.setitem(sys.modules, "nbgrader", None)               # import nbgrader -> ImportError
     with pytest.raises(release.ReleaseError, match=r"pip install -e '\.\[instructor\]'"):
         release.require_nbgrader()
-    assert course.main(["release", "--out", str(tmp_path / "c"), "--only", "02"]) == 1
+    assert main(["release", "--out", str(tmp_path / "c"), "--only", "02"]) == 1
     assert "nbgrader is not installed" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
 
@@ -49,21 +51,31 @@ def test_old_python_is_a_clear_message(monkeypatch):
         release.require_nbgrader()
 
 
+def test_release_of_no_notebooks_is_a_clear_error(tmp_path):
+    """No IndexError from deep inside: the empty list (or one path where a list belongs) is named, before anything
+    is written and whether or not nbgrader is installed."""
+    with pytest.raises(ValueError, match=r"paths=\[\]: release needs at least one notebook path"):
+        release.release(tmp_path / "course", [], log=lambda line: None)
+    with pytest.raises(TypeError, match="a list of notebook paths"):
+        release.release(tmp_path / "course", str(ROOT / "notebooks" / f"{NB02}.ipynb"), log=lambda line: None)
+    assert not (tmp_path / "course").exists()
+
+
 @needs_nbgrader
 def test_stale_metadata_stops_the_release(tmp_path):
     nb = nbformat.read(ROOT / "notebooks" / f"{NB02}.ipynb", as_version=4)
     for cell in nb.cells:
         cell.metadata.pop("nbgrader", None)
     nbformat.write(nb, tmp_path / f"{NB02}.ipynb")
-    with pytest.raises(release.ReleaseError, match="python -m helpers.grading --write"):
+    with pytest.raises(release.ReleaseError, match="python -m helpers.course.grading --write"):
         release.release(tmp_path / "course", [tmp_path / f"{NB02}.ipynb"], log=lambda line: None)
     assert not (tmp_path / "course").exists()
 
 
 @needs_nbgrader
 def test_release_writes_sources_and_config(tmp_path):
-    names = release.release(tmp_path, course.find_notebooks(ROOT / "notebooks"), log=lambda line: None)
-    assert names == [p.stem for p in course.find_notebooks(ROOT / "notebooks")]
+    names = release.release(tmp_path, build.find_notebooks(ROOT / "notebooks"), log=lambda line: None)
+    assert names == [p.stem for p in build.find_notebooks(ROOT / "notebooks")]
     for name in names:
         written = nbformat.read(tmp_path / "source" / name / f"{name}.ipynb", as_version=4)
         committed = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
@@ -84,8 +96,8 @@ def test_prepare_gives_whole_cell_answers_the_build_s_placeholders():
     prepared = release.prepare(nb).cells[index].source
     assert prepared.startswith("least = None  # TODO: replace with your result\n### BEGIN SOLUTION\n")
     assert prepared.endswith(nb.cells[index].source + "\n### END SOLUTION")
-    student = course.make_student_version(nb).cells[index].source
-    assert "least = None  # TODO: replace with your result" in student
+    version = student.make_student_version(nb).cells[index].source
+    assert "least = None  # TODO: replace with your result" in version
     assert release.prepare(release.prepare(nb)).cells[index].source == prepared      # idempotent
 
 
@@ -99,20 +111,20 @@ def test_build_and_nbgrader_stub_the_same_way():
     from traitlets.config import Config
 
     config = Config()
-    config.ClearSolutions.code_stub = {"python": course.CODE_STUB}
-    config.ClearSolutions.text_stub = release.TEXT_STUB
+    config.ClearSolutions.code_stub = {"python": student.CODE_STUB}
+    config.ClearSolutions.text_stub = student.TEXT_STUB
     regions = answers = 0
-    for path in course.find_notebooks(ROOT / "notebooks"):
+    for path in build.find_notebooks(ROOT / "notebooks"):
         nb = nbformat.read(path, as_version=4)
-        with_nbgrader = course.make_student_version(nb, use_nbgrader=True)
-        assert nbformat.writes(with_nbgrader) == nbformat.writes(course.make_student_version(nb, use_nbgrader=False))
+        with_nbgrader = student.make_student_version(nb, use_nbgrader=True)
+        assert nbformat.writes(with_nbgrader) == nbformat.writes(student.make_student_version(nb, use_nbgrader=False))
         cleared = ClearSolutions(config=config).preprocess(copy.deepcopy(nb), {})[0]
         for source, ours, theirs in zip(nb.cells, with_nbgrader.cells, cleared.cells):
-            if course.BEGIN_SOLUTION in source.source:
+            if student.BEGIN_SOLUTION in source.source:
                 assert ours.source == theirs.source and "NotWrittenYet" in ours.source, path.name
                 regions += 1
-            if course.ANSWER_TAG in source.metadata.get("tags", []):
-                assert ours.source == theirs.source == release.TEXT_STUB != source.source, path.name
+            if student.ANSWER_TAG in source.metadata.get("tags", []):
+                assert ours.source == theirs.source == student.TEXT_STUB != source.source, path.name
                 answers += 1
     assert regions == sum(1 for e in grading.EXERCISES if not e.words)      # every exercise that asks for code
     assert answers == sum(1 for e in grading.EXERCISES if e.words)          # every answer in words
@@ -124,8 +136,8 @@ def test_whole_cell_stubs_do_not_raise_at_the_top_level():
 
     steps = release.generate_assignment_preprocessors()
     quiet = steps[steps.index(ClearSolutions) + 1]
-    top = nbformat.v4.new_code_cell("least = None  # TODO: replace with your result\n" + course.CODE_STUB)
-    body = "\n".join("    " + line for line in course.CODE_STUB.split("\n"))
+    top = nbformat.v4.new_code_cell("least = None  # TODO: replace with your result\n" + student.CODE_STUB)
+    body = "\n".join("    " + line for line in student.CODE_STUB.split("\n"))
     inside = nbformat.v4.new_code_cell("def f(x):\n" + body)
     for cell in (top, inside):
         cell.metadata["nbgrader"] = grading.nbgrader_metadata("solution", "x")
@@ -139,8 +151,8 @@ def test_use_nbgrader_without_nbgrader_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "nbgrader.preprocessors", None)
     nb = nbformat.read(ROOT / "notebooks" / f"{NB02}.ipynb", as_version=4)
     with pytest.raises(ImportError, match=r"pip install -e '\.\[instructor\]'"):
-        course.make_student_version(nb, use_nbgrader=True)
-    assert "NotWrittenYet" in nbformat.writes(course.make_student_version(nb))    # falls back to the course's own
+        student.make_student_version(nb, use_nbgrader=True)
+    assert "NotWrittenYet" in nbformat.writes(student.make_student_version(nb))    # falls back to the course's own
 
 
 # ------------------------------------------------------------------------------------------------ end to end
@@ -174,18 +186,18 @@ def flipped_sign(nb):
 def test_nbgrader_assigns_grades_and_explains(tmp_path):
     from nbgrader.api import Gradebook
 
-    release.release(tmp_path, course.find_notebooks(ROOT / "notebooks"), log=lambda line: None)
+    release.release(tmp_path, build.find_notebooks(ROOT / "notebooks"), log=lambda line: None)
     log = nbgrader_cmd(tmp_path, "generate_assignment", "*")            # all nine notebooks
     assert "Exception while loading config" not in log                   # else nbgrader's own stubs, silently
-    for path in course.find_notebooks(ROOT / "notebooks"):
+    for path in build.find_notebooks(ROOT / "notebooks"):
         released = nbformat.read(tmp_path / "release" / path.stem / path.name, as_version=4)
         text = nbformat.writes(released)
         assert "HIDDEN TESTS" not in text and "BEGIN SOLUTION" not in text and "NotWrittenYet" in text, path.name
         for cell in released.cells:                                        # no traceback before any answer
             if cell.metadata.get("nbgrader", {}).get("solution"):
                 assert not any(line.startswith("raise ") for line in cell.source.split("\n")), cell.source
-        words = [c.source for c in released.cells if course.ANSWER_TAG in c.metadata.get("tags", [])]
-        assert words == [release.TEXT_STUB] * len([e for e in grading.exercises_of(path.name) if e.words])
+        words = [c.source for c in released.cells if student.ANSWER_TAG in c.metadata.get("tags", [])]
+        assert words == [student.TEXT_STUB] * len([e for e in grading.exercises_of(path.name) if e.words])
     source = nbformat.read(tmp_path / "source" / NB02 / f"{NB02}.ipynb", as_version=4)
     submit(tmp_path, "solved", source)
     submit(tmp_path, "unanswered", nbformat.read(tmp_path / "release" / NB02 / f"{NB02}.ipynb", as_version=4))
@@ -206,7 +218,7 @@ def test_nbgrader_assigns_grades_and_explains(tmp_path):
     feedback = (tmp_path / "feedback" / "flipped" / NB02 / f"{NB02}.html").read_text()
     assert "the sign is flipped" in feedback
     unanswered = (tmp_path / "feedback" / "unanswered" / NB02 / f"{NB02}.html").read_text()
-    assert selfcheck.NOT_WRITTEN.format(number=1, what="my_fgsm()") in unanswered
+    assert exercise.NOT_WRITTEN.format(number=1, what="my_fgsm()") in unanswered
     _answers_in_words_wait_for_a_person(tmp_path)
     _one_wrong_of_two(tmp_path)
 

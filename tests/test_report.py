@@ -185,3 +185,98 @@ def test_is_real_difference_computes_what_difference_says():
         assert low <= d <= high and d == pytest.approx(a - b)
         assert report.is_real_difference(a, b, n) == report.difference(a, b, n).endswith("a real difference")
     assert report.is_real_difference(1, 0, 5)  # ints are fractions here (100 % vs 0 %), not counts
+
+
+# ------------------------------------------------------------------------------------------ counts vs proportions
+@pytest.mark.parametrize("call", [
+    lambda: report.with_interval(450, 500),           # a count where the proportion belongs: printed 45000 %
+    lambda: report.with_interval(90.0, 500),          # a percentage
+    lambda: report.with_interval(-0.1, 500),
+    lambda: report.with_interval(float("nan"), 500),
+    lambda: report.with_interval(float("inf"), 500),
+    lambda: report.difference(450, 480, 500),         # counts: "-3000.0 points"
+    lambda: report.difference_interval(0.9, 96.0, 500),
+    lambda: report.is_real_difference(450, 0.9, 500),
+])
+def test_proportion_arguments_refuse_counts_and_percentages(call):
+    with pytest.raises(ValueError, match=r"proportion in \[0, 1\]"):
+        call()
+
+
+def test_count_given_as_proportion_names_the_fix():
+    with pytest.raises(ValueError, match=r"accuracy=450 .*450 / 500.*wilson_interval\(450, 500\)"):
+        report.with_interval(450, 500)
+
+
+@pytest.mark.parametrize("value", [True, "0.9", None, [0.9, 0.8]])
+def test_proportion_arguments_refuse_non_numbers(value):
+    with pytest.raises(TypeError, match="accuracy must be a proportion"):
+        report.with_interval(value, 500)
+
+
+def test_proportions_of_every_numeric_kind_still_print_the_same():
+    expected = report.with_interval(0.9, 500)
+    assert expected == "90.0 % [87.1, 92.3]"
+    for p in (np.float32(0.9), np.float64(0.9), np.array(0.9)):
+        assert report.with_interval(p, 500) == expected
+    assert report.with_interval(1, 10) == report.with_interval(1.0, 10)  # the int 1 is 100 %, not one image
+    assert report.with_interval(0, 10) == "0.0 % [0.0, 27.8]"
+
+
+def test_wilson_interval_refuses_a_fractional_count():
+    # 2.5 "successes" out of 10 is neither a count nor a fraction in [0, 1]; it used to give the interval of 25 %
+    with pytest.raises(ValueError, match=r"successes=2.5 .*whole number"):
+        report.wilson_interval(2.5, 10)
+    assert report.wilson_interval(3.0, 10) == report.wilson_interval(3, 10)  # a whole count as a float is fine
+
+
+def test_with_interval_digits_must_be_a_whole_number():
+    assert report.with_interval(0.9, 500, digits=0) == "90 % [87, 92]"
+    with pytest.raises(TypeError, match="digits must be an integer"):
+        report.with_interval(0.9, 500, digits=True)
+
+
+def test_table_shows_every_column_any_row_has():
+    # the columns used to be the first row's keys only: "PGD" of the second row vanished without a word
+    text = report.format_table({"standard": {"clean": 0.968}, "PGD-trained": {"clean": 0.972, "PGD": 0.83}})
+    lines = text.splitlines()
+    assert lines[0].split() == ["clean", "PGD"]
+    assert lines[1].split() == ["standard", "96.8%", "—"] and lines[2].split() == ["PGD-trained", "97.2%", "83.0%"]
+
+
+def test_table_refuses_a_column_no_row_has():
+    with pytest.raises(ValueError, match=r"columns 'PDG' .*'clean', 'PGD'"):  # a typo gave a column of dashes
+        report.format_table({"m": {"clean": 0.9, "PGD": 0.1}}, ["clean", "PDG"])
+
+
+@pytest.mark.parametrize("value", [450, 96.7, -3.0])
+def test_percent_table_refuses_counts_and_percentages(value):
+    # 450 correct images printed as "45000.0%"; 96.7 (already a percentage) as "9670.0%"
+    with pytest.raises(ValueError, match=r"'m', 'acc'.*not a proportion"):
+        report.format_table({"m": {"acc": value}})
+    assert str(value) in report.format_table({"m": {"acc": value}}, fmt="{}")  # another format prints anything
+
+
+def test_percent_table_still_prints_differences_and_gaps():
+    text = report.format_table({"m": {"gap": -0.25, "nan": float("nan"), "one": 1}})
+    assert text.splitlines()[1].split() == ["m", "-25.0%", "nan%", "100.0%"]
+
+
+@pytest.mark.parametrize("z", [-1.96, 0.0, float("nan")])
+def test_wilson_interval_refuses_a_z_that_is_not_positive(z):
+    # z = -1.96 returned (high, low) swapped: an "interval" whose low end lies above its high end
+    with pytest.raises(ValueError, match="z="):
+        report.wilson_interval(50, 100, z=z)
+
+
+@pytest.mark.parametrize("a, n_a, b, n_b, low, high", [
+    (56, 70, 48, 80, 0.0524, 0.3339),   # Newcombe (1998), Stat. Med. 17:873, table II, method 10, examples (a)-(d)
+    (9, 10, 3, 10, 0.1705, 0.8090),
+    (6, 7, 2, 7, 0.0582, 0.8062),
+    (5, 56, 0, 29, -0.0381, 0.1926),
+])
+def test_difference_interval_matches_newcombes_published_examples(a, n_a, b, n_b, low, high):
+    d, lo, hi = report.difference_interval(a / n_a, b / n_b, n_a, n_b)
+    assert d == pytest.approx(a / n_a - b / n_b)
+    assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
+    assert report.is_real_difference(a / n_a, b / n_b, n_a, n_b) == (low > 0)

@@ -5,7 +5,7 @@ one "not written yet" line and no exception.  Tiny stand-ins: a random-weight co
 import numpy as np
 import pytest
 
-from helpers import NotWrittenYet, selfcheck
+from helpers import NotWrittenYet, exercise, selfcheck
 
 
 def stub(*args, **kwargs):
@@ -31,8 +31,8 @@ def images(mnist):
 
 # ------------------------------------------------------------------------------------------------ the stub
 def test_stub_recognised_only_for_exercises(capsys):
-    assert selfcheck.is_stub(NotWrittenYet("exercise")) and selfcheck.is_stub(NotImplementedError("exercise"))
-    assert not selfcheck.is_stub(NotImplementedError("Layer has no call()"))
+    assert exercise.is_stub(NotWrittenYet("exercise")) and exercise.is_stub(NotImplementedError("exercise"))
+    assert not exercise.is_stub(NotImplementedError("Layer has no call()"))
     with selfcheck.skip_if_not_written(2):
         stub()
         raise AssertionError("not reached")
@@ -399,7 +399,7 @@ def search_step(*, keep="lower", around="x", square=True, clip=True):
     """The notebook's random_search_step, or a typical wrong version of it."""
     import tensorflow as tf
 
-    from helpers import attacks, evaluate
+    from helpers import autoattack, evaluate
 
     def step(model, x, x_best, y, eps, rng, side=5):
         n, h, w, _ = x.shape
@@ -415,8 +415,8 @@ def search_step(*, keep="lower", around="x", square=True, clip=True):
         proposal = np.clip(proposal, 0.0, 1.0) if clip else proposal
 
         def margins(images):
-            return attacks.margin(tf.constant(evaluate.predict_logits(model, np.clip(images, 0, 1))),
-                                  tf.constant(y)).numpy()
+            return autoattack.margin(tf.constant(evaluate.predict_logits(model, np.clip(images, 0, 1))),
+                                     tf.constant(y)).numpy()
         better = {"lower": margins(proposal) < margins(x_best), "higher": margins(proposal) > margins(x_best),
                   "always": np.ones(n, bool), "never": np.zeros(n, bool)}[keep]
         return np.where(better[:, None, None, None], proposal, x_best)

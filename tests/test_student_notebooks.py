@@ -1,5 +1,5 @@
-"""The student versions of the lessons (``helpers.course.make_student_version``) run top to bottom unsolved, with one
-"not written yet" line per exercise instead of a traceback.
+"""The student versions of the lessons (``helpers.course.student.make_student_version``) run top to bottom unsolved,
+with one "not written yet" line per exercise instead of a traceback.
 
 Statically, for every notebook: each cell after an exercise that uses what the exercise's stub defined (a function
 or class that raises ``NotWrittenYet``, or a ``None`` placeholder) reads it only inside a ``helpers.selfcheck``
@@ -18,9 +18,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import course
+from helpers.course import build, student
 
-NOTEBOOKS = Path(os.environ.get("COURSE_NOTEBOOKS_DIR") or course.DEFAULT_NOTEBOOKS)
+NOTEBOOKS = Path(os.environ.get("COURSE_NOTEBOOKS_DIR") or build.DEFAULT_NOTEBOOKS)
 PATHS = sorted(NOTEBOOKS.glob("0*.ipynb"))
 NAMES = [p.stem[:2] for p in PATHS]
 
@@ -123,7 +123,7 @@ def unguarded_uses(source: str, tainted: dict) -> tuple[list, set]:
 def student_problems(path: Path) -> list:
     """Everything in the student version of ``path`` that would raise instead of printing a friendly line."""
     checks, problems, tainted = _checks(), [], {}
-    nb = course.make_student_version(nbformat.read(path, as_version=4))
+    nb = student.make_student_version(nbformat.read(path, as_version=4))
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
@@ -145,17 +145,17 @@ def student_problems(path: Path) -> list:
 
 def expected_messages(path: Path) -> list:
     """The "not written yet" line of every exercise check that the student version of ``path`` calls."""
-    from helpers import selfcheck
+    from helpers import exercise
 
     checks, out = _checks(), []
-    nb = course.make_student_version(nbformat.read(path, as_version=4))
+    nb = student.make_student_version(nbformat.read(path, as_version=4))
     for cell in nb.cells:
         if cell.cell_type == "code":
             for node in ast.walk(ast.parse(cell.source)):
                 name = _selfcheck_call(node)
                 if name in checks:
                     number, what = checks[name]
-                    out.append(selfcheck.NOT_WRITTEN.format(number=number, what=what))
+                    out.append(exercise.NOT_WRITTEN.format(number=number, what=what))
     return out
 
 
@@ -181,8 +181,8 @@ def test_the_static_check_finds_unguarded_uses():
 @pytest.mark.parametrize("path", PATHS, ids=NAMES)
 def test_student_version_runs_unsolved(path):
     """Executes the whole student notebook: minutes for the series, as long as the lessons take (see the README)."""
-    nb = course.make_student_version(nbformat.read(path, as_version=4))
-    course.execute(nb, name=path.name, cwd=NOTEBOOKS, timeout=900)   # BuildError names the failing cell
+    nb = student.make_student_version(nbformat.read(path, as_version=4))
+    build.execute(nb, name=path.name, cwd=NOTEBOOKS, timeout=900)   # BuildError names the failing cell
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import attacks, evaluate, models, selfcheck, training
+from helpers import _private, attacks, evaluate, models, schedules, selfcheck, training
 
 
 @pytest.fixture(scope="module")
@@ -163,15 +163,15 @@ def test_a_learning_rate_is_never_silently_ignored(small):
 
 
 def test_warmup_cosine_schedule():
-    sched = training.warmup_cosine(2e-3, 100, warmup=0.2)
+    sched = schedules.warmup_cosine(2e-3, 100, warmup=0.2)
     lrs = [float(sched(s)) for s in (0, 10, 20, 60, 100)]
     assert lrs[0] == pytest.approx(0.0, abs=1e-9) and lrs[1] == pytest.approx(1e-3, rel=1e-3)
     assert lrs[2] == pytest.approx(2e-3, rel=1e-3) and lrs[2] > lrs[3] > lrs[4]
     with pytest.raises(ValueError, match="warmup=1.5"):
-        training.warmup_cosine(1e-3, 10, warmup=1.5)
+        schedules.warmup_cosine(1e-3, 10, warmup=1.5)
     with pytest.raises(ValueError, match="steps=0"):
-        training.warmup_cosine(1e-3, 0)
-    assert training.steps_per_epoch(3500, 64) == 55
+        schedules.warmup_cosine(1e-3, 0)
+    assert schedules.steps_per_epoch(3500, 64) == 55
 
 
 @pytest.mark.slow
@@ -234,25 +234,25 @@ def test_early_stopping_restores_the_best_epoch(small):
 
 
 def test_cyclic_and_piecewise_schedules():
-    sched = training.cyclic(5e-3, 100, peak_at=0.4)
+    sched = schedules.cyclic(5e-3, 100, peak_at=0.4)
     lrs = [float(sched(s)) for s in (0, 20, 40, 70, 100, 150)]
     np.testing.assert_allclose(lrs, [0.0, 2.5e-3, 5e-3, 2.5e-3, 0.0, 0.0], atol=1e-9)
     assert isinstance(keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(sched)),
-                      training.Cyclic)
-    pw = training.piecewise([1e-3, 1e-4], [50])
+                      schedules.Cyclic)
+    pw = schedules.piecewise([1e-3, 1e-4], [50])
     assert float(pw(10)) == pytest.approx(1e-3) and float(pw(60)) == pytest.approx(1e-4)
     with pytest.raises(ValueError, match="peak_at=1.0"):
-        training.cyclic(1e-3, 10, peak_at=1.0)
+        schedules.cyclic(1e-3, 10, peak_at=1.0)
     with pytest.raises(ValueError, match="one more value than boundaries"):
-        training.piecewise([1e-3], [5])
+        schedules.piecewise([1e-3], [5])
     with pytest.raises(ValueError, match="increasing"):
-        training.piecewise([1e-3, 1e-4, 1e-5], [50, 20])
+        schedules.piecewise([1e-3, 1e-4, 1e-5], [50, 20])
 
 
 @pytest.mark.slow
 def test_an_optimizer_passed_twice_continues_its_schedule(small):
     model = fresh(small)
-    optimizer = keras.optimizers.Adam(training.piecewise([1e-3, 0.0], [2]))  # two real steps, then rate zero
+    optimizer = keras.optimizers.Adam(schedules.piecewise([1e-3, 0.0], [2]))  # two real steps, then rate zero
     args = dict(attack="fgsm", eps=0.1, epochs=1, batch_size=64, optimizer=optimizer)
     training.adversarial_train(model, small.x_train[:256], small.y_train[:256], **args)
     after = [w.copy() for w in model.get_weights()]
@@ -279,6 +279,16 @@ def test_dataset_input_trains_like_arrays(small):
         np.testing.assert_allclose(wa, wb, atol=1e-6)
     assert hb.history["loss"][0] == pytest.approx(ha.history["loss"][0], rel=1e-5)
     assert hb.history["adv_accuracy"] == ha.history["adv_accuracy"]
+
+
+@pytest.mark.slow
+def test_a_validation_dataset_validates_like_arrays(small):
+    x, y = small.x_train[:64], small.y_train[:64]
+    xv, yv = small.x_val[:50], small.y_val[:50]
+    runs = [training.adversarial_train(fresh(small), x, y, attack="fgsm", eps=0.1, epochs=1, validation_data=val)
+            for val in ((xv, yv), tf.data.Dataset.from_tensor_slices((xv, yv)).batch(25))]
+    for key in ("val_clean_accuracy", "val_adv_accuracy"):
+        assert runs[1].history[key] == pytest.approx(runs[0].history[key]), key
 
 
 @pytest.mark.slow
@@ -339,12 +349,12 @@ def test_xla_compiled_step_matches_the_plain_one(small):
         training.adversarial_train(xla, x, y, jit_compile=True, **sgd)
     models.seed_everything(0, deterministic=False)
     try:
-        assert not models.op_determinism_enabled()
+        assert not _private.op_determinism_enabled()
         training.adversarial_train(plain, x, y, optimizer=keras.optimizers.SGD(0.1), **sgd)
         training.adversarial_train(xla, x, y, optimizer=keras.optimizers.SGD(0.1), jit_compile=True, **sgd)
     finally:
         models.seed_everything(0)
-    assert models.op_determinism_enabled()
+    assert _private.op_determinism_enabled()
     for a, b in zip(plain.get_weights(), xla.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-4)
 
@@ -433,12 +443,14 @@ class _FakeModel:
     stop_training = False
 
 
-def _monitor_on(curve, end=True, **kwargs):
+def _monitor_on(curve, end=True, clean=None, **kwargs):
+    """Drive a StallMonitor through made-up epochs: ``curve`` is adv_accuracy, ``clean`` clean_accuracy (default
+    the same values: a model at chance predicts one class, clean or attacked)."""
     monitor = training.StallMonitor(**kwargs)
     monitor.set_model(_FakeModel())
     monitor.on_train_begin()
-    for epoch, value in enumerate(curve):
-        monitor.on_epoch_end(epoch, {"adv_accuracy": value})
+    for epoch, (value, clean_value) in enumerate(zip(curve, curve if clean is None else clean)):
+        monitor.on_epoch_end(epoch, {"adv_accuracy": value, "clean_accuracy": clean_value})
     if end:
         monitor.on_train_end()
     return monitor
@@ -452,10 +464,11 @@ def test_stall_monitor_warns_when_training_stays_at_chance():
         assert _monitor_on([0.1, 0.09, 0.1], stop=True).model.stop_training
 
 
-def test_stall_monitor_reports_a_short_run_that_ends_at_chance():
-    assert _monitor_on([0.1, 0.09], end=False).stalled_at is None           # too soon to tell during training
-    with pytest.warns(training.StallWarning, match="for 2 epochs"):
-        assert _monitor_on([0.1, 0.09]).stalled_at == 1                    # but the run ended there
+def test_stall_monitor_never_reports_a_run_shorter_than_its_patience(recwarn):
+    # (It used to report a short run that ended at chance: a fresh model after 1 epoch was called stalled.)
+    assert _monitor_on([0.1, 0.09], end=False).stalled_at is None
+    assert _monitor_on([0.1, 0.09]).stalled_at is None
+    assert not [w for w in recwarn if issubclass(w.category, training.StallWarning)]
 
 
 @pytest.mark.parametrize("curve", [[0.04, 0.13, 0.21, 0.30], [0.1, 0.1, 0.2, 0.1, 0.3], [0.45]])
@@ -491,7 +504,8 @@ def test_a_real_stall_is_reported_even_when_early_stopping_restores_it(mnist):
     model = models.build_model(mnist.input_shape, mnist.num_classes, seed=2)
     adv = training.AdversarialModel(model, attack="pgd", eps=0.3, mode="adversarial", eps_warmup=0)
     adv.compile(optimizer=keras.optimizers.Adam(1e-3))
-    stop = keras.callbacks.EarlyStopping("val_adv_accuracy", mode="max", patience=1, restore_best_weights=True)
+    # patience 2: all 3 epochs run (a StallMonitor never reports fewer epochs than its patience, 3)
+    stop = keras.callbacks.EarlyStopping("val_adv_accuracy", mode="max", patience=2, restore_best_weights=True)
     keras.utils.set_random_seed(2)
     with pytest.warns(training.StallWarning, match="stalled"):
         h = adv.fit(mnist.x_train, mnist.y_train, batch_size=64, epochs=3, verbose=0, callbacks=[stop],

@@ -4,7 +4,7 @@
 ``models.compile_model``) on the bundled ``mnist_5k`` training images at batch 128, after a warm-up epoch, best
 of 3.  Seconds differ from laptop to laptop (1.74× between two machines of the same kind); a notebook's cost in FU
 stays nearly the same, so "about 20 FU" tells a student how long it will take on *their* machine once they know
-their FU (``python -m helpers.fitunit`` prints it in about 4 FU).
+their FU (``python -m helpers.course.fitunit`` prints it in about 4 FU).
 
 Measure it in the same run as the figures it divides (``benchmarks/bench_notebooks.py`` and
 ``python -m helpers.course build`` do): a machine's speed drifts with load and temperature.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 import time
 
-from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
+from .. import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 
 EPOCHS, BATCH_SIZE, REPEATS = 5, 128, 3
 
@@ -25,7 +25,7 @@ def fit_unit(*, repeats: int = REPEATS) -> float:
     import keras
     import numpy as np
 
-    from . import data, models
+    from .. import data, models
 
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")

@@ -1,7 +1,8 @@
 """The instructor's build: execute the series, export HTML that works from disk, make student versions.
 
 ``python -m helpers.course build [--out build] [--dataset NAME] [--only PATTERN] [--timeout SECONDS] [--no-fit-unit]``
-(``python -m helpers.course release --out DIR`` writes an nbgrader course directory instead: ``helpers.release``.)
+(``python -m helpers.course release --out DIR`` writes an nbgrader course directory instead:
+``helpers.course.release``.)
 
 1. Every ``notebooks/NN_*.ipynb`` runs top to bottom in a fresh kernel, on a *copy* (the sources are never
    written), with a progress line per notebook.  ``--dataset`` overrides the ``DATASET`` of the ``parameters`` cell
@@ -9,8 +10,8 @@
 2. ``OUT/html/NN_name.html``: one page per executed notebook (nbconvert's lab template, figures inline, solutions
    kept, MathJax served from ``OUT/html/mathjax`` so formulas render without internet) and ``OUT/html/index.html``,
    a course index with each notebook's title, learning goals and run time.
-3. ``OUT/student/NN_name.ipynb`` (made by ``helpers.student``): the source notebooks with outputs cleared,
-   nbgrader's hidden tests removed (the check cells' ``### BEGIN HIDDEN TESTS`` regions, see ``helpers.grading``)
+3. ``OUT/student/NN_name.ipynb`` (made by ``helpers.course.student``): the source notebooks with outputs cleared,
+   nbgrader's hidden tests removed (the check cells' ``### BEGIN HIDDEN TESTS`` regions, see ``helpers.course.grading``)
    and every ``solution`` cell replaced by an exercise stub (a ``# TODO`` and placeholders for names that later
    cells use).  A solution cell whose answer lies between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines (as
    in nbgrader) keeps everything else: only that region becomes ``CODE_STUB`` (a ``# TODO`` and a
@@ -23,8 +24,8 @@
    ``ClearSolutions`` / ``ClearHiddenTests``; without it, by the course's code, which gives the same notebooks
    (tested), so the build does not need nbgrader.
 
-Run times are printed and shown in the index in seconds and in fit units (FU, ``helpers.fitunit``: one 5-epoch fit
-of the course CNN, measured on this machine at the start of the build in a separate process, about 4 FU), so an
+Run times are printed and shown in the index in seconds and in fit units (FU, ``helpers.course.fitunit``: one
+5-epoch fit of the course CNN, measured on this machine at the start of the build in a separate process, about 4 FU), so an
 instructor can compare them with the stated run times of any machine; ``--no-fit-unit`` skips that measurement.
 
 Everything is written to a temporary folder beside ``OUT`` and moved into place only when every notebook succeeded:
@@ -34,7 +35,6 @@ This module stands apart from the course vocabulary (``data → … → plots``)
 
 from __future__ import annotations
 
-import argparse
 import copy
 import html
 import os
@@ -48,13 +48,11 @@ from pathlib import Path
 
 import nbformat
 
-from .data import DATASETS  # the datasets a build can run the series on (helpers.data does not import TensorFlow)
-from .student import (ANSWER_TAG, BEGIN_SOLUTION, CODE_STUB, END_SOLUTION, HIDDEN_TESTS,  # noqa: F401
-                      MARKDOWN_STUB, STUB, STUB_IMPORT, STUB_RAISE, TEXT_STUB, _assigned_names, _nbgrader_clearing,
-                      _read_names, _stub_regions, _tags, _with_stub_import, make_student_version)
+from ..data import DATASETS  # the datasets a build can run the series on (helpers.data does not import TensorFlow)
+from .student import make_student_version, nbgrader_clearing, tags
 
 NOTEBOOK_PATTERN = re.compile(r"^\d\d_[\w-]+\.ipynb$")
-DEFAULT_NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+DEFAULT_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 #: MathJax 2 configuration: the standard combined one, Safe mode, and ``local/course`` (written by ``_copy_mathjax``),
 #: which points the output at the STIX-Web fonts that the bundled MathJax carries.  Without it MathJax looks for
 #: its TeX fonts, which the bundle lacks, and formulas with a prime (x') fail with "[Math Processing Error]".
@@ -175,7 +173,7 @@ def inject_parameters(nb, dataset: str):
     nb = copy.deepcopy(nb)
     cell = nbformat.v4.new_code_cell(f"DATASET = {dataset!r}  # injected by helpers.course build --dataset")
     cell.metadata["tags"] = ["injected-parameters"]
-    index = next((i + 1 for i, c in enumerate(nb.cells) if "parameters" in _tags(c)), 0)
+    index = next((i + 1 for i, c in enumerate(nb.cells) if "parameters" in tags(c)), 0)
     nb.cells.insert(index, cell)
     return nb
 
@@ -216,11 +214,11 @@ def execute(nb, *, name: str, cwd, timeout: int = 600):
 
 
 def measure_fit_unit() -> float:
-    """Seconds of one fit unit on this machine (``helpers.fitunit``), measured in a fresh Python process."""
+    """Seconds of one fit unit on this machine (``helpers.course.fitunit``), measured in a fresh Python process."""
     import subprocess
 
-    code = "from helpers.fitunit import fit_unit; print(fit_unit())"
-    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+    code = "from helpers.course.fitunit import fit_unit; print(fit_unit())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"measuring the fit unit failed:\n{out.stderr.strip()[-2000:]}")
@@ -262,8 +260,8 @@ def render_index(results: list, *, course_title: str, dataset: str | None) -> st
     total = sum(r.seconds for r in results)
     fu = results[0].fu if results else None
     total_text = f"{total:.0f} s" + (f" = {total / fu:.0f} FU (1 FU = {fu:.2f} s on the machine that built it: "
-                                      "one 5-epoch fit of the course CNN, <code>python -m helpers.fitunit</code>)"
-                                      if fu else "")
+                                      "one 5-epoch fit of the course CNN, "
+                                      "<code>python -m helpers.course.fitunit</code>)" if fu else "")
     data = html.escape(dataset or "each notebook's default (the bundled mnist_5k)")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(course_title)}</title>
@@ -296,47 +294,66 @@ def build(notebooks_dir=DEFAULT_NOTEBOOKS, out_dir="build", *, dataset: str | No
                          f"{', '.join(map(repr, DATASETS))}")
     notebooks_dir, out_dir = Path(notebooks_dir).resolve(), Path(out_dir).resolve()
     paths = find_notebooks(notebooks_dir, only)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".course-build-", dir=out_dir.parent))
-    results = []
     fu = None
-    if fit_unit:
+    if fit_unit:      # before anything is written: an interrupted or failed measurement leaves nothing behind
         log("measuring the fit unit (one 5-epoch fit of the course CNN, best of 3) ...")
         fu = measure_fit_unit()
         log(f"1 FU = {fu:.2f} s on this machine")
     start_all = time.perf_counter()
-    log("student versions: solution regions cleared by " + ("nbgrader's ClearSolutions" if _nbgrader_clearing()
+    log("student versions: solution regions cleared by " + ("nbgrader's ClearSolutions" if nbgrader_clearing()
                                                              else "the course's own code (nbgrader not installed)"))
+    new_folders = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # innermost first: removed unless built
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging, written = Path(tempfile.mkdtemp(prefix=".course-build-", dir=out_dir.parent)), False
     try:
-        (staging / "html").mkdir()
-        (staging / "student").mkdir()
-        for k, path in enumerate(paths, 1):
-            source = nbformat.read(path, as_version=4)
-            info = notebook_info(source)
-            log(f"[{k}/{len(paths)}] {path.stem}: running")
-            nb = inject_parameters(source, dataset) if dataset else copy.deepcopy(source)
-            t = time.perf_counter()
-            try:
-                execute(nb, name=path.name, cwd=notebooks_dir, timeout=timeout)
-            except BuildError:
-                log(f"[{k}/{len(paths)}] {path.stem}: FAILED")
-                raise
-            seconds = time.perf_counter() - t
-            (staging / "html" / f"{path.stem}.html").write_text(export_html(nb, info["title"] or path.stem),
-                                                                encoding="utf-8")
-            nbformat.write(make_student_version(source), staging / "student" / path.name)
-            results.append(NotebookResult(path.stem, info["title"], info["goals"], info["runtime"], seconds, fu))
-            log(f"[{k}/{len(paths)}] {path.stem}: ok  {results[-1].cost()}")
+        results = _build_into(staging, paths, notebooks_dir, dataset=dataset, timeout=timeout, log=log, fu=fu)
         (staging / "html" / "index.html").write_text(
             render_index(results, course_title=course_title, dataset=dataset), encoding="utf-8")
         _copy_mathjax(staging / "html" / "mathjax")
+        out_dir.mkdir(exist_ok=True)
         _swap_in(staging, out_dir, ("html", "student"))
+        written = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in [] if written else new_folders:
+            _remove_if_empty(folder)
     total = time.perf_counter() - start_all
     log(f"built {len(results)} notebooks in {total:.0f} s" + (f" = {total / fu:.0f} FU" if fu else "")
         + f": {out_dir / 'html' / 'index.html'}")
     return results
+
+
+def _build_into(staging: Path, paths, notebooks_dir: Path, *, dataset, timeout: int, log, fu) -> list:
+    """Execute every notebook of ``paths`` and write its page to ``staging/html`` and its student version to
+    ``staging/student``; one ``NotebookResult`` per notebook.  A failing notebook raises ``BuildError``."""
+    (staging / "html").mkdir()
+    (staging / "student").mkdir()
+    results = []
+    for k, path in enumerate(paths, 1):
+        source = nbformat.read(path, as_version=4)
+        info = notebook_info(source)
+        log(f"[{k}/{len(paths)}] {path.stem}: running")
+        nb = inject_parameters(source, dataset) if dataset else copy.deepcopy(source)
+        t = time.perf_counter()
+        try:
+            execute(nb, name=path.name, cwd=notebooks_dir, timeout=timeout)
+        except BuildError:
+            log(f"[{k}/{len(paths)}] {path.stem}: FAILED")
+            raise
+        seconds = time.perf_counter() - t
+        (staging / "html" / f"{path.stem}.html").write_text(export_html(nb, info["title"] or path.stem),
+                                                            encoding="utf-8")
+        nbformat.write(make_student_version(source), staging / "student" / path.name)
+        results.append(NotebookResult(path.stem, info["title"], info["goals"], info["runtime"], seconds, fu))
+        log(f"[{k}/{len(paths)}] {path.stem}: ok  {results[-1].cost()}")
+    return results
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:   # not empty (someone else wrote there) or already gone
+        pass
 
 
 def _swap_in(staging: Path, out_dir: Path, subs) -> None:
@@ -357,52 +374,3 @@ def _swap_in(staging: Path, out_dir: Path, subs) -> None:
         for sub in aside:
             (staging / f"old-{sub}").rename(out_dir / sub)
         raise
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.course", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="execute the notebooks, export HTML and student versions")
-    b.add_argument("--out", default="build", help="output folder (default: build)")
-    b.add_argument("--dataset", choices=DATASETS, help="run every notebook on this dataset instead of its default")
-    _notebook_args(b, "build", "seconds allowed per cell (default: 600)")
-    b.add_argument("--no-fit-unit", action="store_true",
-                   help="skip measuring the fit unit (run times in seconds only; saves about 4 FU)")
-    r = sub.add_parser("release", help="write an nbgrader course directory (needs pip install -e .[instructor])")
-    r.add_argument("--out", required=True, help="the course directory to write (source/ and nbgrader_config.py)")
-    _notebook_args(r, "release", "seconds allowed per cell when autograding")
-    args = parser.parse_args(argv)
-    if args.command == "release":
-        return _release(args)
-    try:
-        build(args.notebooks, args.out, dataset=args.dataset, timeout=args.timeout, only=args.only,
-              fit_unit=not args.no_fit_unit)
-    except BuildError as err:
-        print(f"\nBuild failed: {err}\nNothing was written to {args.out}.", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"\nBuild interrupted. Nothing was written to {args.out}.", file=sys.stderr)
-        return 130
-    return 0
-
-
-def _notebook_args(command, verb: str, timeout_help: str) -> None:
-    """The options ``build`` and ``release`` share: which notebooks, and the time allowed per cell."""
-    command.add_argument("--notebooks", default=str(DEFAULT_NOTEBOOKS), help="folder of NN_name.ipynb notebooks")
-    command.add_argument("--only", help=f"{verb} only notebooks whose file name contains this text (e.g. 02)")
-    command.add_argument("--timeout", type=int, default=600, help=timeout_help)
-
-
-def _release(args) -> int:
-    from .release import ReleaseError, release
-
-    try:
-        release(args.out, find_notebooks(args.notebooks, args.only), timeout=args.timeout)
-    except (ReleaseError, BuildError) as err:
-        print(f"Release failed: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,9 +3,9 @@
 ``python -m helpers.course release --out DIR [--only PATTERN]`` writes
 
 - ``DIR/source/NN_name/NN_name.ipynb``: one assignment per notebook, the source notebook as committed (solutions,
-  hidden tests and the nbgrader metadata of ``helpers.grading``, checked to be up to date), where a whole-cell
+  hidden tests and the nbgrader metadata of ``helpers.course.grading``, checked to be up to date), where a whole-cell
   answer that later cells use gets placeholders (``prepare``);
-- ``DIR/nbgrader_config.py``: the course's settings — the stub that replaces a solution (``course.CODE_STUB``: it
+- ``DIR/nbgrader_config.py``: the course's settings — the stub that replaces a solution (``student.CODE_STUB``: it
   raises ``helpers.NotWrittenYet`` inside a function, so the self-checks say "not written yet"; at the top level of
   a cell only its ``# TODO`` stays, as in the build's student versions), a cell timeout, and the model cache the
   notebooks read (``COURSE_CACHE_DIR``, unless already set), so autograding does not retrain the course's models.
@@ -31,12 +31,10 @@ from pathlib import Path
 
 import nbformat
 
-from . import course, grading
+from .. import _store
+from . import grading, student
 
 REQUIRES = "nbgrader>=0.9.6,<0.10"
-#: What an answer in words becomes in the students' copy (nbgrader's ClearSolutions; the code stub: course.CODE_STUB),
-#: the same as in the build's student versions.
-TEXT_STUB = course.TEXT_STUB
 CONFIG = '''"""nbgrader settings of the adversarial-examples course (written by python -m helpers.course release)."""
 import os
 
@@ -45,13 +43,13 @@ c.CourseDirectory.course_id = {course_id!r}
 c.ClearSolutions.code_stub = {{"python": {code_stub!r}}}
 c.ClearSolutions.text_stub = {text_stub!r}
 c.ClearSolutions.enforce_metadata = True
-# ... and a whole-cell answer's stub does not raise at the top level of its cell (helpers.release)
-from helpers.release import generate_assignment_preprocessors  # noqa: E402
+# ... and a whole-cell answer's stub does not raise at the top level of its cell (helpers.course.release)
+from helpers.course.release import generate_assignment_preprocessors  # noqa: E402
 
 c.GenerateAssignment.preprocessors = generate_assignment_preprocessors()
 c.Execute.timeout = {timeout}           # seconds per cell (notebook 07 trains for about 100 s in one cell)
 # The notebooks load the course's models from this cache instead of training them for every submission.
-os.environ.setdefault("COURSE_CACHE_DIR", {cache!r})
+os.environ.setdefault({env!r}, {cache!r})
 '''
 
 
@@ -77,30 +75,27 @@ def ready_source(path: Path):
     nb = nbformat.read(path, as_version=4)
     expected = grading.apply(copy.deepcopy(nb), path.name)
     if nbformat.writes(expected) != nbformat.writes(nb):
-        raise ReleaseError(f"{path.name}: its nbgrader metadata differs from helpers.grading's table; run "
-                           "python -m helpers.grading --write first")
+        raise ReleaseError(f"{path.name}: its nbgrader metadata differs from helpers.course.grading's table; run "
+                           "python -m helpers.course.grading --write first")
     return nb
 
 
 def prepare(nb):
     """A copy of ``nb`` as nbgrader's source version.  A solution cell without ``### BEGIN SOLUTION`` lines (the
     whole cell is the answer) whose names later cells read gets placeholders for them — as the build's student
-    versions have (``course.make_student_version``) — and its code between ``### BEGIN SOLUTION`` / ``### END
+    versions have (``student.make_student_version``) — and its code between ``### BEGIN SOLUTION`` / ``### END
     SOLUTION``, so that in the students' copy those names still exist and the later cells and self-checks say
     "not written yet" instead of failing with a ``NameError``."""
     nb = copy.deepcopy(nb)
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or "solution" not in cell.metadata.get("tags", []) or \
-                course.BEGIN_SOLUTION in cell.source:
+                student.BEGIN_SOLUTION in cell.source:
             continue
-        later = set().union(*(course._read_names(c.source) for c in nb.cells[i + 1:] if c.cell_type == "code"))
-        names = [(name, kind) for name, kind in course._assigned_names(cell.source) if name in later]
-        if not names:
+        lines = student.placeholders(nb, i)
+        if not lines:
             continue
-        lines = [f"def {name}(*args, **kwargs):\n    {course.STUB_RAISE}" if kind == "def"
-                 else f"{name} = None  # TODO: replace with your result" for name, kind in names]
-        source = "\n".join(lines + [course.BEGIN_SOLUTION, cell.source, course.END_SOLUTION])
-        cell.source = course._with_stub_import(source)
+        source = "\n".join(lines + [student.BEGIN_SOLUTION, cell.source, student.END_SOLUTION])
+        cell.source = student.with_stub_import(source)
     return nb
 
 
@@ -117,7 +112,7 @@ def generate_assignment_preprocessors() -> list:
 
         def preprocess_cell(self, cell, resources, index):
             if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
-                drop = course.CODE_STUB.split("\n")[1:]                    # the import and the raise, unindented
+                drop = student.CODE_STUB.split("\n")[1:]                    # the import and the raise, unindented
                 cell.source = "\n".join(line for line in cell.source.split("\n") if line not in drop)
             return cell, resources
 
@@ -128,11 +123,10 @@ def generate_assignment_preprocessors() -> list:
 
 def write_config(out_dir: Path, *, course_id: str = "adversarial-course", timeout: int = 600,
                  cache: str | None = None) -> Path:
-    text = CONFIG.format(course_id=course_id, code_stub=course.CODE_STUB, text_stub=TEXT_STUB, timeout=timeout,
-                         cache=str(cache or default_cache_dir()))
+    text = CONFIG.format(course_id=course_id, code_stub=student.CODE_STUB, text_stub=student.TEXT_STUB, timeout=timeout,
+                         env=_store.CACHE_ENV, cache=str(cache or _store.cache_dir()))
     path = out_dir / "nbgrader_config.py"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return _store.write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def release(out_dir, paths, *, log=None, timeout: int = 600) -> list:
@@ -140,6 +134,13 @@ def release(out_dir, paths, *, log=None, timeout: int = 600) -> list:
     An existing ``OUT/source/NN_name`` is replaced; the rest of ``OUT`` (release/, submitted/, the gradebook) is
     left alone, so an instructor can release again into the same course directory."""
     log = log or (lambda line: print(line, flush=True))
+    if isinstance(paths, (str, os.PathLike)):
+        raise TypeError(f"paths must be a list of notebook paths (NN_name.ipynb), not one path: {paths!r}; "
+                        "pass [path]")
+    paths = list(paths)
+    if not paths:
+        raise ValueError("paths=[]: release needs at least one notebook path (NN_name.ipynb), e.g. "
+                         "helpers.course.build.find_notebooks('notebooks')")
     require_nbgrader()
     notebooks = [(Path(p), ready_source(Path(p))) for p in paths]     # every check before anything is written
     out_dir = Path(out_dir).resolve()
@@ -157,8 +158,3 @@ def release(out_dir, paths, *, log=None, timeout: int = 600) -> list:
     log(f"{config}: written.  Next, in {out_dir}: nbgrader generate_assignment {names[0]}")
     return names
 
-
-def default_cache_dir() -> str:
-    """The model cache the notebooks use (``$COURSE_CACHE_DIR`` or the repository's ``.cache/models``, as
-    ``recipes.cache_dir`` decides), without importing TensorFlow."""
-    return os.environ.get("COURSE_CACHE_DIR") or str(Path(__file__).resolve().parent.parent / ".cache" / "models")

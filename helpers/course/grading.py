@@ -17,9 +17,10 @@ README.  Cells are found by what they contain, not by their position:
   answer works without the ``helpers`` function it is compared with: ``selfcheck.SHORTCUTS``).  The student's copy lacks it, so the
   live notebook still says "not written yet"; nbgrader's autograde puts it back, so an unanswered exercise scores 0.
 
-``python -m helpers.grading`` says whether the notebooks are up to date; ``--write`` updates them (only metadata
+``python -m helpers.course.grading`` says whether the notebooks are up to date; ``--write`` updates them (only metadata
 and the hidden tests of check cells change, so no output changes); ``--table`` prints the grading table.
-This module stands apart from the course vocabulary, like ``helpers.course``, and never imports TensorFlow.
+Like the rest of ``helpers.course``, this module stands apart from the course vocabulary and never imports
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from pathlib import Path
 
 import nbformat
 
-from .student import ANSWER_TAG, _tags   # ANSWER_TAG: an answer in words, a markdown cell with this tag
+from .student import ANSWER_TAG, tags   # ANSWER_TAG: an answer in words, a markdown cell with this tag
 
 SCHEMA_VERSION = 3
 STATEMENT = re.compile(r"\*\*Exercise \d")
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 HIDDEN_TEST = 'selfcheck.graded("{check}")   # autograding: no points unless the self-check above passed'
 
@@ -127,7 +128,7 @@ def locate(nb, exercise: Exercise) -> dict:
     pattern = re.compile(rf"\*\*Exercise {exercise.number}\b")
     task = _one(nb, f"markdown cell with '**Exercise {exercise.number}' ({ex})",
                 lambda c: c.cell_type == "markdown" and pattern.search(c.source))
-    answer = next((i for i in range(task + 1, len(nb.cells)) if "solution" in _tags(nb.cells[i])), None)
+    answer = next((i for i in range(task + 1, len(nb.cells)) if "solution" in tags(nb.cells[i])), None)
     if answer is None:
         raise GradingError(f"no cell tagged 'solution' after the statement of {ex} (cell {task})")
     cells = {f"ex{exercise.number}-task": (task, "task", 0), exercise.answer_id: (answer, "solution", 0)}
@@ -147,7 +148,7 @@ def _words_cell(nb, exercise: Exercise, answer: int) -> int:
     ex = f"notebook {exercise.notebook}, exercise {exercise.number}"
     end = next((i for i in range(answer + 1, len(nb.cells)) if nb.cells[i].cell_type == "markdown" and
                 STATEMENT.search(nb.cells[i].source)), len(nb.cells))
-    index = next((i for i in range(answer + 1, end) if ANSWER_TAG in _tags(nb.cells[i])), None)
+    index = next((i for i in range(answer + 1, end) if ANSWER_TAG in tags(nb.cells[i])), None)
     if index is None:
         raise GradingError(f"no markdown cell tagged {ANSWER_TAG!r} after the solution cell (cell {answer}) of {ex}, "
                            f"before the next exercise: its answer in words (words={exercise.words}) goes there")
@@ -194,7 +195,7 @@ def apply(nb, notebook: str, exercises=None):
                                    f"{grade_id}")
             check = {exercise.check_id(c): c for c, _ in exercise.checks}.get(grade_id)
             wanted[index] = (grade_id, kind, pts, check)
-    stray = [i for i, c in enumerate(nb.cells) if ANSWER_TAG in _tags(c) and i not in wanted]
+    stray = [i for i, c in enumerate(nb.cells) if ANSWER_TAG in tags(c) and i not in wanted]
     if stray:
         raise GradingError(f"cells {stray} of notebook {Path(notebook).name[:2]} are tagged {ANSWER_TAG!r} but no "
                            "exercise with words > 0 grades them: give the row words points, or drop the tag")
@@ -247,7 +248,7 @@ def notebook_titles(notebooks_dir=NOTEBOOKS) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.grading", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m helpers.course.grading", description=__doc__.splitlines()[0])
     parser.add_argument("--notebooks", default=str(NOTEBOOKS), help="folder of NN_name.ipynb notebooks")
     parser.add_argument("--write", action="store_true", help="write the metadata into the notebooks")
     parser.add_argument("--table", action="store_true", help="print the grading table (markdown) and stop")

@@ -1,9 +1,9 @@
 """Student versions of the notebooks: outputs cleared, solutions replaced by exercise stubs, hidden tests removed.
 
-``make_student_version(nb)`` is what the build (``helpers.course``) writes to ``OUT/student/``.  A solution cell
+``make_student_version(nb)`` is what the build (``helpers.course.build``) writes to ``OUT/student/``.  A solution cell
 whose answer lies between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` lines (as in nbgrader) keeps everything
 else: only that region becomes ``CODE_STUB`` (a ``# TODO`` and a ``raise NotWrittenYet(...)``, the stub nbgrader's
-release puts there too, ``helpers.release``).  A solution cell without regions becomes a stub that keeps
+release puts there too, ``helpers.course.release``).  A solution cell without regions becomes a stub that keeps
 placeholders for the names later cells read.  An answer in words (a markdown cell tagged ``answer``, after the
 exercise's code) becomes ``TEXT_STUB``, the text nbgrader's release puts there.  With nbgrader installed its own
 ``ClearSolutions`` / ``ClearHiddenTests`` clear the regions, the answers in words and the hidden tests; without it,
@@ -24,19 +24,23 @@ STUB = "# TODO (exercise): write your solution here."
 STUB_RAISE = 'raise NotWrittenYet("exercise")'
 STUB_IMPORT = "from helpers import NotWrittenYet   # what the TODO below raises until you write it"
 #: What a ``### BEGIN SOLUTION`` … ``### END SOLUTION`` region becomes, line by line at the region's indentation:
-#: the build's stub and nbgrader's (``ClearSolutions.code_stub`` of ``helpers.release``), one definition for both.
+#: the build's stub and nbgrader's (``ClearSolutions.code_stub`` of ``helpers.course.release``), one definition for
+#: both.
 CODE_STUB = f"# TODO (exercise): write this part.\nfrom helpers import NotWrittenYet\n{STUB_RAISE}"
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
-#: nbgrader's hidden tests (``helpers.grading`` ends every autograded check cell with one): not in student versions.
+#: nbgrader's hidden tests (``helpers.course.grading`` ends every autograded check cell with one): not in student
+#: versions.
 HIDDEN_TESTS = re.compile(r"\n*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
 MARKDOWN_STUB = "*Solution removed — try the exercise above first.*"
-#: The tag of an answer in words (``helpers.grading``: a manually graded markdown cell), and what it becomes in the
-#: students' copy: nbgrader's ``ClearSolutions.text_stub`` in the release (``helpers.release``) and in the build.
+#: The tag of an answer in words (``helpers.course.grading``: a manually graded markdown cell), and what it becomes in
+#: the students' copy: nbgrader's ``ClearSolutions.text_stub`` in the release (``helpers.course.release``) and in the
+#: build.
 ANSWER_TAG = "answer"
 TEXT_STUB = "*Your answer here.*"
 
 
-def _tags(cell) -> list:
+def tags(cell) -> list:
+    """The tags of a notebook cell (a new list)."""
     return list(cell.get("metadata", {}).get("tags", []))
 
 
@@ -80,12 +84,12 @@ def make_student_version(nb, *, use_nbgrader: bool | None = None):
     result``, or a function that raises ``NotWrittenYet`` (a ``NotImplementedError``; the cell imports it from
     ``helpers``).
     """
-    clear = _nbgrader_clearing(required=bool(use_nbgrader)) if use_nbgrader is not False else None
+    clear = nbgrader_clearing(required=bool(use_nbgrader)) if use_nbgrader is not False else None
     clear = clear or _clear_regions
     nb = copy.deepcopy(nb)
-    nb.cells = [c for c in nb.cells if "injected-parameters" not in _tags(c)]
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in tags(c)]
     for i, cell in enumerate(nb.cells):
-        solution, answer = "solution" in _tags(cell), ANSWER_TAG in _tags(cell)
+        solution, answer = "solution" in tags(cell), ANSWER_TAG in tags(cell)
         if answer and cell.cell_type != "markdown":
             raise ValueError(f"cell {i}: a cell tagged {ANSWER_TAG!r} must be a markdown cell (an answer in words), "
                              f"not a {cell.cell_type} cell:\n{cell.source[:200]}")
@@ -103,19 +107,23 @@ def make_student_version(nb, *, use_nbgrader: bool | None = None):
         if not solution:
             continue
         if not whole:
-            cell.metadata["tags"] = [t for t in _tags(cell) if t != "solution"] + ["exercise"]
+            cell.metadata["tags"] = [t for t in tags(cell) if t != "solution"] + ["exercise"]
             continue
-        later = set().union(*(_read_names(c.source) for c in nb.cells[i + 1:] if c.cell_type == "code"), set())
-        lines = [STUB]
-        for name, kind in _assigned_names(cell.source):
-            if name in later:
-                lines.append(f"def {name}(*args, **kwargs):\n    {STUB_RAISE}"
-                             if kind == "def" else f"{name} = None  # TODO: replace with your result")
-        cell.source = _with_stub_import("\n".join(lines))
-        cell.metadata["tags"] = [t for t in _tags(cell) if t != "solution"] + ["exercise"]
+        cell.source = with_stub_import("\n".join([STUB] + placeholders(nb, i)))
+        cell.metadata["tags"] = [t for t in tags(cell) if t != "solution"] + ["exercise"]
     nb.metadata.pop("widgets", None)
     nbformat.validate(nb)
     return nb
+
+
+def placeholders(nb, index: int) -> list:
+    """Placeholder lines for the names that cell ``index`` of ``nb`` defines and a later code cell reads: ``NAME =
+    None  # TODO: replace with your result``, or a function that raises ``NotWrittenYet`` — what a whole-cell answer
+    keeps in the build's student versions and in the release's source version, so later cells still run."""
+    later = set().union(*(_read_names(c.source) for c in nb.cells[index + 1:] if c.cell_type == "code"), set())
+    return [f"def {name}(*args, **kwargs):\n    {STUB_RAISE}" if kind == "def"
+            else f"{name} = None  # TODO: replace with your result"
+            for name, kind in _assigned_names(nb.cells[index].source) if name in later]
 
 
 def _clear_regions(cell) -> None:
@@ -127,7 +135,7 @@ def _clear_regions(cell) -> None:
     cell.source = _stub_regions(HIDDEN_TESTS.sub("", cell.source))
 
 
-def _nbgrader_clearing(required: bool = False):
+def nbgrader_clearing(required: bool = False):
     """nbgrader's ``ClearSolutions`` (with ``CODE_STUB`` and ``TEXT_STUB``) and ``ClearHiddenTests`` as one in-place
     function of a code cell or an answer in words; ``None`` if nbgrader is not installed (``ImportError`` if
     ``required``)."""
@@ -155,7 +163,7 @@ def _nbgrader_clearing(required: bool = False):
     return clear
 
 
-def _with_stub_import(source: str) -> str:
+def with_stub_import(source: str) -> str:
     """``source`` with ``STUB_IMPORT`` as its first line (after a cell magic) if it raises ``NotWrittenYet``."""
     if STUB_RAISE not in source:
         return source
