@@ -44,6 +44,12 @@ def images():
     return x
 
 
+@pytest.fixture
+def short_blocks(monkeypatch):
+    """PGD's compiled blocks one step long: the same iterates, less to trace for these few-step attacks."""
+    monkeypatch.setattr(attacks, "BLOCK_STEPS", 1)
+
+
 def ce_gradient(w, b, x, y):
     """The analytic gradient of the cross-entropy of a linear model with respect to its input."""
     z = x.reshape(len(x), -1) @ w + b
@@ -63,7 +69,7 @@ def test_fgsm_is_the_signed_analytic_gradient_step(lin, images):
 
 
 @pytest.mark.parametrize("norm", ["inf", "l2"])
-def test_pgd_stays_in_the_ball_and_in_the_pixel_range(lin, images, norm):
+def test_pgd_stays_in_the_ball_and_in_the_pixel_range(lin, images, norm, short_blocks):
     # Three steps of 0.2 would carry the iterates 0.6 away (and out of [0, 1]) without the projection and clip.
     model, _, _ = lin
     y = np.arange(len(images)) % K
@@ -91,7 +97,7 @@ def test_succeeded_reads_targeted():
     assert attacks.succeeded(logits, y, True).numpy().tolist() == [True, False]  # the target wins
 
 
-def test_targeted_pgd_reaches_the_target_of_a_linear_model(lin, images):
+def test_targeted_pgd_reaches_the_target_of_a_linear_model(lin, images, short_blocks):
     model, _, _ = lin
     pred = evaluate.predict(model, images)[0]
     target = (pred + 1) % K
@@ -100,7 +106,7 @@ def test_targeted_pgd_reaches_the_target_of_a_linear_model(lin, images):
     assert np.all(evaluate.predict(model, adv)[0] == target)
 
 
-def test_pgd_restarts_return_an_attacked_image(lin, images):
+def test_pgd_restarts_return_an_attacked_image(lin, images, short_blocks):
     model, w, b = lin
     y = evaluate.predict(model, images)[0]
     adv = attacks.pgd(model, images, y, 0.02, steps=3, norm="l2", restarts=2, seed=0)
