@@ -487,3 +487,58 @@ def test_certificates_refuse_what_their_rounding_analysis_does_not_cover():
     leaky = _with(L.Flatten(), L.Dense(4), L.ReLU(negative_slope=0.1, name="leaky"), L.Dense(3))
     with pytest.raises(ValueError, match=r"ReLU layer 'leaky' has negative_slope=0.1.*exact max\(x, 0\)"):
         certify.certified(leaky, np.full((2, 4, 4, 1), 0.5, np.float32), y, 0.1)
+
+
+# ------------------------------------------------------------------- the rounding allowances, one at a time
+# Exactly, each network below gives class 1 a margin of 2⁻³⁰ (or 1) over class 0 at the image of ones; the deployed
+# float32 forward pass rounds that margin away, the logits tie and argmax picks class 0.  Only the allowance for
+# that layer's rounding stops a certificate of class 1 (which the float64 bounds alone would give: exact margin > 0).
+TINY = np.float32(2.0 ** -30)
+
+
+def last_layer_rounds():
+    """z = (x, x + 2⁻³⁰) for a one-pixel x: at x = 1 float32 gives (1, 1), a tie — the last layer's rounding."""
+    model = keras.Sequential([keras.Input((1, 1, 1)), L.Flatten(), L.Dense(2)])
+    model.layers[-1].set_weights([np.array([[1.0, 1.0]], np.float32), np.array([0.0, TINY], np.float32)])
+    return model
+
+
+def hidden_layer_rounds():
+    """h = relu(x₀ + 2⁻³⁰·x₁ - x₂), z = (0, 2³⁰·h): at x = (1, 1, 1) exactly h = 2⁻³⁰ and z₁ = 1, but float32 rounds
+    1 + 2⁻³⁰ to 1, so h = 0 and z = (0, 0), a tie — the hidden layer's rounding, which the last layer's allowance
+    (relative to |W|·|h| ≈ 1e-7 · z₁) cannot cover.  (TensorFlow's CPU kernels sum these three products in order;
+    the test checks the tie first.)"""
+    inputs = keras.Input((1, 3, 1))
+    hidden, last = L.Dense(1, activation="relu"), L.Dense(2)
+    model = keras.Model(inputs, last(hidden(L.Flatten()(inputs))))
+    hidden.set_weights([np.array([[1.0], [TINY], [-1.0]], np.float32), np.zeros(1, np.float32)])
+    last.set_weights([np.array([[0.0, 2.0 ** 30]], np.float32), np.zeros(2, np.float32)])
+    return model
+
+
+def exact_margin(model):
+    """z₁ - z₀ of the exact network at the image of ones (as a Fraction)."""
+    w = [[Fraction(float(v)) for v in np.ravel(a)] for a in model.get_weights()]
+    if len(w) == 2:
+        return sum(w[0][1::2]) - sum(w[0][0::2]) + w[1][1] - w[1][0]
+    h = max(sum(w[0]) + w[1][0], 0)
+    return h * (w[2][1] - w[2][0]) + w[3][1] - w[3][0]
+
+
+@pytest.mark.parametrize("build,shape,eps", [(last_layer_rounds, (1, 1, 1), 0.01),
+                                             (hidden_layer_rounds, (1, 3, 1), 0.0)])
+def test_no_certificate_where_float32_rounding_ties_the_deployed_logits(build, shape, eps):
+    model, ones, y = build(), np.ones((1, *shape), np.float32), np.array([1])
+    z = evaluate.predict_logits(model, ones)[0]
+    assert z[0] == z[1] and np.argmax(z) == 0  # the deployed model does not classify the image as 1...
+    assert exact_margin(model) > 0  # ...though the exact network does: without the allowance, certified says True
+    assert not certify.certified(model, ones, y, eps)[0]
+    # A clear margin (0.5 instead of 2⁻³⁰, far above any rounding) is certified, by the same compiled function.
+    weights = model.get_weights()
+    if len(weights) == 2:
+        weights[1] = np.array([0.0, 0.5], np.float32)
+    else:
+        weights[1] = np.array([0.5], np.float32)
+    model.set_weights(weights)
+    assert exact_margin(model) >= 0.5
+    assert certify.certified(model, ones, y, eps)[0]
