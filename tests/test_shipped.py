@@ -127,8 +127,27 @@ def test_the_shipped_models_were_made_by_this_code():
         f"{MANIFEST['code_version']}, now: {modelcache.code_version()}): regenerate them with `{SHIP_COMMAND}`")
 
 
+#: The course models the lessons load (``"robust"`` and ``"ibp"`` serve the benchmarks only).
+LESSON_MODELS = ("standard", "transfer", "fgsm", "pgd")
+
+
+def test_the_lessons_load_exactly_these_course_models():
+    """The kinds named in the code (comments left out) of the notebooks' cells that call ``course_model``."""
+    import re
+
+    import nbformat
+
+    used = set()
+    for path in sorted(Path(__file__).parents[1].glob("notebooks/*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code" and "course_model" in cell.source:
+                code = re.sub(r"#.*", "", cell.source)
+                used |= {kind for kind in recipes.COURSE_MODELS if f'"{kind}"' in code}
+    assert used == set(LESSON_MODELS), used
+
+
 @needs_shipped
-@pytest.mark.parametrize("kind", recipes.COURSE_MODELS)
+@pytest.mark.parametrize("kind", LESSON_MODELS)
 def test_every_course_model_of_the_bundled_data_is_shipped(kind, monkeypatch):
     """The recipe's key as the notebooks ask for it (no training: the key is caught on its way to the cache)."""
     keys = []

@@ -82,6 +82,7 @@ def write_shipped(models: list, out: Path, *, fit_unit_seconds: float | None) ->
 
     out = Path(out)
     staging = Path(tempfile.mkdtemp(prefix=".shipped-", dir=out.parent))
+    staging.chmod(0o755)   # mkdtemp makes it private; the shipped folder is for everyone
     try:
         files = {}
         for model in models:
