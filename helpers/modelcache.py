@@ -92,8 +92,7 @@ def _seconds(history) -> float:
 def _said_shipped(name: str, meta: dict) -> str:
     fit_unit = manifest().get("fit_unit_seconds")
     cost = f"about {_seconds(meta.get('history')) / fit_unit:.0f} FU" if fit_unit else "its full training time"
-    return (f"{TAG} {name}: the course's shipped model (data/shipped); training it here takes {cost} "
-            "(RETRAIN = True)")
+    return f"{TAG} {name}: shipped (data/shipped); RETRAIN = True trains it here in {cost}"
 
 
 def load_or_train(key: dict, train_fn: Callable, *, directory=None, retrain: bool = False):

@@ -221,7 +221,7 @@ def test_nbgrader_assigns_grades_and_explains(tmp_path):
     assert exercise.NOT_WRITTEN.format(number=1, what="my_fgsm()") in unanswered
     if _store.manifest():   # autograding reads the shipped model: no training per submission
         solved = (tmp_path / "feedback" / "solved" / NB02 / f"{NB02}.html").read_text()
-        assert "shipped model (data/shipped)" in solved and "trained here" not in solved
+        assert "shipped (data/shipped)" in solved and "trained here" not in solved
     _answers_in_words_wait_for_a_person(tmp_path)
     _one_wrong_of_two(tmp_path)
 

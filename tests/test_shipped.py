@@ -58,7 +58,7 @@ def test_a_shipped_model_is_loaded_before_training_and_says_so(shipped_dir, caps
     assert from_disk and not calls and history == {"loss": [1.0], "time": [3.0]}
     assert all(np.all(w == 0.5) for w in model.get_weights())
     said = capsys.readouterr().out
-    assert said.startswith("[model] standard (toy, 1 epochs): the course's shipped model") and "about 2 FU" in said
+    assert said.startswith("[model] standard (toy, 1 epochs): shipped (data/shipped)") and "about 2 FU" in said
 
 
 def test_shipped_comes_before_the_local_cache_and_retrain_skips_it(shipped_dir, monkeypatch):
