@@ -376,7 +376,11 @@ class RobustnessReport:
                 "flagged": self.flagged}
 
     def __str__(self) -> str:
-        return report.robustness_text(self.to_dict())
+        return self.text()
+
+    def text(self, *, timings: bool = True) -> str:
+        """The report in words (``str(report)``); ``timings=False`` leaves out the times (stable output)."""
+        return report.robustness_text(self.to_dict(), timings=timings)
 
     def to_json(self, path=None) -> str:
         """The report as JSON text; with ``path``, also written there (atomically: complete or absent)."""
@@ -519,10 +523,28 @@ def _report_labels(y, n: int, classes: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _check_classifier(model) -> int:
-    """The number of classes of ``model``, a ``keras.Model`` returning one score per class (else a clear error)."""
+def _as_functional(model, image_shape):
+    """``model`` itself, or a subclassed model (no layer graph) called on a ``keras.Input`` of ``image_shape``."""
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+    try:
+        model.input_shape, model.output_shape  # noqa: B018  (a subclassed model has neither)
+        return model
+    except (AttributeError, ValueError):
+        pass
+    if len(image_shape) != 3:
+        raise ValueError(f"x must be a 4-D batch of images (N, height, width, channels), got shape "
+                         f"{(None, *image_shape)}")
+    inp = keras.Input(tuple(image_shape))
+    try:
+        return keras.Model(inp, model(inp, training=False), name=model.name)
+    except Exception as err:  # noqa: BLE001 - any failure to trace means the same thing to the user
+        raise TypeError(f"the model {model.name!r} has no layer graph and cannot be called on a symbolic input "
+                        f"of shape {tuple(image_shape)} ({err}); build it as a functional or Sequential model") from None
+
+
+def _check_classifier(model) -> int:
+    """The number of classes of ``model``, a ``keras.Model`` returning one score per class (else a clear error)."""
     shape = model.output_shape
     if isinstance(shape, list) or len(shape) != 2 or shape[-1] is None or shape[-1] < 2:
         raise ValueError(f"the model must return one vector of class scores per image, shape (N, classes) with "
@@ -591,6 +613,7 @@ def robustness_report(model, x, y, eps, *, norm: str = "inf", n: int | None = No
     if not isinstance(settings, ReportSettings):
         raise TypeError(f"settings must be a ReportSettings, got {type(settings).__name__}")
     stages = _Stages(progress)
+    model = _as_functional(model, np.shape(x)[1:])
     classes = _check_classifier(model)
     input_range = _check_input_range(input_range)
     x01 = _report_images(model, x, input_range)

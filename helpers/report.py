@@ -254,10 +254,10 @@ def _cell(value, fmt, where):
     return fmt.format(value)
 
 
-def robustness_text(data: dict) -> str:
+def robustness_text(data: dict, *, timings: bool = True) -> str:
     """The text of a robustness report (``evaluate.RobustnessReport.to_dict()``): what was measured, every figure
-    with its 95 % interval, the paired test of PGD against the worst case, the masking checklist, the notes and the
-    time taken."""
+    with its 95 % interval, the paired test of PGD against the worst case, the masking checklist, the notes and
+    (with ``timings``) the time taken — leave it out where the output must not vary (a notebook under nbval)."""
     info = data["info"]
     norm = "L∞" if info["norm"] == "inf" else "L2"
     lines = [f"Robustness report: model {info['model']!r}, {info['n']:,} images of shape "
@@ -279,6 +279,7 @@ def robustness_text(data: dict) -> str:
     lines += ["  " + line for line in format_table(rows, first="ε =").splitlines()]
     if data["notes"]:
         lines += ["", "Notes:"] + [f"  - {note}" for note in data["notes"]]
-    stages = ", ".join(f"{name} {s:.1f} s" for name, s in data["timings"].items())
-    lines += ["", f"Time: {data['seconds']:.1f} s ({stages})"]
+    if timings:
+        stages = ", ".join(f"{name} {s:.1f} s" for name, s in data["timings"].items())
+        lines += ["", f"Time: {data['seconds']:.1f} s ({stages})"]
     return "\n".join(lines)

@@ -96,6 +96,24 @@ def test_probabilities_without_a_softmax_layer_are_attacked_through_their_log(bn
     assert any("log-probabilities" in note and "masked" in note for note in notes)
 
 
+def test_a_subclassed_model_returning_probabilities_is_wrapped(data):
+    class Probabilities(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.flat, self.dense = keras.layers.Flatten(), keras.layers.Dense(4)
+
+        def call(self, x, training=False):
+            return keras.ops.softmax(self.dense(self.flat(x)))
+
+    x = data[0][:8]
+    model = Probabilities()
+    functional = evaluate._as_functional(model, x.shape[1:])
+    assert functional.output_shape == (None, 4)
+    net, notes = evaluate._report_model(functional, x, (0.0, 1.0))
+    assert np.allclose(keras.ops.softmax(net(x)), model(x), atol=1e-5)
+    assert any("log-probabilities" in note for note in notes)
+
+
 def test_another_input_range_is_rescaled_for_the_model(bn_model, data):
     x = data[0][:8]
     inner = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255), bn_model])
@@ -183,6 +201,7 @@ def test_the_report_reads_as_text_json_and_one_self_contained_page(tmp_path):
     assert "http" not in page and "<script" not in page and "class=FAIL" in page
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.json"]  # no temporary file left
     assert not _made_up_report().flagged and "every check" in str(_made_up_report())
+    assert "Time:" in text and "Time:" not in rep.text(timings=False)
 
 
 def _saved(tmp_path, model, data):
