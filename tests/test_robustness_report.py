@@ -302,3 +302,16 @@ def test_the_command_end_to_end(tmp_path, capsys, trained, data, monkeypatch):
     assert page.count("data:image/png;base64,") == 2
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["info"]["n"] == 16 and saved["figures"]["worst case"]["n"] == 16
+
+
+@pytest.mark.slow
+def test_an_l2_report_on_a_sequential_model_in_0_255(trained, data, monkeypatch):
+    monkeypatch.setenv("COURSE_EVAL_CACHE", "0")
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255), trained])
+    rep = evaluate.robustness_report(model, data[0] * 255, data[1], 0.5, norm="l2", n=32, settings=TINY,
+                                     input_range=(0, 255))
+    assert "FGM (L2)" in rep.figures and "certified" not in rep.figures
+    assert any("L∞ balls only" in note for note in rep.notes) and any("[0, 255]" in note for note in rep.notes)
+    assert rep.accuracy("clean") == evaluate.accuracy(trained, data[0][:32], data[1][:32])
+    large = next(c for c in rep.checks if c["check"] == "accuracy reaches 0 at a large ε")
+    assert "ε = 55.4" in large["detail"]  # √(32·32·3): any image of [0, 1] is in reach
