@@ -315,3 +315,40 @@ def test_an_l2_report_on_a_sequential_model_in_0_255(trained, data, monkeypatch)
     assert rep.accuracy("clean") == evaluate.accuracy(trained, data[0][:32], data[1][:32])
     large = next(c for c in rep.checks if c["check"] == "accuracy reaches 0 at a large ε")
     assert "ε = 55.4" in large["detail"]  # √(32·32·3): any image of [0, 1] is in reach
+
+
+def _checklist(**change):
+    """The masking checklist on made-up outcomes of 100 images (a healthy model unless ``change`` says otherwise)."""
+    n = 100
+    right = lambda k: np.arange(n) < k  # noqa: E731  (the first k images right)
+    acc = {"clean": 97, "noise": 95, "FGSM": 90, "PGD-40": 80, "worst case": 78, "certified": 10,
+           "curve FGSM": 20, "curve PGD-10": 20, "large": 0, **change}
+    figures = {k: evaluate._figure(right(acc[k]), "") for k in ("clean", "noise", "FGSM", "PGD-40", "worst case",
+                                                                "certified") if acc[k] is not None}
+    for k in figures:
+        figures[k]["right"] = right(acc[k])
+    pair = evaluate.report.paired_difference(right(acc["PGD-40"]), right(acc["worst case"]))
+    paired = {**pair._asdict(), "text": str(pair)}
+    at_eps = {"FGSM": right(acc["curve FGSM"])[:20], "PGD-10": right(acc["curve PGD-10"])[:20]}
+    large = {"eps": 1.0, "steps": 20, **evaluate._figure(right(acc["large"]), "")}
+    found = evaluate._masking_checks(figures, large, paired, at_eps, right(acc["PGD-40"]), 1)
+    return {c["check"]: c["verdict"] for c in found}
+
+
+@pytest.mark.parametrize("change, failing", [
+    ({"curve PGD-10": 18}, "more steps never help"),   # on the curve's 20 images PGD-40 leaves 20, PGD-10 18
+    ({"curve FGSM": 18}, "more steps never help"),     # PGD-10 leaves more than a one-step attack
+    ({"large": 2}, "accuracy reaches 0 at a large ε"),
+    ({"noise": 70}, "noise weaker than PGD"),
+    ({"worst case": 82}, "strong suite at least as strong as PGD"),
+    ({"worst case": 60}, "PGD within 5% of the strong suite"),
+    ({"certified": 79}, "certified ≤ strong"),
+])
+def test_each_masking_check_fails_when_it_should(change, failing):
+    assert set(_checklist().values()) == {"pass"}
+    verdicts = _checklist(**change)
+    assert verdicts[failing] == "FAIL" and sum(v == "FAIL" for v in verdicts.values()) == 1, verdicts
+
+
+def test_a_check_that_cannot_run_says_so():
+    assert _checklist(certified=None)["certified ≤ strong"] == "not run"
