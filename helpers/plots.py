@@ -299,9 +299,10 @@ def plot_report_figures(figures: dict, *, title="Accuracy with 95 % intervals", 
     err = np.array([[figures[k]["accuracy"] - figures[k]["low"] for k in names],
                     [figures[k]["high"] - figures[k]["accuracy"] for k in names]])
     ax.barh(names, acc, xerr=err, color="#6b9bd1", ecolor="black", capsize=3)
-    for i, a in enumerate(acc):
-        ax.text(min(a + 0.02, 0.9), i, f"{a:.1%}", va="center", fontsize=8)
-    ax.set_xlim(0, 1.05)
+    for i, (a, high) in enumerate(zip(acc, acc + err[1])):
+        ax.text(high + 0.015, i, f"{a:.1%}", va="center", fontsize=8)  # right of the interval's end
+    ax.set_xlim(0, 1.16)
+    ax.set_xticks(np.linspace(0, 1, 6))
     ax.set_xlabel("accuracy (fraction of the images)")
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
