@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import attacks, autoattack, certify, evalcache, plots, registry, report
+from . import attacks, autoattack, certify, data, evalcache, plots, registry, report
 from ._checks import check_bool, check_choice, check_eps, check_images, check_labels, check_positive_int
 from ._compiled import batched, compiled, input_specs
 from ._store import function_hash, write_atomic
@@ -773,16 +773,6 @@ def _masking_checks(figures, large, paired, at_eps, pgd_right, tolerance) -> lis
 
 # --------------------------------------------------------------------------------------------------- the command
 
-def load_npz(path) -> tuple:
-    """``(x, y)`` from a ``.npz`` file holding ``x`` and ``y``, or ``x_test`` and ``y_test``."""
-    with np.load(path, allow_pickle=False) as found:
-        for xk, yk in (("x", "y"), ("x_test", "y_test")):
-            if xk in found.files and yk in found.files:
-                return found[xk], found[yk]
-        raise ValueError(f"{path} must hold arrays 'x' and 'y' (or 'x_test' and 'y_test'); it holds "
-                         f"{', '.join(map(repr, found.files)) or 'nothing'}")
-
-
 def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m helpers.evaluate",
@@ -790,8 +780,8 @@ def _parser():
                     "suite (APGD-CE, APGD-DLR, Square, worst case per image), certified accuracy where IBP applies, "
                     "the masking checklist, an accuracy-vs-ε curve; every figure with its 95 % interval.")
     parser.add_argument("model", help="a saved Keras model (.keras)")
-    parser.add_argument("--data", required=True, help=".npz with x and y (or x_test and y_test); labels as class "
-                                                      "indices or one-hot")
+    parser.add_argument("--data", required=True, help=".npz with the images and labels (helpers.data.load_npz); "
+                                                      "labels as class indices or one-hot")
     parser.add_argument("--eps", type=float, required=True, help="the budget, in units of the [0, 1] pixel range")
     parser.add_argument("--norm", choices=attacks.NORMS, default="inf")
     parser.add_argument("--n", type=int, default=1000, help="use the first n images (default 1000)")
@@ -818,7 +808,7 @@ def main(argv=None) -> int:
     try:
         progress(f"loading {args.model} and {args.data}")
         model = keras.models.load_model(args.model, compile=False)
-        x, y = load_npz(args.data)
+        x, y = data.load_npz(args.data)
         result = robustness_report(model, x, y, args.eps, norm=args.norm, n=args.n,
                                    input_range=tuple(args.input_range), seed=args.seed, progress=progress)
         progress("writing the report")

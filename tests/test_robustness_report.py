@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 
+from helpers import data as data_module
 from helpers import evaluate
 
 keras = pytest.importorskip("keras")
@@ -171,10 +172,10 @@ def test_one_hot_labels_and_the_npz_layouts_are_read(tmp_path, data):
     np.savez(tmp_path / "a.npz", x=x, y=y)
     np.savez(tmp_path / "b.npz", x_test=x, y_test=np.eye(4)[y], x_train=x[:1])
     np.savez(tmp_path / "c.npz", images=x, labels=y)
-    assert all(np.array_equal(a, b) for a, b in zip(evaluate.load_npz(tmp_path / "a.npz"), (x, y)))
-    assert np.array_equal(evaluate.load_npz(tmp_path / "b.npz")[1], np.eye(4)[y])
+    assert all(np.array_equal(a, b) for a, b in zip(data_module.load_npz(tmp_path / "a.npz"), (x, y)))
+    assert np.array_equal(data_module.load_npz(tmp_path / "b.npz")[1], np.eye(4)[y])
     with pytest.raises(ValueError, match="'images', 'labels'"):
-        evaluate.load_npz(tmp_path / "c.npz")
+        data_module.load_npz(tmp_path / "c.npz")
 
 
 def _made_up_report(flagged=False):
