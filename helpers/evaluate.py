@@ -780,13 +780,14 @@ def _parser():
                     "suite (APGD-CE, APGD-DLR, Square, worst case per image), certified accuracy where IBP applies, "
                     "the masking checklist, an accuracy-vs-ε curve; every figure with its 95 % interval.")
     parser.add_argument("model", help="a saved Keras model (.keras)")
-    parser.add_argument("--data", required=True, help=".npz with the images and labels (helpers.data.load_npz); "
-                                                      "labels as class indices or one-hot")
+    parser.add_argument("--data", required=True, help=".npz holding arrays x and y, or the test split's pair (see "
+                                                      "helpers.data.load_npz); labels as class indices or one-hot")
     parser.add_argument("--eps", type=float, required=True, help="the budget, in units of the [0, 1] pixel range")
     parser.add_argument("--norm", choices=attacks.NORMS, default="inf")
-    parser.add_argument("--n", type=int, default=1000, help="use the first n images (default 1000)")
+    parser.add_argument("--n", type=int, default=1000, help="use the first n images (default 1000; all if fewer)")
     parser.add_argument("--input-range", type=float, nargs=2, default=(0.0, 1.0), metavar=("LOW", "HIGH"),
-                        help="the pixel range the model expects, e.g. 0 255 (default 0 1)")
+                        help="the pixel range the model expects, e.g. 0 255 (default 0 1); "
+                             "--eps stays a fraction of that range (8/255 = eight 8-bit steps)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="report.html", help="the HTML page to write; the JSON goes beside it")
     return parser
