@@ -75,6 +75,8 @@ def main(argv=None) -> int:
     print(f"fit unit: {fu:.2f} s")
     for r in runs["report"]:
         print("report stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["stages"].items()))
+        strong_stage = next(v for k, v in r["stages"].items() if k.startswith("strong suite"))
+        print(f"  report / its own strong-suite stage (same process, same load): {r['seconds'] / strong_stage:.2f}")
     return 0
 
 
