@@ -635,6 +635,8 @@ def robustness_report(model, x, y, eps, *, norm: str = "inf", n: int | None = No
         if held[key] is not None:
             figures[row] = _figure(held[key], "strong suite" if key != "worst" else
                                    "right after every attack of the strong suite (per image)")
+    if held["square"] is None:
+        notes.append("Square is an L∞ attack here: in L2 the strong suite's worst case is over APGD-CE and APGD-DLR")
     cert, why = stages.run("certification (IBP)", _certified, net, x01, labels, eps, norm)
     if cert is not None:
         figures["certified"] = _figure(cert, "proved for the whole ε-ball by interval bound propagation")

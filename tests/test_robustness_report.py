@@ -311,7 +311,8 @@ def test_an_l2_report_on_a_sequential_model_in_0_255(trained, data, monkeypatch)
     model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255), trained])
     rep = evaluate.robustness_report(model, data[0] * 255, data[1], 0.5, norm="l2", n=32, settings=TINY,
                                      input_range=(0, 255))
-    assert "FGM (L2)" in rep.figures and "certified" not in rep.figures
+    assert "FGM (L2)" in rep.figures and "certified" not in rep.figures and "Square" not in rep.figures
+    assert any("Square is an L∞ attack" in note for note in rep.notes)
     assert any("L∞ balls only" in note for note in rep.notes) and any("[0, 255]" in note for note in rep.notes)
     assert rep.accuracy("clean") == evaluate.accuracy(trained, data[0][:32], data[1][:32])
     large = next(c for c in rep.checks if c["check"] == "accuracy reaches 0 at a large ε")
