@@ -569,3 +569,14 @@ def _check_reachable(urls, timeout: float = None) -> list[str]:
         if t.is_alive():
             failures.setdefault(server, f"no answer within {timeout:g} s")
     return [f"{host}:{port} ({failures[(host, port)]})" for host, port in sorted(failures)]
+
+
+def load_npz(path) -> tuple:
+    """``(x, y)`` from a user's ``.npz`` file holding arrays ``x`` and ``y``, or ``x_test`` and ``y_test`` (as
+    ``python -m helpers.evaluate --data`` reads it); a ValueError names the arrays the file holds otherwise."""
+    with np.load(path, allow_pickle=False) as found:
+        for xk, yk in (("x", "y"), ("x_test", "y_test")):
+            if xk in found.files and yk in found.files:
+                return found[xk], found[yk]
+        raise ValueError(f"{path} must hold arrays 'x' and 'y' (or 'x_test' and 'y_test'); it holds "
+                         f"{', '.join(map(repr, found.files)) or 'nothing'}")

@@ -286,3 +286,87 @@ def eps_slider(render: Callable, eps_values: Sequence, *, description="ε", star
     slider.observe(show, names="value")
     show()
     return widgets.VBox([slider, image])
+
+
+# ------------------------------------------------------------------------------- the robustness report's page
+
+def plot_report_figures(figures: dict, *, title="Accuracy with 95 % intervals", ax=None):
+    """Horizontal bars of ``{row: {"accuracy", "low", "high"}}`` with their 95 % intervals as error bars."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 0.38 * len(figures) + 1.2))
+    names = list(figures)[::-1]
+    acc = np.array([figures[k]["accuracy"] for k in names])
+    err = np.array([[figures[k]["accuracy"] - figures[k]["low"] for k in names],
+                    [figures[k]["high"] - figures[k]["accuracy"] for k in names]])
+    ax.barh(names, acc, xerr=err, color="#6b9bd1", ecolor="black", capsize=3)
+    for i, (a, high) in enumerate(zip(acc, acc + err[1])):
+        ax.text(high + 0.015, i, f"{a:.1%}", va="center", fontsize=8)  # right of the interval's end
+    ax.set_xlim(0, 1.16)
+    ax.set_xticks(np.linspace(0, 1, 6))
+    ax.set_xlabel("accuracy (fraction of the images)")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+def plot_report_curve(curve: dict, *, eps=None, norm="inf", ax=None):
+    """The report's accuracy-vs-ε curves (``{"eps", "n", "curves": {name: {"accuracy", "low", "high"}}}``), each
+    with its 95 % interval as a band; a dotted line at the report's ε."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    for (name, c), marker in zip(curve["curves"].items(), "osD^v"):
+        ax.plot(curve["eps"], c["accuracy"], marker=marker, label=name)
+        ax.fill_between(curve["eps"], c["low"], c["high"], alpha=0.2)
+    if eps is not None:
+        ax.axvline(eps, color="grey", ls=":", lw=1, label=f"ε = {eps:.3g}")
+    ax.set_xlabel(f"ε ({'L∞' if norm == 'inf' else 'L2'}, pixel units of [0, 1])")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"Accuracy vs ε on {curve['n']:,} images (bands: 95 % intervals)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+_PAGE_STYLE = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
+               "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+               "text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}"
+               ".pass{background:#dff0d8}.FAIL{background:#f2dede;font-weight:bold}.notrun{background:#eee}"
+               ".flag{padding:0.6em;border:2px solid #a94442;background:#f2dede}"
+               ".ok{padding:0.6em;border:1px solid #3c763d;background:#dff0d8}img{max-width:100%}")
+
+
+def _png_tag(fig, alt: str) -> str:
+    data = base64.b64encode(figure_to_png(fig, dpi=90)).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def robustness_page(data: dict) -> str:
+    """One self-contained HTML page (no script, no external file: figures inlined as base64 PNG) for a robustness
+    report (``evaluate.RobustnessReport.to_dict()``)."""
+    e, info = html.escape, data["info"]
+    norm = "L∞" if info["norm"] == "inf" else "L2"
+    rows = "".join(f"<tr><td>{e(name)}</td><td class=num>{100 * r['accuracy']:.1f} %</td><td class=num>"
+                   f"[{100 * r['low']:.1f}, {100 * r['high']:.1f}]</td><td>{e(r['detail'])}</td></tr>"
+                   for name, r in data["figures"].items())
+    checks = "".join(f"<tr class={c['verdict'].replace(' ', '')}><td>{e(c['verdict'])}</td><td>{e(c['check'])}"
+                     f"</td><td>{e(c['detail'])}</td></tr>" for c in data["checks"])
+    banner = ('<p class=flag>Some checks FAILED: the figures may overstate the robustness (gradient masking?). '
+              'Read the checklist below.</p>' if data["flagged"] else
+              '<p class=ok>Every check of the masking checklist that ran passed.</p>')
+    notes = "".join(f"<li>{e(n)}</li>" for n in data["notes"]) or "<li>none</li>"
+    times = "".join(f"<tr><td>{e(k)}</td><td class=num>{v:.1f} s</td></tr>" for k, v in data["timings"].items())
+    bars = _png_tag(plot_report_figures(data["figures"]).figure, "accuracy of every row with its 95 % interval")
+    curve = _png_tag(plot_report_curve(data["curve"], eps=info["eps"], norm=info["norm"]).figure,
+                     "accuracy vs ε with 95 % bands")
+    title = f"Robustness report: {info['model']}"
+    return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{e(title)}</title>"
+            f"<style>{_PAGE_STYLE}</style></head><body><h1>{e(title)}</h1>"
+            f"<p>{info['n']:,} images of shape {e(str(tuple(info['image_shape'])))}, {info['classes']} classes; "
+            f"threat model: {norm} ε = {info['eps']:.4g} (pixel units of [0, 1]); seed {info['seed']}.</p>{banner}"
+            f"<h2>Accuracy</h2><table><tr><th>attack</th><th>accuracy</th><th>95 % interval</th><th>what</th></tr>"
+            f"{rows}</table>{bars}<h2>Paired test</h2><p>{e(data['paired']['attack_a'])} vs {e(data['paired']['attack_b'])} on "
+            f"the same images: {e(data['paired']['text'])}</p><h2>Masking checklist</h2><table><tr><th>verdict</th>"
+            f"<th>check</th><th>detail</th></tr>{checks}</table><h2>Accuracy vs ε</h2>{curve}<h2>Notes</h2>"
+            f"<ul>{notes}</ul><h2>Time</h2><table>{times}<tr><th>total</th><th class=num>{data['seconds']:.1f} s"
+            "</th></tr></table></body></html>\n")

@@ -252,3 +252,34 @@ def _cell(value, fmt, where):
                          "prints fractions in [-1, 1] as percentages; pass the fraction (e.g. 450 / 500, or 0.967 "
                          "for 96.7 %), or format the value yourself (a string is printed as it is), or pass fmt=")
     return fmt.format(value)
+
+
+def robustness_text(data: dict, *, timings: bool = True) -> str:
+    """The text of a robustness report (``evaluate.RobustnessReport.to_dict()``): what was measured, every figure
+    with its 95 % interval, the paired test of PGD against the worst case, the masking checklist, the notes and
+    (with ``timings``) the time taken — leave it out where the output must not vary (a notebook under nbval)."""
+    info = data["info"]
+    norm = "L∞" if info["norm"] == "inf" else "L2"
+    lines = [f"Robustness report: model {info['model']!r}, {info['n']:,} images of shape "
+             f"{tuple(info['image_shape'])}, {info['classes']} classes, {norm} ε = {info['eps']:.4g}", ""]
+    width = max(len(name) for name in data["figures"])
+    for name, row in data["figures"].items():
+        lines.append(f"  {name:{width}s}  {with_interval(row['accuracy'], row['n']):>24s}   {row['detail']}")
+    paired = data["paired"]
+    lines += ["", f"Paired test, {paired['attack_a']} vs {paired['attack_b']} (same images): {paired['text']}", "",
+              "Masking checklist:"]
+    for c in data["checks"]:
+        lines.append(f"  [{c['verdict']:^7s}] {c['check']}: {c['detail']}")
+    verdict = ("SOME CHECKS FAILED: the figures above may overstate the robustness (gradient masking?)"
+               if data["flagged"] else "every check that ran passed")
+    lines += [f"  => {verdict}"]
+    curve = data["curve"]
+    lines += ["", f"Accuracy vs ε ({curve['n']:,} images):"]
+    rows = {name: {f"{e:.3g}": v for e, v in zip(curve["eps"], c["accuracy"])} for name, c in curve["curves"].items()}
+    lines += ["  " + line for line in format_table(rows, first="ε =").splitlines()]
+    if data["notes"]:
+        lines += ["", "Notes:"] + [f"  - {note}" for note in data["notes"]]
+    if timings:
+        stages = ", ".join(f"{name} {s:.1f} s" for name, s in data["timings"].items())
+        lines += ["", f"Time: {data['seconds']:.1f} s ({stages})"]
+    return "\n".join(lines)

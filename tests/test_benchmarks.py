@@ -77,6 +77,6 @@ def test_notebook_times_report_flags_what_is_over_its_limit():
     text = bench.report(res, 2.0, [2.0, 2.1], ["cold", "warm"], "header")
     assert "| 01_a | 20 | 10.0 | 5 | 2.5 |" in text            # 10 FU cold, 2.5 FU warm: within
     assert "| 02_b | 60 | 30.0 ✗ | 30 | 15.0 ✗ |" in text      # 30 FU cold, 15 FU warm: over both limits
-    assert "cold: over the limit: 02_b" in text and "cold series: 40 FU (within 150 FU)" in text
+    assert "cold: over the limit: 02_b" in text and "cold series: 40 FU (within 120 FU)" in text
     assert "cell 3 `train()` 10.0 s (5.0 FU)" in text
     assert bench.differing_cells(res) == {"01_a": [], "02_b": [0]}
