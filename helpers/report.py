@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import textwrap
 from typing import NamedTuple
 
 import numpy as np
@@ -264,7 +265,7 @@ def robustness_text(data: dict, *, timings: bool = True) -> str:
              f"{tuple(info['image_shape'])}, {info['classes']} classes, {norm} ε = {info['eps']:.4g}", ""]
     width = max(len(name) for name in data["figures"])
     for name, row in data["figures"].items():
-        lines.append(f"  {name:{width}s}  {with_interval(row['accuracy'], row['n']):>24s}   {row['detail']}")
+        lines.append(f"  {name:{width}s}  {with_interval(row['accuracy'], row['n']):<22s}  {row['detail']}")
     paired = data["paired"]
     lines += ["", f"Paired test, {paired['attack_a']} vs {paired['attack_b']} (same images): {paired['text']}", "",
               "Masking checklist:"]
@@ -282,4 +283,12 @@ def robustness_text(data: dict, *, timings: bool = True) -> str:
     if timings:
         stages = ", ".join(f"{name} {s:.1f} s" for name, s in data["timings"].items())
         lines += ["", f"Time: {data['seconds']:.1f} s ({stages})"]
-    return "\n".join(lines)
+    return "\n".join(_wrapped(line) for line in lines)
+
+
+def _wrapped(line: str, width: int = 118) -> str:
+    """``line`` folded at ``width`` characters, its continuations indented under its text."""
+    if len(line) <= width:
+        return line
+    indent = " " * (len(line) - len(line.lstrip()) + 4)
+    return textwrap.fill(line, width=width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)

@@ -354,3 +354,12 @@ def test_each_masking_check_fails_when_it_should(change, failing):
 
 def test_a_check_that_cannot_run_says_so():
     assert _checklist(certified=None)["certified ≤ strong"] == "not run"
+
+
+def test_the_report_text_keeps_lines_short():
+    """A notebook prints it: no line over 118 characters, however long a check's detail or the paired test."""
+    rep = _made_up_report()
+    rep.checks[0]["detail"] = "PGD-40 − worst case: " + "+3.6 points, paired 95 % interval [+1.9, +5.4]; " * 4
+    rep.paired["text"] = rep.checks[0]["detail"]
+    lines = str(rep).splitlines()
+    assert max(map(len, lines)) <= 118 and "paired 95 % interval [+1.9, +5.4]" in str(rep)
