@@ -42,6 +42,7 @@ def cache_dir(path=None) -> Path:
     return Path(path)
 
 
+@functools.lru_cache(maxsize=256)
 def code_text(source: str) -> str:
     """What decides a module's behaviour, as text: its syntax tree without docstrings (comments never reach it),
     so that editing prose does not invalidate what was computed or shipped."""
