@@ -101,8 +101,9 @@ def load_or_train(key: dict, train_fn: Callable, *, directory=None, retrain: boo
     ``train_fn()`` returns ``(model, history)`` where ``history`` is a JSON-able dict (per-epoch figures) or None.
     Read, in this order: the shipped model (unless ``retrain`` or ``retraining()``), then the local cache (unless
     ``retrain``); else ``train_fn()`` runs and its results are cached locally: the history first, the model last,
-    each written atomically (``retrain=True`` trains in front of the student, as notebook 01 does).  An unreadable file is retrained with a warning; a shipped file
-    that is missing or fails its checksum is retrained with a line that says so.
+    each written atomically (``retrain=True`` trains in front of the student, as notebook 01 does).  An unreadable
+    file is passed over with a warning; a shipped file that is missing or fails its checksum with a line that says
+    so (the model then comes from the local cache, or is trained).
     """
     key = _full_key(key)
     stem = cache_key(**key)
@@ -112,7 +113,7 @@ def load_or_train(key: dict, train_fn: Callable, *, directory=None, retrain: boo
     if not (retrain or retraining()):  # shipped first: every machine prints the numbers the lessons quote
         found, why = shipped(f"models/{stem}.keras")
         if why:
-            print(f"{TAG} {name}: {why}; training it instead")
+            print(f"{TAG} {name}: {why}; not used")
         if found is not None:
             candidates.append((found, None))
     if not retrain:
