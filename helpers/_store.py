@@ -30,6 +30,9 @@ PACKAGE = Path(__file__).resolve().parent
 #: checksummed in ``MANIFEST.json``; ``python -m helpers.course ship`` regenerates it.
 SHIPPED = PACKAGE.parent / "data" / "shipped"
 MANIFEST = "MANIFEST.json"
+#: ``COURSE_SHIPPED_EVALUATIONS=0``: compute every evaluation rather than read the shipped ones (the ship command
+#: sets it while it re-makes them).
+SHIPPED_EVALUATIONS_ENV = "COURSE_SHIPPED_EVALUATIONS"
 _SIMPLE = (type(None), type(...), bool, int, float, complex, str, bytes)
 #: Folders of installed code (the standard library, site-packages): its functions and classes are named, not hashed.
 _LIBRARIES = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})

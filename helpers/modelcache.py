@@ -78,6 +78,11 @@ def cache_file(key: dict, directory=None) -> Path:
     return cache_dir(directory) / f"{cache_key(**_full_key(key))}.keras"
 
 
+def describe(key: dict) -> str:
+    """How the lines of ``[model]`` and ``[evaluation]`` name the model of recipe ``key``."""
+    return f"{key.get('recipe', 'model')} ({key.get('dataset', '?')}, {key.get('epochs', '?')} epochs)"
+
+
 def _read(path: Path):
     """``(model, metadata)`` from a ``.keras`` file and the ``.json`` beside it (``{}`` when that is missing)."""
     model = keras.models.load_model(path, compile=False)
@@ -108,7 +113,7 @@ def load_or_train(key: dict, train_fn: Callable, *, directory=None, retrain: boo
     key = _full_key(key)
     stem = cache_key(**key)
     path = cache_dir(directory) / f"{stem}.keras"
-    name = f"{key.get('recipe', 'model')} ({key.get('dataset', '?')}, {key.get('epochs', '?')} epochs)"
+    name = describe(key)
     candidates = []
     if not (retrain or retraining()):  # shipped first: every machine prints the numbers the lessons quote
         found, why = shipped(f"models/{stem}.keras")

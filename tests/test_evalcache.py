@@ -105,15 +105,15 @@ def test_the_code_is_part_of_the_key(cache, monkeypatch):
 def test_the_key_covers_the_source_of_evaluate_and_of_the_weight_modules(tmp_path):
     folder = tmp_path / "helpers"
     shutil.copytree(Path(evalcache.__file__).parent, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    before = evalcache._code(folder)
-    assert before == evalcache._code()
+    before = evalcache.code_version(folder)
+    assert before == evalcache.code_version()
     for name in ("evaluate", "evalcache", "attacks"):
         source = folder / f"{name}.py"
         text = source.read_text()
         source.write_text(text + "\n_EDITED = 1\n")
-        assert evalcache._code(folder) != before, name
+        assert evalcache.code_version(folder) != before, name
         source.write_text(text)
-    assert evalcache._code(folder) == before
+    assert evalcache.code_version(folder) == before
 
 
 @pytest.mark.slow

@@ -54,9 +54,9 @@ def test_a_new_attack_is_one_entry_and_the_evaluation_key_sees_its_module(tmp_pa
     monkeypatch.setattr(registry, "_BY_NAME", {**registry._BY_NAME, "bim": entry})
     monkeypatch.setattr(registry, "MEASURED", registry.MEASURED + ("bim",))
     assert evaluate.resolve_attack("bim").keywords == {"random_start": False}
-    before = evalcache._code(folder)
+    before = evalcache.code_version(folder)
     (folder / "certify.py").write_text((folder / "certify.py").read_text() + "\n_EDITED = 1\n")
-    assert evalcache._code(folder) != before
+    assert evalcache.code_version(folder) != before
 
 
 def test_randomness_comes_from_the_registry():

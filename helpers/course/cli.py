@@ -3,7 +3,7 @@
 ``python -m helpers.course``: ``build [--out build] [--dataset NAME] [--only PATTERN] [--timeout SECONDS]
 [--no-fit-unit] [--retrain]`` executes the series and writes HTML and student versions (``helpers.course.build``);
 ``release --out DIR [--only PATTERN] [--timeout SECONDS]`` writes an nbgrader course directory
-(``helpers.course.release``); ``ship [--from-cache DIR]`` regenerates the shipped models (``helpers.course.ship``).
+(``helpers.course.release``); ``ship [--from-cache DIR] [--evaluations]`` regenerates the shipped models and evaluations (``helpers.course.ship``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ def main(argv=None) -> int:
                    help="train every model here instead of loading the course's shipped ones (COURSE_RETRAIN=1)")
     s_ = sub.add_parser("ship", help="regenerate the shipped models (data/shipped): the series, retrained from scratch")
     s_.add_argument("--from-cache", help="ship the models an earlier COURSE_RETRAIN=1 run left in this cache folder")
+    s_.add_argument("--evaluations", action="store_true",
+                    help="keep the shipped models; re-make only their shipped evaluations (the series runs on them)")
     _notebook_args(s_, "ship", "seconds allowed per cell (default: 600)")
     r = sub.add_parser("release", help="write an nbgrader course directory (needs pip install -e .[instructor])")
     r.add_argument("--out", required=True, help="the course directory to write (source/ and nbgrader_config.py)")
@@ -79,7 +81,8 @@ def _ship(args) -> int:
               file=sys.stderr)
         return 2
     try:
-        ship(from_cache=args.from_cache, notebooks_dir=args.notebooks, timeout=args.timeout)
+        ship(from_cache=args.from_cache, evaluations_only=args.evaluations, notebooks_dir=args.notebooks,
+             timeout=args.timeout)
     except (ShipError, BuildError) as err:
         print(f"Ship failed: {err}\nNothing was replaced.", file=sys.stderr)
         return 1
