@@ -114,13 +114,14 @@ def _load(path: Path):
         return None
 
 
-def _say(kind: str, model_fingerprint: str, n: int, where: str) -> None:
-    """One line per kind of evaluation and model per session: where its figures came from."""
+def _say(kind: str, model, model_fingerprint: str, n: int, where: str) -> None:
+    """One line per kind of evaluation and model per session: where its figures came from (a shipped model is
+    named by its recipe, any other by its Keras name)."""
     if kind not in SHIPPABLE or (kind, model_fingerprint) in _said:
         return
     _said.add((kind, model_fingerprint))
-    model = manifest().get("evaluations", {}).get("models", {}).get(model_fingerprint, "this model")
-    print(f"{TAG} {SHIPPABLE[kind]}, {model}, {n} images: {where}")
+    name = manifest().get("evaluations", {}).get("models", {}).get(model_fingerprint, f"model {model.name!r}")
+    print(f"{TAG} {SHIPPABLE[kind]}, {name}, {n} images: {where}")
 
 
 def _cost(seconds) -> str:
@@ -155,7 +156,7 @@ def remember(kind: str, model, arrays, params: dict, compute, *, compress: bool 
     stem = _key(kind, model_fingerprint, arrays, params)
     found, where = _find(kind, stem)
     if found is not None:
-        _say(kind, model_fingerprint, len(arrays[0]), where)
+        _say(kind, model, model_fingerprint, len(arrays[0]), where)
         return found
     start = time.perf_counter()
     result = compute()
@@ -167,5 +168,5 @@ def remember(kind: str, model, arrays, params: dict, compute, *, compress: bool 
         __model__=np.asarray(model_fingerprint), **arrays_out))
     if where:   # a damaged shipped file: said every time
         print(f"{TAG} {where}; computed here instead")
-    _say(kind, model_fingerprint, len(arrays[0]), f"computed here in {seconds:.0f} s")
+    _say(kind, model, model_fingerprint, len(arrays[0]), f"computed here in {seconds:.0f} s")
     return result

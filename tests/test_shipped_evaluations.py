@@ -48,14 +48,17 @@ def _evaluate(model, calls, value=True, kind="strong"):
 
 
 def _ship_one(world, monkeypatch):
-    """Evaluate a shipped model (and, in the same cache, adversarial images of it and a live model's outcomes),
-    ship what may ship, then point the local cache at an empty folder."""
+    """Evaluate a shipped model (and, in the same cache, adversarial images of it, the outcomes of a model trained
+    during the run and of one built from the shipped one), ship what may ship, then point the local cache at an
+    empty folder."""
     model, path = _model(world / "trained")
-    live, _ = _model(world / "live", seed=1)
+    live, _ = _model(world / "made", seed=1, name="trained-live")   # in the run's cache: trained there
+    derived = models.build_model((8, 8, 1), 3, arch="mlp", seed=2)   # built in a cell from the shipped weights
     calls = []
     _evaluate(model, calls)
     _evaluate(model, calls, kind="adversarial")
     _evaluate(live, calls)
+    _evaluate(derived, calls)
     made = ship.collect_evaluations(world / "made", [path])
     manifest = ship.write_shipped([path], _store.SHIPPED, fit_unit_seconds=2.0, evaluations=made,
                                   evaluations_fit_unit=0.001)
@@ -66,8 +69,8 @@ def _ship_one(world, monkeypatch):
 
 def test_a_shipped_evaluation_is_read_not_computed_and_says_so_once(world, monkeypatch, capsys):
     model, manifest = _ship_one(world, monkeypatch)
-    assert manifest["evaluations"]["count"] == 1, "neither adversarial images nor a live model's outcomes ship"
-    assert [rel.split("/")[0] for rel in manifest["files"]].count("evaluations") == 1
+    assert manifest["evaluations"]["count"] == 2, "neither adversarial images nor a live model's outcomes ship"
+    assert [rel.split("/")[0] for rel in manifest["files"]].count("evaluations") == 2
     capsys.readouterr()
     calls = []
     assert _evaluate(model, calls, value=False).all() and not calls, "the shipped outcomes, not a new computation"
@@ -96,9 +99,10 @@ def test_shipped_comes_before_the_local_cache_and_can_be_switched_off(world, mon
 
 def test_a_damaged_shipped_evaluation_is_computed_with_a_line_that_says_why(world, monkeypatch, capsys):
     model, manifest = _ship_one(world, monkeypatch)
-    rel = next(rel for rel in manifest["files"] if rel.startswith("evaluations/"))
-    path = _store.SHIPPED / rel
-    path.write_bytes(path.read_bytes()[:-1] + b"!")
+    for rel in manifest["files"]:
+        if rel.startswith("evaluations/"):
+            path = _store.SHIPPED / rel
+            path.write_bytes(path.read_bytes()[:-1] + b"!")
     capsys.readouterr()
     calls = []
     assert not _evaluate(model, calls, value=False).any() and calls == ["strong"]

@@ -83,28 +83,31 @@ def collect(cache: Path) -> list:
 
 def collect_evaluations(cache: Path, models: list) -> tuple:
     """``(files, names)``: the shippable evaluations in ``cache/evaluations`` (``evalcache.SHIPPABLE``: per-image
-    outcomes, never adversarial images) of the ``models`` (``.keras`` files), sorted, and for each such model's
-    fingerprint the name its ``[evaluation]`` lines give it."""
+    outcomes, never adversarial images), sorted, and the name each ``[evaluation]`` line gives a shipped model (the
+    ``.keras`` files ``models``), by fingerprint.  The evaluations of a model trained during the run (a ``.keras``
+    file in ``cache`` that is not shipped: 01's classifier, 05's twin) are left out, as its weights differ from
+    machine to machine; those of a model built from the shipped ones (09's masked model) ship."""
     import keras
     import numpy as np
 
     from .. import evalcache
     from ..modelcache import describe
 
-    names = {}
-    for model in models:
-        key = json.loads(model.with_suffix(".json").read_text(encoding="utf-8"))["key"]
-        names[evalcache.fingerprint(keras.models.load_model(model, compile=False))] = describe(key)
-    files, used = [], {}
+    def fingerprints(paths):
+        return {evalcache.fingerprint(keras.models.load_model(p, compile=False)): p for p in paths}
+
+    names = {fp: describe(json.loads(p.with_suffix(".json").read_text(encoding="utf-8"))["key"])
+             for fp, p in fingerprints(models).items()}
+    live = set(fingerprints(sorted(Path(cache).glob("*.keras")))) - set(names)
+    files = []
     for path in sorted((Path(cache) / "evaluations").glob("*.npz")):
         if path.stem.rsplit("-", 1)[0] not in evalcache.SHIPPABLE:
             continue
         with np.load(path, allow_pickle=False) as stored:
             owner = str(stored["__model__"]) if "__model__" in stored.files else None
-        if owner in names:   # models trained live (01's, 05's twin) differ on every machine: theirs never ship
+        if owner is not None and owner not in live:
             files.append(path)
-            used[owner] = names[owner]
-    return files, used
+    return files, names
 
 
 def write_shipped(models: list, out: Path, *, fit_unit_seconds: float | None, evaluations: tuple = ((), {}),
