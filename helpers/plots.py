@@ -182,6 +182,50 @@ def plot_matrix(matrix, *, class_names=None, title="", xlabel="", ylabel="", fmt
     return ax
 
 
+#: Colours of the verdicts in ``plot_check_grid``: a pass, a failure, and a check that did not apply.
+CHECK_COLOURS = {"pass": "#4daf4a", "FAIL": "#e41a1c", "—": "#d9d9d9"}
+
+
+def plot_check_grid(grids: dict, *, title=None):
+    """Pass/FAIL grids side by side: ``{panel title: {row: {check: verdict}}}``, a verdict ``"pass"``, ``"FAIL"``
+    or ``"—"`` (the check does not apply).  Each cell is coloured by ``CHECK_COLOURS`` and says its verdict, so
+    a pattern of failures shows at a glance.  Every panel must have the same rows and checks.  Returns the figure.
+    """
+    if not grids:
+        raise ValueError("plot_check_grid needs at least one panel, got none")
+    panels = list(grids.items())
+    rows = list(panels[0][1])
+    checks = list(next(iter(panels[0][1].values()), {}))
+    if not rows or not checks:
+        raise ValueError(f"panel {panels[0][0]!r} has no rows or no checks")
+    for name, grid in panels:
+        if list(grid) != rows or any(list(row) != checks for row in grid.values()):
+            raise ValueError(f"panel {name!r}: every panel needs the rows {rows} and the checks {checks}")
+        bad = {v for row in grid.values() for v in row.values()} - set(CHECK_COLOURS)
+        if bad:
+            raise ValueError(f"panel {name!r}: verdicts must be one of {list(CHECK_COLOURS)}, got {sorted(bad)}")
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.3 * len(checks) * len(panels) + 2.6, 0.42 * len(rows) + 1.6),
+                             sharey=True, squeeze=False)
+    for ax, (name, grid) in zip(axes[0], panels):
+        for i, row in enumerate(grid.values()):
+            for j, verdict in enumerate(row.values()):
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=CHECK_COLOURS[verdict],
+                                           edgecolor="white", linewidth=2))
+                ax.text(j, i, verdict, ha="center", va="center", fontsize=9,
+                        color="white" if verdict == "FAIL" else "black", fontweight="bold" if verdict == "FAIL"
+                        else "normal")
+        ax.set(xlim=(-0.5, len(checks) - 0.5), ylim=(len(rows) - 0.5, -0.5), title=name)
+        ax.set_xticks(range(len(checks)), checks, rotation=30, ha="right", fontsize=9)
+        ax.set_yticks(range(len(rows)), rows, fontsize=9)
+        ax.tick_params(length=0)
+        for side in ax.spines.values():
+            side.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 #: Axis labels of the history panels (what each Keras History key measures).
 _HISTORY_LABELS = {"loss": "cross-entropy loss", "val_loss": "validation loss", "accuracy": "training accuracy",
                    "val_accuracy": "validation accuracy", "clean_accuracy": "clean accuracy (training batches)",

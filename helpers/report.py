@@ -283,12 +283,19 @@ def robustness_text(data: dict, *, timings: bool = True) -> str:
     if timings:
         stages = ", ".join(f"{name} {s:.1f} s" for name, s in data["timings"].items())
         lines += ["", f"Time: {data['seconds']:.1f} s ({stages})"]
-    return "\n".join(_wrapped(line) for line in lines)
+    return "\n".join(folded(line) for line in lines)
 
 
-def _wrapped(line: str, width: int = 118) -> str:
-    """``line`` folded at ``width`` characters, its continuations indented under its text."""
-    if len(line) <= width:
-        return line
-    indent = " " * (len(line) - len(line.lstrip()) + 4)
-    return textwrap.fill(line, width=width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+def folded(text: str, width: int = 118) -> str:
+    """Each line of ``text`` folded at ``width`` characters, its continuations indented 4 spaces under its text:
+    ``print(report.folded(f"A − B (same images): {report.paired_difference(a, b)}"))`` keeps a notebook's
+    output lines short (the course's limit is 140 characters)."""
+    out = []
+    for line in str(text).splitlines() or [""]:
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = " " * (len(line) - len(line.lstrip()) + 4)
+        out.append(textwrap.fill(line, width=width, subsequent_indent=indent, break_long_words=False,
+                                 break_on_hyphens=False))
+    return "\n".join(out)

@@ -115,7 +115,7 @@ def fgsm(fn, model, x, y, eps):
     g = attacks.input_gradient(model, x, y)
     differ = ~np.isclose(ref, mine, atol=1e-6)
     tiny = float(np.abs(g)[differ].max() / max(np.abs(g).max(), 1e-30)) if differ.any() else 0.0
-    print(f"pixels identical to helpers.attacks.fgsm: {1 - differ.mean():.2%}; where they differ, |gradient| is at "
+    print(f"pixels identical to helpers.attacks.fgsm: {1 - differ.mean():.2%}; where they differ,\n  |gradient| is at "
           f"most {tiny:.0e} of its largest value (a sign decided by rounding)")
     if not (differ.mean() < 1e-3 and tiny < 1e-4):
         raise AssertionError("your FGSM differs from helpers.attacks.fgsm: "

@@ -97,3 +97,29 @@ def test_eps_slider_renders_each_value_once():
     assert calls == [0.0, 0.2]
     with pytest.raises(ValueError, match="at least one"):
         plots.eps_slider(render, [])
+
+
+def test_check_grid_colours_each_verdict():
+    grids = {"ε = 0.3": {"A, PGD": {"1 big ε": "pass", "2 more effort": "—"},
+                         "A, FGSM": {"1 big ε": "FAIL", "2 more effort": "—"}},
+             "ε = 0.4": {"A, PGD": {"1 big ε": "—", "2 more effort": "pass"},
+                         "A, FGSM": {"1 big ε": "—", "2 more effort": "FAIL"}}}
+    fig = plots.plot_check_grid(grids, title="checks")
+    assert [ax.get_title() for ax in fig.axes] == ["ε = 0.3", "ε = 0.4"]
+    ax = fig.axes[0]
+    colours = [p.get_facecolor()[:3] for p in ax.patches]
+    expected = [plots.CHECK_COLOURS[v] for v in ("pass", "—", "FAIL", "—")]
+    import matplotlib.colors as mcolors
+    assert colours == [mcolors.to_rgb(c) for c in expected]          # row by row, check by check
+    assert [t.get_text() for t in ax.texts] == ["pass", "—", "FAIL", "—"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A, PGD", "A, FGSM"]
+
+
+@pytest.mark.parametrize("grids, match", [
+    ({}, "at least one panel"),
+    ({"p": {"r": {"c": "ok"}}}, r"verdicts must be one of"),
+    ({"p": {"r": {"c": "pass"}}, "q": {"s": {"c": "pass"}}}, r"panel 'q': every panel needs the rows"),
+])
+def test_check_grid_refuses_bad_input(grids, match):
+    with pytest.raises(ValueError, match=match):
+        plots.plot_check_grid(grids)

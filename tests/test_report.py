@@ -280,3 +280,15 @@ def test_difference_interval_matches_newcombes_published_examples(a, n_a, b, n_b
     assert d == pytest.approx(a / n_a - b / n_b)
     assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
     assert report.is_real_difference(a / n_a, b / n_b, n_a, n_b) == (low > 0)
+
+
+def test_folded_keeps_lines_short_and_indents_continuations():
+    r = report.paired_difference(*_paired(400, 6, 4, 590))          # within noise: the longest verdict
+    line = f"clean accuracy, FGSM-trained − standard (same images): {r}"
+    assert len(line) > 140
+    text = report.folded(line)
+    lines = text.splitlines()
+    assert len(lines) == 2 and all(len(x) <= 118 for x in lines)
+    assert lines[1].startswith("    ") and not lines[1].startswith("     ")
+    assert " ".join(x.strip() for x in lines) == line                 # nothing lost, only folded
+    assert report.folded("short\n  also short") == "short\n  also short"
