@@ -39,8 +39,7 @@ from bench_notebooks import LIMITS, SERIES_LIMIT, commit, machine  # noqa: E402
 TRAINING = {
     "01_train_classifier": ['model, history = recipes.course_model(ds, "standard"'],            # standard CNN
     "05_adversarial_training": ['std_model, std_hist = recipes.course_model(ds, "standard"'],    # FGSM and PGD models
-    "07_fast_adversarial_training": ["def recipe(attack, epochs",                               # FGSM, FGSM-RS, PGD-7
-                                     "co_runs = {"],                                            # two runs at 4/3 ε
+    "07_fast_adversarial_training": ["def recipe(attack, epochs"],                             # FGSM, FGSM-RS, PGD-7
     "08_certified_robustness": ["ibp_model, ibp_hist = recipes.ibp_model("],                    # IBP, 40 epochs
 }
 IMPORT = "from helpers import"

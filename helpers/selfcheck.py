@@ -34,7 +34,7 @@ import keras  # noqa: E402
 
 __all__ = ["skip_if_not_written", "graded", "softmax", "least_confident", "fgsm",
            "best_linear_gain", "targeted_fgsm", "diagnose_step", "train_step", "training_run", "worst_case_accuracy",
-           "collapse_detector", "dense_interval", "dlr", "random_search_step"]
+           "fgsm_rs", "collapse_detector", "dense_interval", "dlr", "random_search_step"]
 
 # ------------------------------------------------------------------------------------------------ 01
 @exercise.self_check(1, "softmax()")
@@ -315,77 +315,114 @@ def worst_case_accuracy(fn, zoo: dict, adv: dict, y, attack_names):
 
 
 # ------------------------------------------------------------------------------------------------ 07
+def _fgsm_rs_reference(model, x, y, eps, alpha, delta):
+    start = np.clip(x + delta, 0.0, 1.0)
+    g = np.asarray(attacks.input_gradient(model, start, y))
+    return np.clip(np.clip(start + alpha * np.sign(g), x - eps, x + eps), 0.0, 1.0), start, g
+
+
+def _fgsm_rs_hint(mine, model, x, y, start, eps) -> str:
+    if np.abs(mine - x).max() > eps + 1e-5:
+        return (f"some pixels moved {np.abs(mine - x).max():.3g} from the clean image (ε = {eps:.3g}): project back "
+                "into the ε-ball around x (clip to [x − ε, x + ε]), then into [0, 1]")
+    if np.isclose(mine, attacks.fgsm(model, x, y, eps), atol=1e-6).mean() > 0.99:
+        return "your images are plain FGSM from the clean image: start from x + delta (clipped to [0, 1])"
+    if np.isclose(mine, start, atol=1e-6).mean() > 0.99:
+        return "your images are the random start itself: the signed gradient step of size alpha is missing"
+    return ("start from clip(x + delta, 0, 1), take the gradient there, step alpha · sign(gradient), then clip to "
+            "[x − ε, x + ε] and to [0, 1]")
+
+
+@exercise.self_check(1, "my_fgsm_rs()")
+def fgsm_rs(fn, model, x, y, eps, alpha=None, seed: int = 0):
+    """Notebook 07, exercise 1: ``fn(model, x, y, eps, alpha, delta)`` is FGSM from the random start ``x + delta``
+    (``delta`` uniform in the ε-ball, given), a step ``alpha`` (default 1.25·ε), projected into the ε-ball and
+    [0, 1]: compared with the same steps computed here, for two different starts."""
+    x = np.asarray(x, np.float32)
+    alpha = 1.25 * eps if alpha is None else alpha
+    rng = np.random.default_rng(seed)
+    for k in range(2):
+        delta = rng.uniform(-eps, eps, x.shape).astype(np.float32)
+        mine = exercise.as_array(fn(model, x.copy(), np.asarray(y).copy(), eps, alpha, delta.copy()), x.shape,
+                                 "my_fgsm_rs(model, x, y, eps, alpha, delta)", np.float32)
+        ref, start, g = _fgsm_rs_reference(model, x, y, eps, alpha, delta)
+        if np.isclose(ref, mine, atol=1e-5).mean() < 0.999:
+            raise AssertionError(f"start {k + 1}: your images differ from FGSM with a random start: "
+                                 + _fgsm_rs_hint(mine, model, x, y, start, eps))
+    plain = evaluate.accuracy(model, attacks.fgsm(model, x, y, eps), y)
+    print(f"your random-start FGSM matches the reference on two random starts; accuracy after it at ε = {eps:.3g}: "
+          f"{evaluate.accuracy(model, mine, y):.1%} (plain FGSM: {plain:.1%})")
+    return True
+
+
 class _ReplayModel:
     """Stands in for the model while a callback replays a curve: fit reads only ``stop_training``."""
 
     stop_training = False
 
 
-#: Made-up curves of val_adv_accuracy: (name, curve, drop, epoch index of the collapse or None).  A collapse: the
-#: value falls more than ``drop`` below the best level held for two epochs in a row so far (for each pair of
-#: consecutive epochs, the smaller value) — so one lucky epoch does not set the bar.
+_HIGH = [0.9] * 12
+#: Made-up curves: (name, val_adv_accuracy per epoch, adv_accuracy per epoch, epoch index of the collapse or None).
+#: The rule is ``training.find_collapse``'s: PGD accuracy held >= 0.3 for two epochs in a row, then >= 0.2 lower
+#: within two epochs while the accuracy under the training attack is still >= 0.7.
 COLLAPSE_CASES = [
-    ("collapse", [0.1, 0.3, 0.45, 0.5, 0.48, 0.04, 0.01], 0.2, 5),
-    ("noisy climb", [0.1, 0.4, 0.3, 0.5, 0.42, 0.6], 0.2, None),
-    ("one lucky epoch", [0.05, 0.1, 0.41, 0.05, 0.4, 0.56], 0.2, None),
-    ("slow fall", [0.2, 0.6, 0.62, 0.5, 0.45, 0.35], 0.2, 5),
-    ("collapse, with drop = 0.6", [0.1, 0.3, 0.45, 0.5, 0.48, 0.04, 0.01], 0.6, None),
+    ("collapse", [0.1, 0.3, 0.45, 0.5, 0.48, 0.04, 0.01], _HIGH[:7], 5),
+    ("noisy climb", [0.1, 0.4, 0.3, 0.5, 0.42, 0.6], _HIGH[:6], None),
+    ("one lucky epoch", [0.05, 0.1, 0.41, 0.05, 0.4, 0.56], _HIGH[:6], None),
+    ("fall over two epochs", [0.2, 0.6, 0.62, 0.5, 0.38, 0.3], _HIGH[:6], 4),
+    ("everything fell", [0.1, 0.4, 0.5, 0.1, 0.1], [0.2, 0.6, 0.7, 0.3, 0.3], None),
 ]
-COLLAPSE_RULE = ("compare with the best level held for two epochs in a row so far (the smaller value of each pair of "
-                 "consecutive epochs), minus drop")
+COLLAPSE_RULE = ("use training.find_collapse on the curves so far (val_adv_accuracy and adv_accuracy, one value per "
+                 "epoch): it is the course's one rule")
 
 
-def _replay(cls, curve, drop=None):
-    """Feed ``curve`` to a fresh ``cls(drop)`` as ``fit`` would (stopping when asked); returns
-    ``(detector, the epoch after which stop_training was first True, or None)``."""
-    detector, model = (cls() if drop is None else cls(drop)), _ReplayModel()
+def _replay(cls, pgd, own):
+    """Feed the curves to a fresh ``cls()`` as ``fit`` would (stopping when asked); returns ``(detector, the epoch
+    after which stop_training was first True, or None)``."""
+    detector, model = cls(), _ReplayModel()
     detector.set_model(model)
-    for epoch, value in enumerate(curve):
-        detector.on_epoch_end(epoch, {"loss": 1.0, "accuracy": 0.9, "adv_accuracy": 0.9, "val_loss": 1.0,
+    for epoch, (value, mine) in enumerate(zip(pgd, own)):
+        detector.on_epoch_end(epoch, {"loss": 1.0, "accuracy": 0.9, "adv_accuracy": float(mine), "val_loss": 1.0,
                                       "val_clean_accuracy": 0.95, "val_adv_accuracy": float(value)})
         if model.stop_training:
             return detector, epoch
     return detector, None
 
 
-def _collapse_made_up(cls) -> None:
-    for name, curve, drop, expected in COLLAPSE_CASES:
-        detector, stopped = _replay(cls, curve, drop)
-        where = f"made-up curve '{name}' {curve}"
-        if expected is None:
-            if stopped is not None or detector.collapsed_at is not None:
-                raise AssertionError(f"{where}: no collapse, but your detector stopped training after epoch index "
-                                     f"{stopped} (collapsed_at = {detector.collapsed_at}): {COLLAPSE_RULE}")
-            continue
-        if stopped is None or stopped > expected:
-            raise AssertionError(f"{where}: the collapse is at epoch index {expected}, but training was not stopped "
-                                 f"there (collapsed_at = {detector.collapsed_at}): set self.model.stop_training = "
-                                 f"True when you detect it, and {COLLAPSE_RULE}")
-        if stopped < expected:
-            raise AssertionError(f"{where}: your detector stopped training after epoch index {stopped}, before the "
-                                 f"collapse at index {expected}: {COLLAPSE_RULE}")
-        if detector.collapsed_at != expected:
-            raise AssertionError(f"{where}: self.collapsed_at should be the epoch index on_epoch_end received "
-                                 f"({expected}), got {detector.collapsed_at!r}")
+def _check_replay(cls, where, pgd, own, expected) -> int | None:
+    detector, stopped = _replay(cls, pgd, own)
+    if expected is None:
+        if stopped is not None or detector.collapsed_at is not None:
+            raise AssertionError(f"{where}: no collapse, but your detector stopped training after epoch index "
+                                 f"{stopped} (collapsed_at = {detector.collapsed_at}): {COLLAPSE_RULE}")
+        return None
+    if stopped is None or stopped > expected:
+        raise AssertionError(f"{where}: the collapse is at epoch index {expected}, but training was not stopped "
+                             f"there (collapsed_at = {detector.collapsed_at}): set self.model.stop_training = "
+                             f"True when you detect it, and {COLLAPSE_RULE}")
+    if stopped < expected:
+        raise AssertionError(f"{where}: your detector stopped training after epoch index {stopped}, before the "
+                             f"collapse at index {expected}: {COLLAPSE_RULE}")
+    if detector.collapsed_at != expected:
+        raise AssertionError(f"{where}: self.collapsed_at should be the epoch index on_epoch_end received "
+                             f"({expected}), got {detector.collapsed_at!r}")
+    return expected
 
 
 @exercise.self_check(1, "on_epoch_end()")
-def collapse_detector(cls, curves: dict, expect: dict | None = None, width: int = 28):
-    """Notebook 07, exercise 1: ``cls`` (a Keras callback class) stops training at a collapse of
-    ``val_adv_accuracy`` and not before.  Replays made-up curves, then each real run of ``curves``
-    (``{run name: val_adv_accuracy per epoch}``) and prints where it fires; ``expect`` (``{run name: epoch index
-    or None}``) asserts on those runs.  Returns ``{run name: collapsed_at}``."""
-    _collapse_made_up(cls)
+def collapse_detector(cls, runs: dict, width: int = 28):
+    """Notebook 07b, exercise 1: ``cls`` (a Keras callback class) stops training where ``training.find_collapse``
+    finds a collapse, and not before.  Replays made-up curves, then each real run of ``runs`` (``{run name:
+    (val_adv_accuracy per epoch, adv_accuracy per epoch)}``) and prints where it fires.  Returns
+    ``{run name: collapsed_at}``."""
+    for name, pgd, own, expected in COLLAPSE_CASES:
+        _check_replay(cls, f"made-up curves '{name}' {pgd}", pgd, own, expected)
     found = {}
-    for name, curve in curves.items():
-        detector, _ = _replay(cls, list(curve))
-        found[name] = epoch = detector.collapsed_at
+    for name, (pgd, own) in runs.items():
+        rule = training.find_collapse(list(pgd), list(own))
+        found[name] = epoch = _check_replay(cls, f"run {name!r}", list(pgd), list(own),
+                                            None if rule is None else rule[1])
         print(f"{name:{width}s} " + ("no collapse" if epoch is None else f"collapse detected after epoch {epoch + 1}"))
-    for name, expected in (expect or {}).items():
-        if found[name] != expected:
-            said = "no collapse" if found[name] is None else f"epoch index {found[name]}"
-            raise AssertionError(f"run {name!r}: expected " + ("no collapse" if expected is None else
-                                 f"the collapse at epoch index {expected}") + f", your detector says {said}")
     return found
 
 
@@ -511,6 +548,9 @@ SHORTCUTS = {
              lambda fn, model, x, y, eps, **_: fn(model, x[:4], y[:4], eps)),
     "targeted_fgsm": ((attacks.fgsm, attacks.gradient_attack, attacks.pgd),
                       lambda fn, model, x, t, eps, *_, **__: fn(model, x[:4], t[:4], eps)),
+    "fgsm_rs": ((attacks.fgsm, attacks.gradient_attack, attacks.pgd),
+                lambda fn, model, x, y, eps, alpha=None, **_: fn(model, x[:4], y[:4], eps, alpha or 1.25 * eps,
+                                                                 np.zeros_like(np.asarray(x[:4], np.float32)))),
     "dlr": ((autoattack.dlr_loss,), lambda fn, z, y, **_: fn(np.asarray(z)[:4], np.asarray(y)[:4])),
 }
 SHORTCUT = ("your answer calls {name}, the function the self-check compares it with: the exercise is to write it "

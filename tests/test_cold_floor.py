@@ -26,7 +26,7 @@ def test_the_floor_adds_the_training_cells_and_the_warm_import():
         assert row["strong"] <= row["cold"], name
         assert row["train"] == pytest.approx(sum(s for s, _, src in cells
                                                  if any(src.startswith(st) or st.startswith(src) for st in starts)))
-    # 07 trains its five runs in two cells and evaluates strongly in two: both kinds are counted there
+    # 07 trains its three runs in one cell and evaluates strongly in one: both kinds are counted there
     assert rows["07_fast_adversarial_training"]["strong"] > 0 and rows["02_untargeted_attack"]["strong"] == 0
 
 
