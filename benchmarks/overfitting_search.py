@@ -1,4 +1,4 @@
-"""Find, on the validation split, a single-step training run that overfits catastrophically (notebook 07b).
+"""Find, on the validation split, a single-step training run that overfits catastrophically (notebook 08).
 
 Run: ``python benchmarks/overfitting_search.py [--candidates NAME ...] [--cache DIR]``.  Every candidate is one
 run of notebook 07's recipe (``recipes.adversarial_model``: adversarial examples only, batch 100, one-cycle learning
@@ -6,7 +6,7 @@ rate, seed 0, PGD-10 on the first 200 validation images after every epoch) on ``
 curves are read, never a test image.  A run *collapses* (``training.find_collapse``) when its validation PGD-10 accuracy first
 holds a real level (≥ 0.3 for at least two epochs) and then falls by ≥ 0.2 within at most two epochs, while its
 accuracy under its own training attack stays high (≥ 0.7 on the training batches).  The script prints each
-candidate's curves and verdict, then a Markdown table and the runs notebook 07b starts from (``choose``): the
+candidate's curves and verdict, then a Markdown table and the runs notebook 08 starts from (``choose``): the
 collapsing candidate with the fewest epochs, and the best non-collapsing candidate at the same ε, epochs and cost.
 Training times are the per-epoch times recorded when a run was trained (cached runs are not retrained).  Output: ``benchmarks/results/
 overfitting_search.md``.

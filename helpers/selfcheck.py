@@ -411,7 +411,7 @@ def _check_replay(cls, where, pgd, own, expected) -> int | None:
 
 @exercise.self_check(1, "on_epoch_end()")
 def collapse_detector(cls, runs: dict, width: int = 28):
-    """Notebook 07b, exercise 1: ``cls`` (a Keras callback class) stops training where ``training.find_collapse``
+    """Notebook 08, exercise 1: ``cls`` (a Keras callback class) stops training where ``training.find_collapse``
     finds a collapse, and not before.  Replays made-up curves, then each real run of ``runs`` (``{run name:
     (val_adv_accuracy per epoch, adv_accuracy per epoch)}``) and prints where it fires.  Returns
     ``{run name: collapsed_at}``."""
@@ -426,7 +426,7 @@ def collapse_detector(cls, runs: dict, width: int = 28):
     return found
 
 
-# ------------------------------------------------------------------------------------------------ 08
+# ------------------------------------------------------------------------------------------------ 09
 def _interval_reference(lower, upper, W, b):
     mu, r = (upper + lower) / 2, (upper - lower) / 2
     return mu @ W + b - r @ np.abs(W), mu @ W + b + r @ np.abs(W)
@@ -452,7 +452,7 @@ def _box(fn, lower, upper, W, b, where: str):
 
 @exercise.self_check(1, "dense_interval()")
 def dense_interval(fn, box, W, b, certified=None, seed: int = 0, points: int = 200):
-    """Notebook 08, exercise 1: ``fn(lower, upper, W, b)`` is the interval box of ``h @ W + b`` for ``h`` in the
+    """Notebook 09, exercise 1: ``fn(lower, upper, W, b)`` is the interval box of ``h @ W + b`` for ``h`` in the
     box ``box = (lower, upper)``.  Checked on a made-up layer, against the rule, against ``certified`` (certify's
     box after the layer's fused ReLU, if given) and against ``points`` random points of the box per image."""
     W, b = np.asarray(W, np.float64), np.asarray(b, np.float64)
@@ -472,10 +472,10 @@ def dense_interval(fn, box, W, b, certified=None, seed: int = 0, points: int = 2
     return True
 
 
-# ------------------------------------------------------------------------------------------------ 09
+# ------------------------------------------------------------------------------------------------ 10
 @exercise.self_check(1, "my_dlr()")
 def dlr(fn, z, y):
-    """Notebook 09, exercise 1: ``fn(z, y)`` is ``autoattack.dlr_loss`` and unchanged by ``z -> 1000·z + 7``."""
+    """Notebook 10, exercise 1: ``fn(z, y)`` is ``autoattack.dlr_loss`` and unchanged by ``z -> 1000·z + 7``."""
     import tensorflow as tf
 
     made_up = (np.array([[3.0, 1.0, 2.0, 0.0], [0.0, 5.0, 4.0, 1.0], [2.0, 2.5, -1.0, 7.0]]), np.array([1, 1, 0]))
@@ -506,7 +506,7 @@ def _square_changes(new, old, side: int) -> int | None:
 
 @exercise.self_check(2, "random_search_step()")
 def random_search_step(fn, model, x, y, eps, *, steps: int = 30, seed: int = 0, side: int = 5):
-    """Notebook 09, exercise 2: ``steps`` calls of ``fn(model, x, x_best, y, eps, rng)`` never raise an image's
+    """Notebook 10, exercise 2: ``steps`` calls of ``fn(model, x, x_best, y, eps, rng)`` never raise an image's
     margin, change at most one side × side square of each image per step, stay in the ε-box, and make progress."""
     x, y = np.asarray(x, np.float32), np.asarray(y)
     rng = np.random.default_rng(seed)

@@ -41,11 +41,11 @@ def test_the_report_states_the_series_floor_against_the_limit():
 
 def test_a_training_cell_that_is_not_found_fails_loudly():
     times = copy.deepcopy(TIMES)
-    cells = times["results"]["cold"]["08_certified_robustness"]["cells"]
-    start = cold_floor.TRAINING["08_certified_robustness"][0]
+    cells = times["results"]["cold"]["09_certified_robustness"]["cells"]
+    start = cold_floor.TRAINING["09_certified_robustness"][0]
     import nbformat
-    nb = nbformat.read(ROOT / "notebooks" / "08_certified_robustness.ipynb", as_version=4)
-    times["results"]["cold"]["08_certified_robustness"]["cells"] = [
+    nb = nbformat.read(ROOT / "notebooks" / "09_certified_robustness.ipynb", as_version=4)
+    times["results"]["cold"]["09_certified_robustness"]["cells"] = [
         c for c in cells if not nb.cells[c[1]].source.startswith(start)]
     with pytest.raises(SystemExit, match="expected one timed cell starting"):
         cold_floor.floor(times)

@@ -3,7 +3,7 @@ own commands turn into student copies, grade and give feedback on.
 
 Fast: the messages without nbgrader or with stale metadata, and what the release writes.  Slow (``-m slow``,
 about a minute with the course's models cached): nbgrader's commands in a temporary course directory —
-``generate_assignment`` for all nine notebooks (structural: metadata, solution regions, hidden tests, locked
+``generate_assignment`` for all ten notebooks (structural: metadata, solution regions, hidden tests, locked
 cells), then one ``autograde`` run and one ``generate_feedback`` run over both assignments: notebook 02 executed
 three times: the solution (full points), the released notebook unanswered (zero) and FGSM with the gradient's sign
 flipped (loses that check's points; the feedback says why); its answers in words are manually graded markdown cells
@@ -187,7 +187,7 @@ def test_nbgrader_assigns_grades_and_explains(tmp_path):
     from nbgrader.api import Gradebook
 
     release.release(tmp_path, build.find_notebooks(ROOT / "notebooks"), log=lambda line: None)
-    log = nbgrader_cmd(tmp_path, "generate_assignment", "*")            # all nine notebooks
+    log = nbgrader_cmd(tmp_path, "generate_assignment", "*")            # all ten notebooks
     assert "Exception while loading config" not in log                   # else nbgrader's own stubs, silently
     for path in build.find_notebooks(ROOT / "notebooks"):
         released = nbformat.read(tmp_path / "release" / path.stem / path.name, as_version=4)

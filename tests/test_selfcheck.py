@@ -334,7 +334,7 @@ def test_fgsm_rs_shortcut_fails_the_hidden_test(cnn, images):
 
 
 def detector_class(variant="solution"):
-    """Notebook 07b's CollapseDetector (training.find_collapse on the curves so far), or a typical wrong version."""
+    """Notebook 08's CollapseDetector (training.find_collapse on the curves so far), or a typical wrong version."""
     import keras
 
     from helpers import training
@@ -392,7 +392,7 @@ def test_collapse_detector_follows_find_collapse_on_real_runs():
         selfcheck.collapse_detector(detector_class("own rule"), {"own attack fell too": runs["own attack fell too"]})
 
 
-# ------------------------------------------------------------------------------------------------ 08
+# ------------------------------------------------------------------------------------------------ 09
 def good_interval(lower, upper, W, b):
     mu, r = (upper + lower) / 2, (upper - lower) / 2
     return mu @ W + b - r @ np.abs(W), mu @ W + b + r @ np.abs(W)
@@ -419,7 +419,7 @@ def test_dense_interval(wrong, says, capsys):
     assert selfcheck.dense_interval(stub, (lower, upper), W, b) is None and not_written(capsys, 1, "dense_interval()")
 
 
-# ------------------------------------------------------------------------------------------------ 09
+# ------------------------------------------------------------------------------------------------ 10
 def good_dlr(z, y):
     z = np.asarray(z, np.float64)
     rows = np.arange(len(z))

@@ -88,10 +88,12 @@ EXERCISES = (
     Exercise("07", 1, "fgsm-rs", (("fgsm_rs", 3),)),
     Exercise("07", 2, "what-pgd-missed", words=2),
     Exercise("07", 3, "one-seed", words=2),
-    Exercise("08", 1, "dense-interval", (("dense_interval", 3),)),
-    Exercise("08", 2, "certify-half", words=2),
-    Exercise("09", 1, "dlr", (("dlr", 3),)),
-    Exercise("09", 2, "random-search-step", (("random_search_step", 3),)),
+    Exercise("08", 1, "collapse-detector", (("collapse_detector", 3),)),
+    Exercise("08", 2, "is-it-collapse", words=2),
+    Exercise("09", 1, "dense-interval", (("dense_interval", 3),)),
+    Exercise("09", 2, "certify-half", words=2),
+    Exercise("10", 1, "dlr", (("dlr", 3),)),
+    Exercise("10", 2, "random-search-step", (("random_search_step", 3),)),
 )
 
 

@@ -86,7 +86,7 @@ def collect_evaluations(cache: Path, models: list) -> tuple:
     outcomes, never adversarial images), sorted, and the name each ``[evaluation]`` line gives a shipped model (the
     ``.keras`` files ``models``), by fingerprint.  The evaluations of a model trained during the run (a ``.keras``
     file in ``cache`` that is not shipped: 01's classifier, 05's twin) are left out, as its weights differ from
-    machine to machine; those of a model built from the shipped ones (09's masked model) ship."""
+    machine to machine; those of a model built from the shipped ones (10's masked model) ship."""
     import keras
     import numpy as np
 
