@@ -1,4 +1,20 @@
-"""Shared fixtures: a small model trained once per test session on the bundled data (cached in a temp folder)."""
+"""Shared fixtures: the course's shipped standard CNN, a small model trained once per test session on the bundled
+data (cached), and tiny linear models.
+
+Two things make the quick loop (``pytest -m "not slow" tests``) cheaper, both for this test process only (notebooks,
+which nbval runs in their own kernels, are untouched):
+
+* scikit-learn is not imported: Keras imports it at start-up for its scikit-learn wrappers, which the course never
+  uses (about 0.5 s of every run);
+* AutoGraph does not rewrite ``helpers``' own code when it is traced: its graph code has no Python control flow on
+  tensors (without AutoGraph such code fails loudly rather than passing: "using a tf.Tensor as a Python bool"), so
+  the graphs hold the same ops, and each new attack configuration traces 25-30 % faster.  Functions the tests
+  themselves define are still converted.  ``COURSE_TEST_AUTOGRAPH=1`` keeps the default (AutoGraph everywhere).
+"""
+
+import os
+import sys
+from pathlib import Path
 
 import matplotlib
 
@@ -6,6 +22,14 @@ import numpy as np
 import pytest
 
 matplotlib.use("Agg")  # unit tests draw off-screen (set here, not in the environment that notebook kernels inherit)
+sys.modules.setdefault("sklearn", None)  # before TensorFlow and Keras: `import sklearn` fails, Keras goes without
+
+if os.environ.get("COURSE_TEST_AUTOGRAPH", "").strip().lower() not in ("1", "true", "yes"):
+    from tensorflow.python.autograph.core import config as _autograph
+
+    _autograph.CONVERSION_RULES = (_autograph.DoNotConvert("helpers"), *_autograph.CONVERSION_RULES)
+
+SHIPPED = Path(__file__).resolve().parent.parent / "data" / "shipped" / "models"
 
 
 @pytest.fixture(scope="session")
@@ -13,6 +37,17 @@ def mnist():
     from helpers.data import load_dataset
 
     return load_dataset("mnist_5k")
+
+
+@pytest.fixture(scope="session")
+def shipped_model():
+    """The course's standard CNN as shipped in ``data/shipped`` (10 epochs on mnist_5k, seed 0; ~98 % test accuracy),
+    read straight from its file: no training, and no retraining when a mutant or an edit changes the code version
+    that ``modelcache`` keys on (the tests that use it need *a* well-trained CNN, not these exact weights)."""
+    import keras
+
+    (path,) = sorted(SHIPPED.glob("mnist_5k-cnn-standard-10-0-*.keras"))
+    return keras.models.load_model(path, compile=False)
 
 
 @pytest.fixture(scope="session")

@@ -63,26 +63,26 @@ def test_step_rules_have_the_documented_size(linear_model, lin_batch, scale):
         assert np.all(np.sign(delta) == np.sign(g))
 
 
-def test_fgsm_is_the_sign_rule_and_clips_to_unit_range(trained_model, batch):
+def test_fgsm_is_the_sign_rule_and_clips_to_unit_range(shipped_model, batch):
     x, y = batch
-    adv = attacks.fgsm(trained_model, x, y, 0.3)
-    np.testing.assert_array_equal(adv, attacks.gradient_attack(trained_model, x, y, 0.3, scale="sign"))
+    adv = attacks.fgsm(shipped_model, x, y, 0.3)
+    np.testing.assert_array_equal(adv, attacks.gradient_attack(shipped_model, x, y, 0.3, scale="sign"))
     assert adv.dtype == np.float32 and adv.min() >= 0.0 and adv.max() <= 1.0
     assert np.abs(adv - x).max() <= 0.3 + 1e-6
     # MNIST background pixels are 0: pushed down, they must stay at 0 (clipped), not go negative.
     assert np.mean(adv == 0.0) > 0.3
 
 
-def test_fgsm_eps_zero_is_identity(trained_model, batch):
+def test_fgsm_eps_zero_is_identity(shipped_model, batch):
     x, y = batch
-    np.testing.assert_array_equal(attacks.fgsm(trained_model, x, y, 0.0), x)
+    np.testing.assert_array_equal(attacks.fgsm(shipped_model, x, y, 0.0), x)
 
 
-def test_fgsm_collapses_accuracy(trained_model, batch):
+def test_fgsm_collapses_accuracy(shipped_model, batch):
     x, y = batch
-    clean = evaluate.accuracy(trained_model, x, y)
+    clean = evaluate.accuracy(shipped_model, x, y)
     assert clean > 0.9
-    assert evaluate.accuracy(trained_model, attacks.fgsm(trained_model, x, y, 0.2), y) < clean - 0.4
+    assert evaluate.accuracy(shipped_model, attacks.fgsm(shipped_model, x, y, 0.2), y) < clean - 0.4
 
 
 @pytest.mark.slow
@@ -205,20 +205,20 @@ def test_random_noise_sizes_and_seed():
     assert edge.min() == 0.0 and edge.max() <= 0.3 + 1e-7
 
 
-def test_noise_much_weaker_than_fgsm(trained_model, batch):
+def test_noise_much_weaker_than_fgsm(shipped_model, batch):
     x, y = batch
-    noise = evaluate.accuracy(trained_model, attacks.random_noise(x, 0.2, seed=0), y)
-    fgsm = evaluate.accuracy(trained_model, attacks.fgsm(trained_model, x, y, 0.2), y)
+    noise = evaluate.accuracy(shipped_model, attacks.random_noise(x, 0.2, seed=0), y)
+    fgsm = evaluate.accuracy(shipped_model, attacks.fgsm(shipped_model, x, y, 0.2), y)
     assert noise > fgsm + 0.3
 
 
-def test_compiled_once_per_configuration(trained_model, batch):
+def test_compiled_once_per_configuration(shipped_model, batch):
     x, y = batch
-    attacks.fgsm(trained_model, x, y, 0.1)
-    fn = _compiled._cache[trained_model][("step", ("sign", False))]
+    attacks.fgsm(shipped_model, x, y, 0.1)
+    fn = _compiled._cache[shipped_model][("step", ("sign", False))]
     before = fn.experimental_get_tracing_count()
-    attacks.fgsm(trained_model, x[:17], y[:17], 0.2)  # other batch size and ε: no new trace
-    attacks.fgsm(trained_model, x[:100], y[:100], 0.05)
+    attacks.fgsm(shipped_model, x[:17], y[:17], 0.2)  # other batch size and ε: no new trace
+    attacks.fgsm(shipped_model, x[:100], y[:100], 0.05)
     assert fn.experimental_get_tracing_count() == before == 1
 
 
@@ -257,10 +257,10 @@ def test_usable_inside_tf_function(trained_model, batch):
     (lambda m, x, y: attacks.random_noise(x, 0.1, norm="l0"), r"norm='l0'"),
     (lambda m, x, y: attacks.random_noise(x, -1), r"eps=-1"),
 ])
-def test_bad_arguments_raise_clear_errors(trained_model, batch, call, match):
+def test_bad_arguments_raise_clear_errors(shipped_model, batch, call, match):
     x, y = batch
     with pytest.raises((ValueError, TypeError), match=match):
-        call(trained_model, x[:4], y[:4])
+        call(shipped_model, x[:4], y[:4])
 
 
 @pytest.mark.slow

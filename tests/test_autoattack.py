@@ -107,14 +107,14 @@ def test_results_stay_in_the_ball_and_unit_range(trained_model, batch, attack, n
     assert evaluate.accuracy(trained_model, adv, y) < evaluate.accuracy(trained_model, x, y) - drop
 
 
-def test_already_misclassified_images_are_left_alone(trained_model, batch):
+def test_already_misclassified_images_are_left_alone(shipped_model, batch):
     x, y = batch[0][:64], batch[1][:64]
-    wrong = (evaluate.predict(trained_model, x)[0] + 1) % 10  # "labels" the model gets wrong: nothing to attack
-    np.testing.assert_array_equal(autoattack.apgd(trained_model, x, wrong, 0.2, steps=3), x)
-    adv, used = autoattack.square(trained_model, x, wrong, 0.2, queries=20, return_queries=True)
+    wrong = (evaluate.predict(shipped_model, x)[0] + 1) % 10  # "labels" the model gets wrong: nothing to attack
+    np.testing.assert_array_equal(autoattack.apgd(shipped_model, x, wrong, 0.2, steps=3), x)
+    adv, used = autoattack.square(shipped_model, x, wrong, 0.2, queries=20, return_queries=True)
     np.testing.assert_array_equal(adv, x)
     assert not used.any()
-    np.testing.assert_array_equal(autoattack.apgd(trained_model, x, y, 0.0, steps=3), x)
+    np.testing.assert_array_equal(autoattack.apgd(shipped_model, x, y, 0.0, steps=3), x)
 
 
 # --------------------------------------------------------------------------------------- APGD on linear models
@@ -309,10 +309,10 @@ def test_strong_accuracy_is_the_per_image_worst_case(trained_model, batch):
     (lambda m, x, y: evaluate.strong_accuracy(m, x, y, 0.1, steps=0), r"steps=0"),
     (lambda m, x, y: evaluate.strong_accuracy(m, x[:0], y[:0], 0.1), r"at least one example"),
 ])
-def test_bad_arguments_raise_clear_errors(trained_model, batch, call, match):
+def test_bad_arguments_raise_clear_errors(shipped_model, batch, call, match):
     x, y = batch
     with pytest.raises((ValueError, TypeError), match=match):
-        call(trained_model, x[:4], y[:4])
+        call(shipped_model, x[:4], y[:4])
 
 
 def test_dlr_needs_enough_classes(linear_model):

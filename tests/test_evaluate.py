@@ -4,13 +4,13 @@ import pytest
 from helpers import attacks, evaluate
 
 
-def test_accuracy_and_predict(trained_model, batch):
+def test_accuracy_and_predict(shipped_model, batch):
     x, y = batch
-    pred, conf = evaluate.predict(trained_model, x)
+    pred, conf = evaluate.predict(shipped_model, x)
     assert pred.shape == (len(x),) and pred.dtype == np.int64
     assert np.all((conf > 0) & (conf <= 1))
-    assert evaluate.accuracy(trained_model, x, y) == pytest.approx(np.mean(pred == y))
-    assert evaluate.accuracy(trained_model, x, (y + 1) % 10) < 0.1
+    assert evaluate.accuracy(shipped_model, x, y) == pytest.approx(np.mean(pred == y))
+    assert evaluate.accuracy(shipped_model, x, (y + 1) % 10) < 0.1
 
 
 @pytest.mark.slow
@@ -55,18 +55,18 @@ def test_perturbation_norms_and_confusion():
     np.testing.assert_array_equal(cm, [[1, 0, 0], [0, 1, 1], [0, 0, 1]])
 
 
-def test_bad_arguments(trained_model, batch):
+def test_bad_arguments(shipped_model, batch):
     x, y = batch
     with pytest.raises(ValueError, match=r"attack='cw'.*'fgsm'"):
-        evaluate.accuracy_under_attack(trained_model, x, y, "cw", [0.1])
+        evaluate.accuracy_under_attack(shipped_model, x, y, "cw", [0.1])
     with pytest.raises(ValueError, match=r"eps=-0.1"):
-        evaluate.accuracy_under_attack(trained_model, x, y, "fgsm", [0.1, -0.1])
+        evaluate.accuracy_under_attack(shipped_model, x, y, "fgsm", [0.1, -0.1])
     with pytest.raises(ValueError, match="at least one"):
-        evaluate.accuracy_under_attack(trained_model, x, y, "fgsm", [])
+        evaluate.accuracy_under_attack(shipped_model, x, y, "fgsm", [])
     with pytest.raises(ValueError, match="same length"):
-        evaluate.accuracy(trained_model, x, y[:3])
+        evaluate.accuracy(shipped_model, x, y[:3])
     with pytest.raises(ValueError, match="already belongs"):
-        evaluate.targeted_success_rate(trained_model, x[y == 3][:4], y[y == 3][:4], 3)
+        evaluate.targeted_success_rate(shipped_model, x[y == 3][:4], y[y == 3][:4], 3)
 
 
 @pytest.mark.slow

@@ -150,6 +150,23 @@ def test_apgd_halves_its_step_to_reach_an_interior_peak(monkeypatch):
     assert np.abs(adv - c).max() < 1e-3
 
 
+def test_apgd_returns_the_fooling_iterate_not_the_highest_loss_one():
+    # One pixel t, true class 0: z = (0, z1, z2) with z1 = z2 = -0.1 + 0.1·(t - 0.5) below t = 0.599 (correct,
+    # cross-entropy about 1.02) and, above it, z1 climbing to 0.1 at t = 0.6 and z2 falling to -10: class 1 wins there
+    # with a lower cross-entropy (0.74).  The first step (η = 2ε) goes from the random start straight to t = 0.6: a
+    # broken image must come back as that misclassified iterate, not as the start, which had the highest loss.
+    inputs = keras.Input((1, 1, 1))
+    hidden, last = L.Dense(2, activation="relu"), L.Dense(3)
+    model = keras.Model(inputs, last(hidden(L.Flatten()(inputs))))
+    hidden.set_weights([np.array([[1.0, 1.0]], np.float32), np.array([0.0, -0.599], np.float32)])  # t, relu(t - c)
+    last.set_weights([np.array([[0.0, 0.1, 0.1], [0.0, 190.0, -1e4]], np.float32),
+                      np.array([0.0, -0.15, -0.15], np.float32)])
+    x = np.full((8, 1, 1, 1), 0.5, np.float32)
+    adv = autoattack.apgd(model, x, np.zeros(8, np.int64), 0.1, steps=2, seed=0)
+    assert np.abs(adv - x).max() <= 0.1 + 1e-6
+    assert np.all(evaluate.predict(model, adv)[0] == 1)
+
+
 def test_square_keeps_only_proposals_that_lower_the_margin(lin, images):
     model, w, _ = lin
     strong = linear(w, [5.0, 0.0, 0.0])  # class 0 by a wide margin: no image is broken, the search runs on

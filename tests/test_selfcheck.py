@@ -483,11 +483,15 @@ def search_step(*, keep="lower", around="x", square=True, clip=True):
     (search_step(clip=False), "ε-box"),                        # no clip to [0, 1]
     (lambda model, x, x_best, y, eps, rng: None, "None"),      # does nothing
 ])
-def test_random_search_step(cnn, images, wrong, says, capsys):
+def test_random_search_step_names_what_is_wrong(cnn, images, wrong, says):
+    x, y = images[0][:24], images[1][:24]
+    with pytest.raises(AssertionError, match=says or None):
+        selfcheck.random_search_step(wrong, cnn, x, y, 0.3, steps=10)
+
+
+def test_random_search_step_passes_the_notebooks_answer_and_knows_the_stub(cnn, images, capsys):
     x, y = images[0][:24], images[1][:24]
     assert selfcheck.random_search_step(search_step(), cnn, x, y, 0.3, steps=10) is True
     assert "10 random-search steps" in capsys.readouterr().out
-    with pytest.raises(AssertionError, match=says or None):
-        selfcheck.random_search_step(wrong, cnn, x, y, 0.3, steps=10)
     assert selfcheck.random_search_step(stub, cnn, x, y, 0.3) is None
     assert not_written(capsys, 2, "random_search_step()")
