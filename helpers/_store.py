@@ -33,6 +33,9 @@ MANIFEST = "MANIFEST.json"
 #: ``COURSE_SHIPPED_EVALUATIONS=0``: compute every evaluation rather than read the shipped ones (the ship command
 #: sets it while it re-makes them).
 SHIPPED_EVALUATIONS_ENV = "COURSE_SHIPPED_EVALUATIONS"
+#: ``COURSE_SHIPPED_LOG=FILE``: every shipped model read is added to ``FILE``, a line each (the ship command sets it,
+#: so that it ships only the models the series reads).
+SHIPPED_LOG_ENV = "COURSE_SHIPPED_LOG"
 _SIMPLE = (type(None), type(...), bool, int, float, complex, str, bytes)
 #: Folders of installed code (the standard library, site-packages): its functions and classes are named, not hashed.
 _LIBRARIES = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})

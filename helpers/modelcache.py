@@ -23,7 +23,7 @@ from typing import Callable
 
 from . import registry
 from ._checks import check_bool
-from ._store import RETRAIN_ENV, cache_dir, manifest, shipped, source_hash, write_atomic, write_json_atomic
+from ._store import RETRAIN_ENV, SHIPPED_LOG_ENV, cache_dir, manifest, shipped, source_hash, write_atomic, write_json_atomic
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import keras  # noqa: E402
@@ -131,6 +131,9 @@ def load_or_train(key: dict, train_fn: Callable, *, directory=None, retrain: boo
                 warnings.warn(f"Ignoring unreadable cached model {candidate} ({err!r}); retraining.", stacklevel=2)
                 continue
             print(said or _said_shipped(name, meta))
+            if said is None and os.environ.get(SHIPPED_LOG_ENV):
+                with open(os.environ[SHIPPED_LOG_ENV], "a", encoding="utf-8") as log:
+                    log.write(f"{candidate.name}\n")
             return model, meta.get("history"), True
     model, history = train_fn()
     write_json_atomic({"key": key, "history": history, "keras": keras.__version__}, path.with_suffix(".json"))

@@ -91,6 +91,24 @@ def test_a_damaged_shipped_model_is_trained_with_one_line_that_says_why(shipped_
     assert why in lines[0] and "not used" in lines[0] and "trained here" in lines[1]
 
 
+def test_each_shipped_model_read_is_logged_for_the_ship_command(shipped_dir, tmp_path, monkeypatch):
+    """``ship --evaluations`` keeps only the shipped models the series read (``$COURSE_SHIPPED_LOG``)."""
+    from helpers.course import ship
+
+    key = dict(KEY, dataset=ship.DATASET)
+    path = _ship(shipped_dir, key, 0.5)
+    other = _ship(shipped_dir, dict(key, seed=1), 0.25)
+    log = tmp_path / ship.READ_LOG
+    monkeypatch.setenv(_store.SHIPPED_LOG_ENV, str(log))
+    modelcache.load_or_train(key, _tiny_trainer([]))
+    assert log.read_text().split() == [path.name]
+    assert ship._read_models(shipped_dir, tmp_path) == [path], "a shipped model nobody read is dropped"
+    log.write_text("")
+    with pytest.raises(ship.ShipError, match="read none"):
+        ship._read_models(shipped_dir, tmp_path)
+    assert other.exists()
+
+
 def test_shipped_lookup(shipped_dir):
     assert _store.shipped("models/nothing.keras") == (None, None)
     assert _store.manifest() == {}

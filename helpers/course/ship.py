@@ -9,8 +9,8 @@ success; never adversarial images) into ``data/shipped/evaluations``, and writes
 each file's SHA-256 and size, a hash of each model's weights (the ``.keras`` archive also holds its save date, so
 only the weights hash is the same from one regeneration to the next), the code versions, this machine's fit unit,
 the TensorFlow and Keras versions.  ``--from-cache DIR`` ships what an earlier retraining run left in ``DIR``
-instead of running the series.  ``--evaluations`` keeps the shipped models and re-makes their evaluations only
-(the series runs on them, nothing is retrained).  Nothing is replaced until everything is ready (the old folder
+instead of running the series.  ``--evaluations`` keeps the shipped models the series reads (a model no notebook
+reads any more is dropped) and re-makes their evaluations only (the series runs on them, nothing is retrained).  Nothing is replaced until everything is ready (the old folder
 is swapped out last).
 """
 
@@ -34,6 +34,8 @@ from .build import DEFAULT_NOTEBOOKS, execute, find_notebooks, measure_fit_unit
 DATASET = "mnist_5k"
 #: At most this many bytes ship (the repository stays small).
 LIMIT = 25 * 2**20
+#: The file in the series' cache that lists the shipped models the series read (``$COURSE_SHIPPED_LOG``).
+READ_LOG = "shipped-read.txt"
 
 
 class ShipError(RuntimeError):
@@ -44,9 +46,10 @@ def run_series(cache: Path, notebooks_dir=DEFAULT_NOTEBOOKS, *, timeout: int = 6
                log=print) -> None:
     """Execute every notebook in order into the empty cache ``cache`` (outputs are not kept): every model trained
     from scratch (``retrain``) or the shipped ones; every evaluation computed (none is read from the shipped ones)."""
-    saved = {k: os.environ.get(k) for k in (_store.CACHE_ENV, _store.RETRAIN_ENV, _store.SHIPPED_EVALUATIONS_ENV)}
+    names = (_store.CACHE_ENV, _store.RETRAIN_ENV, _store.SHIPPED_EVALUATIONS_ENV, _store.SHIPPED_LOG_ENV)
+    saved = {k: os.environ.get(k) for k in names}
     os.environ.update({_store.CACHE_ENV: str(cache), _store.RETRAIN_ENV: "1" if retrain else "0",
-                       _store.SHIPPED_EVALUATIONS_ENV: "0"})
+                       _store.SHIPPED_EVALUATIONS_ENV: "0", _store.SHIPPED_LOG_ENV: str(Path(cache) / READ_LOG)})
     what = "every model trained from scratch" if retrain else "the shipped models"
     try:
         for path in find_notebooks(notebooks_dir):
@@ -155,6 +158,20 @@ def _copy(staging: Path, folder: str, paths) -> dict:
     return entries
 
 
+def _read_models(out: Path, cache: Path) -> list:
+    """The shipped models (in ``out/models``) that the series run into ``cache`` read: all of them when the run
+    kept no list (``--from-cache`` of an older run)."""
+    models = collect(Path(out) / "models")
+    log = Path(cache) / READ_LOG
+    if not log.exists():
+        return models
+    read = set(log.read_text(encoding="utf-8").split())
+    kept = [m for m in models if m.name in read]
+    if not kept:
+        raise ShipError(f"the series read none of the shipped models in {out / 'models'}: nothing to keep")
+    return kept
+
+
 def _swap(staging: Path, out: Path) -> None:
     old = out.with_name(f".{out.name}-old")
     shutil.rmtree(old, ignore_errors=True)
@@ -171,10 +188,10 @@ def ship(out=None, *, from_cache=None, evaluations_only: bool = False, notebooks
     fu = measure_fit_unit() if fit_unit else None
     with tempfile.TemporaryDirectory(prefix="course-ship-") as scratch:
         cache = Path(from_cache) if from_cache is not None else Path(scratch)
-        if evaluations_only:   # keep the shipped models (and the fit unit their training times were taken with)
-            models, models_fu = collect(out / "models"), _store.manifest(out).get("fit_unit_seconds")
         if from_cache is None:
             run_series(cache, notebooks_dir, timeout=timeout, retrain=not evaluations_only, log=log)
+        if evaluations_only:   # keep the shipped models the series read (and the fit unit of their training times)
+            models, models_fu = _read_models(out, cache), _store.manifest(out).get("fit_unit_seconds")
         if not evaluations_only:
             models, models_fu = collect(cache), fu
         manifest = write_shipped(models, out, fit_unit_seconds=models_fu, evaluations=collect_evaluations(cache, models),
