@@ -34,7 +34,7 @@ from bench_notebooks import commit, machine  # noqa: E402
 UNIT = ["tests", "--deselect", "tests/test_student_notebooks.py::test_student_version_runs_unsolved"]
 RUNS = {
     "quick loop: pytest -m \"not slow\" tests, first run (empty model cache)": (["-m", "not slow", "tests"], 10),
-    "quick loop, run again (the test model from the cache)": (["-m", "not slow", "tests"], 10),
+    "quick loop, run again (model and evaluation caches filled)": (["-m", "not slow", "tests"], 10),
     "unit tests: pytest tests (student notebooks deselected)":
         (UNIT, 40),
     "unit tests on two workers: pytest -n 2 tests (pytest-xdist; student notebooks deselected)":
