@@ -77,7 +77,7 @@ def test_a_shipped_evaluation_is_read_not_computed_and_says_so_once(world, monke
     assert _evaluate(model, calls, value=False).all() and not calls
     said = capsys.readouterr().out.splitlines()
     assert len(said) == 1, said
-    assert said[0].startswith("[evaluation] strong suite, toy (mnist_5k, 1 epochs), 6 images: read from data/shipped")
+    assert said[0].startswith("[evaluation] strong suite, toy, 1 epochs, 6 images: read from data/shipped")
     assert "FU" in said[0] and len(said[0]) <= 140
     assert not list((world / "fresh").glob("evaluations/*")), "a shipped read writes nothing locally"
 

@@ -94,12 +94,10 @@ def collect_evaluations(cache: Path, models: list) -> tuple:
     import numpy as np
 
     from .. import evalcache
-    from ..modelcache import describe
-
     def fingerprints(paths):
         return {evalcache.fingerprint(keras.models.load_model(p, compile=False)): p for p in paths}
 
-    names = {fp: describe(json.loads(p.with_suffix(".json").read_text(encoding="utf-8"))["key"])
+    names = {fp: _short_name(json.loads(p.with_suffix(".json").read_text(encoding="utf-8"))["key"])
              for fp, p in fingerprints(models).items()}
     live = set(fingerprints(sorted(Path(cache).glob("*.keras")))) - set(names)
     files = []
@@ -111,6 +109,11 @@ def collect_evaluations(cache: Path, models: list) -> tuple:
         if owner is not None and owner not in live:
             files.append(path)
     return files, names
+
+
+def _short_name(key: dict) -> str:
+    """How an ``[evaluation]`` line names a shipped model (the dataset is always the bundled one)."""
+    return f"{key.get('recipe', 'model')}, {key.get('epochs', '?')} epochs"
 
 
 def write_shipped(models: list, out: Path, *, fit_unit_seconds: float | None, evaluations: tuple = ((), {}),
