@@ -18,7 +18,8 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("COURSE_EVAL_CACHE", "0")  # benchmarks measure: compute every evaluation (helpers.evalcache)
+if __name__ == "__main__":  # run as a script (not when a test loads it: notebook kernels would inherit it)
+    os.environ.setdefault("COURSE_EVAL_CACHE", "0")  # benchmarks measure: compute every evaluation (helpers.evalcache)
 from helpers import _quiet  # noqa: F401  (TensorFlow without its start-up chatter)
 from helpers import attacks, certify, data, evaluate, models, recipes
 

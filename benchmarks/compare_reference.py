@@ -31,7 +31,8 @@ import tensorflow as tf
 from art.attacks.evasion import AutoProjectedGradientDescent, FastGradientMethod, ProjectedGradientDescent
 from art.estimators.classification import TensorFlowV2Classifier
 
-os.environ.setdefault("COURSE_EVAL_CACHE", "0")  # benchmarks measure: compute every evaluation (helpers.evalcache)
+if __name__ == "__main__":  # run as a script (not when a test loads it: notebook kernels would inherit it)
+    os.environ.setdefault("COURSE_EVAL_CACHE", "0")  # benchmarks measure: compute every evaluation (helpers.evalcache)
 from helpers import attacks, autoattack, data, evaluate
 
 from _common import course_model

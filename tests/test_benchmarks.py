@@ -80,3 +80,13 @@ def test_notebook_times_report_flags_what_is_over_its_limit():
     assert "cold: over the limit: 02_b" in text and "cold series: 40 FU (within 120 FU)" in text
     assert "cell 3 `train()` 10.0 s (5.0 FU)" in text
     assert bench.differing_cells(res) == {"01_a": [], "02_b": [0]}
+
+
+@pytest.mark.parametrize("name", ["robustness_report", "bench_report", "bench_notebooks", "cold_floor"])
+def test_loading_a_benchmark_leaves_the_environment_alone(name, monkeypatch):
+    """Tests load benchmark modules; a variable they set would reach every notebook kernel that ``pytest --nbval``
+    starts later in the same run (``COURSE_EVAL_CACHE=0`` once switched the shipped evaluations off in CI)."""
+    monkeypatch.delenv("COURSE_EVAL_CACHE", raising=False)
+    before = dict(__import__("os").environ)
+    _load(name)
+    assert dict(__import__("os").environ) == before
