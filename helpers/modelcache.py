@@ -23,7 +23,8 @@ from typing import Callable
 
 from . import registry
 from ._checks import check_bool
-from ._store import RETRAIN_ENV, SHIPPED_LOG_ENV, cache_dir, manifest, shipped, source_hash, write_atomic, write_json_atomic
+from ._store import (RETRAIN_ENV, SHIPPED_LOG_ENV, cache_dir, manifest, shipped, source_hash, write_atomic,
+                     write_json_atomic)
 
 from . import _quiet  # noqa: F401  (imports TensorFlow without its start-up chatter)
 import keras  # noqa: E402
@@ -79,7 +80,7 @@ def cache_file(key: dict, directory=None) -> Path:
 
 
 def describe(key: dict) -> str:
-    """How the lines of ``[model]`` and ``[evaluation]`` name the model of recipe ``key``."""
+    """How a ``[model]`` line names the model of recipe ``key``."""
     return f"{key.get('recipe', 'model')} ({key.get('dataset', '?')}, {key.get('epochs', '?')} epochs)"
 
 

@@ -10,8 +10,8 @@ each file's SHA-256 and size, a hash of each model's weights (the ``.keras`` arc
 only the weights hash is the same from one regeneration to the next), the code versions, this machine's fit unit,
 the TensorFlow and Keras versions.  ``--from-cache DIR`` ships what an earlier retraining run left in ``DIR``
 instead of running the series.  ``--evaluations`` keeps the shipped models the series reads (a model no notebook
-reads any more is dropped) and re-makes their evaluations only (the series runs on them, nothing is retrained).  Nothing is replaced until everything is ready (the old folder
-is swapped out last).
+reads any more is dropped) and re-makes their evaluations only (the series runs on them, nothing is retrained).
+Nothing is replaced until everything is ready (the old folder is swapped out last).
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ def collect_evaluations(cache: Path, models: list) -> tuple:
     import numpy as np
 
     from .. import evalcache
+
     def fingerprints(paths):
         return {evalcache.fingerprint(keras.models.load_model(p, compile=False)): p for p in paths}
 
@@ -195,7 +196,7 @@ def ship(out=None, *, from_cache=None, evaluations_only: bool = False, notebooks
             run_series(cache, notebooks_dir, timeout=timeout, retrain=not evaluations_only, log=log)
         if evaluations_only:   # keep the shipped models the series read (and the fit unit of their training times)
             models, models_fu = _read_models(out, cache), _store.manifest(out).get("fit_unit_seconds")
-        if not evaluations_only:
+        else:
             models, models_fu = collect(cache), fu
         manifest = write_shipped(models, out, fit_unit_seconds=models_fu, evaluations=collect_evaluations(cache, models),
                                  evaluations_fit_unit=fu)
