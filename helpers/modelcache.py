@@ -7,9 +7,14 @@ weights (``_WEIGHT_MODULES``; docstrings and comments do not count), so a change
 loads stale weights.  Each load or training prints one line that starts ``[model]``: where the model came from
 and, for a shipped one, what training it here would cost.
 
+Beside the key, each model's ``.json`` records whether TensorFlow's op determinism was on while it trained
+(``models.seed_everything`` turns it on; the notebooks call it): the same recipe trains to other last bits with it
+off, so ``python -m helpers.course reproduce`` retrains each shipped model under the setting it records.
+
 ``set_retrain(True)`` (a notebook's ``RETRAIN = True``, ``--retrain`` in the build, ``COURSE_RETRAIN=1`` in the
 environment) skips the shipped models: every model is trained here (and then cached locally, so a series trains
-each model once and later notebooks read it).  Files are written atomically: an interrupted run never leaves a half-written model behind.
+each model once and later notebooks read it).  Files are written atomically: an interrupted run never leaves a
+half-written model behind.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Callable
 
 from . import registry
 from ._checks import check_bool
+from ._private import op_determinism_enabled
 from ._store import (RETRAIN_ENV, SHIPPED_LOG_ENV, cache_dir, manifest, shipped, source_hash, write_atomic,
                      write_json_atomic)
 
@@ -136,8 +142,10 @@ def load_or_train(key: dict, train_fn: Callable, *, directory=None, retrain: boo
                 with open(os.environ[SHIPPED_LOG_ENV], "a", encoding="utf-8") as log:
                     log.write(f"{candidate.name}\n")
             return model, meta.get("history"), True
+    deterministic = op_determinism_enabled()   # not in the key, but it decides the weights' last bits: recorded
     model, history = train_fn()
-    write_json_atomic({"key": key, "history": history, "keras": keras.__version__}, path.with_suffix(".json"))
+    write_json_atomic({"key": key, "history": history, "keras": keras.__version__, "op_determinism": deterministic},
+                      path.with_suffix(".json"))
     save_model_atomic(model, path)
     print(f"{TAG} {name}: trained here in {_seconds(history):.0f} s")
     return model, history, False

@@ -37,6 +37,25 @@ def test_cache_trains_once_then_loads(tmp_path):
     assert len(calls) == 2 and len(list(tmp_path.glob("*.keras"))) == 2
 
 
+@pytest.mark.parametrize("deterministic", (True, False))
+def test_the_cache_records_whether_op_determinism_was_on(deterministic, tmp_path):
+    """It decides the weights' last bits but is not in the key: ``helpers.course.reproduce`` retrains under it."""
+    import json
+
+    import tensorflow as tf
+
+    from helpers._private import disable_op_determinism, op_determinism_enabled
+
+    before = op_determinism_enabled()
+    try:
+        tf.config.experimental.enable_op_determinism() if deterministic else disable_op_determinism()
+        modelcache.load_or_train(dict(dataset="toy", arch="mlp", seed=0), _tiny_trainer([]), directory=tmp_path)
+    finally:
+        tf.config.experimental.enable_op_determinism() if before else disable_op_determinism()
+    (meta,) = tmp_path.glob("*.json")
+    assert json.loads(meta.read_text())["op_determinism"] is deterministic
+
+
 def test_cache_write_is_atomic(tmp_path, monkeypatch):
     import keras
 

@@ -6,7 +6,9 @@
 - ``grading``: the grading table and the nbgrader metadata it writes (``python -m helpers.course.grading``);
 - ``release``: an nbgrader course directory (``python -m helpers.course release --out DIR``);
 - ``fitunit``: the fit unit (FU), a machine's speed in the course's currency (``python -m helpers.course.fitunit``);
-- ``cli``: the ``python -m helpers.course`` command (``build`` and ``release``).
+- ``ship``: regenerate the shipped models and evaluations (``python -m helpers.course ship``);
+- ``reproduce``: retrain the shipped models from their stored recipes, compare (``python -m helpers.course reproduce``);
+- ``cli``: the ``python -m helpers.course`` command (``build``, ``release``, ``ship``, ``reproduce``).
 
 This package may import the course's vocabulary; nothing there imports it.  Importing it imports nothing: each module
 is imported where it is used, and only ``fitunit`` imports TensorFlow.

@@ -3,7 +3,9 @@
 ``python -m helpers.course``: ``build [--out build] [--dataset NAME] [--only PATTERN] [--timeout SECONDS]
 [--no-fit-unit] [--retrain]`` executes the series and writes HTML and student versions (``helpers.course.build``);
 ``release --out DIR [--only PATTERN] [--timeout SECONDS]`` writes an nbgrader course directory
-(``helpers.course.release``); ``ship [--from-cache DIR] [--evaluations]`` regenerates the shipped models and evaluations (``helpers.course.ship``).
+(``helpers.course.release``); ``ship [--from-cache DIR] [--evaluations]`` regenerates the shipped models and
+evaluations (``helpers.course.ship``); ``reproduce [--only TEXT]`` retrains the shipped models from their stored
+recipes and compares each with the shipped one (``helpers.course.reproduce``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ def main(argv=None) -> int:
     s_.add_argument("--evaluations", action="store_true",
                     help="keep the shipped models; re-make only their shipped evaluations (the series runs on them)")
     _notebook_args(s_, "ship", "seconds allowed per cell (default: 600)")
+    p = sub.add_parser("reproduce", help="retrain the shipped models from their stored recipes; paired test against "
+                                          "the shipped ones on the validation split")
+    p.add_argument("--only", help="only shipped models whose file name contains this text (e.g. ibp)")
     r = sub.add_parser("release", help="write an nbgrader course directory (needs pip install -e .[instructor])")
     r.add_argument("--out", required=True, help="the course directory to write (source/ and nbgrader_config.py)")
     _notebook_args(r, "release", "seconds allowed per cell when autograding")
@@ -41,6 +46,8 @@ def main(argv=None) -> int:
         return _release(args)
     if args.command == "ship":
         return _ship(args)
+    if args.command == "reproduce":
+        return _reproduce(args)
     if args.retrain:
         os.environ[RETRAIN_ENV] = "1"   # the notebooks' kernels inherit it (helpers.modelcache reads it)
     try:
@@ -90,3 +97,20 @@ def _ship(args) -> int:
         print("\nShip interrupted. Nothing was replaced.", file=sys.stderr)
         return 130
     return 0
+
+
+def _reproduce(args) -> int:
+    import tempfile
+
+    from .reproduce import ReproduceError, reproduce
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="course-reproduce-") as scratch:
+            results = reproduce(args.only, directory=scratch)
+    except ReproduceError as err:
+        print(f"Reproduce failed: {err}", file=sys.stderr)
+        return 1
+    differ = [stem for stem, r in results if r.differs]
+    print(f"{len(results) - len(differ)} of {len(results)} shipped models reproduced without a real difference"
+          + (f"; a real difference: {', '.join(differ)}" if differ else ""))
+    return 1 if differ else 0

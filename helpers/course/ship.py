@@ -3,15 +3,15 @@
 ``python -m helpers.course ship`` executes the series with every model trained from scratch (``COURSE_RETRAIN=1``)
 in an empty temporary cache, then copies the models trained on the bundled dataset (each ``.keras`` file and the
 ``.json`` beside it: the full key — recipe, every training argument, the code version —, the history with each
-epoch's training time, the Keras version) into ``data/shipped/models``, and the per-image outcomes of the
-evaluations the series ran on those models (``helpers.evalcache``: strong suite, attacks' outcomes, targeted
-success; never adversarial images) into ``data/shipped/evaluations``, and writes ``data/shipped/MANIFEST.json``:
-each file's SHA-256 and size, a hash of each model's weights (the ``.keras`` archive also holds its save date, so
-only the weights hash is the same from one regeneration to the next), the code versions, this machine's fit unit,
-the TensorFlow and Keras versions.  ``--from-cache DIR`` ships what an earlier retraining run left in ``DIR``
-instead of running the series.  ``--evaluations`` keeps the shipped models the series reads (a model no notebook
-reads any more is dropped) and re-makes their evaluations only (the series runs on them, nothing is retrained).
-Nothing is replaced until everything is ready (the old folder is swapped out last).
+epoch's training time, the Keras version, whether TensorFlow's op determinism was on) into ``data/shipped/models``,
+and the per-image outcomes of the evaluations the series ran on those models (``helpers.evalcache``: strong suite,
+attacks' outcomes, targeted success; never adversarial images) into ``data/shipped/evaluations``, and writes
+``data/shipped/MANIFEST.json``: each file's SHA-256 and size, a hash of each model's weights (the ``.keras`` archive
+also holds its save date, so only the weights hash is the same from one regeneration to the next), the code
+versions, this machine's fit unit, the TensorFlow and Keras versions.  ``--from-cache DIR`` ships what an earlier
+retraining run left in ``DIR`` instead of running the series.  ``--evaluations`` keeps the shipped models the series
+reads (a model no notebook reads any more is dropped) and re-makes their evaluations only (the series runs on them,
+nothing is retrained).  Nothing is replaced until everything is ready (the old folder is swapped out last).
 """
 
 from __future__ import annotations
