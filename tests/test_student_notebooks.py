@@ -5,7 +5,9 @@ Statically, for every notebook: each cell after an exercise that uses what the e
 or class that raises ``NotWrittenYet``, or a ``None`` placeholder) reads it only inside a ``helpers.selfcheck``
 check call, inside a ``with selfcheck.skip_if_not_written(N):`` block, or under ``if selfcheck.<check>(...)``;
 self-check cells are such calls (no hand-written asserts or try/except).  Slow: the student versions are executed
-with nbclient (cwd ``notebooks/``; models from ``$COURSE_CACHE_DIR`` or ``.cache/models``).
+with nbclient (cwd ``notebooks/``) on the student's path: every model is read from ``data/shipped`` except those the
+lesson trains live (``LIVE``), which the run checks from the ``[model]`` lines (``pytest --nbval`` runs the series with
+``RETRAIN`` instead: ``notebooks/conftest.py``).
 ``COURSE_NOTEBOOKS_DIR`` points both tests at another folder of lessons (e.g. patched copies).
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from helpers import _store, modelcache
 from helpers.course import build, student
 
 NOTEBOOKS = Path(os.environ.get("COURSE_NOTEBOOKS_DIR") or build.DEFAULT_NOTEBOOKS)
@@ -177,6 +180,32 @@ def test_the_static_check_finds_unguarded_uses():
     assert unguarded_uses("w = selfcheck.worst_case_accuracy(f, z)", tainted) == ([], {"w"})
 
 
+#: The models a lesson trains in front of the student (``retrain=True``); every other model is read from data/shipped.
+LIVE = {"01": ("standard (mnist_5k, 10 epochs)",), "05": ("adv-fgsm-adversarial (mnist_5k, 2 epochs)",)}
+
+
+def off_the_students_path(text: str, name: str) -> list:
+    """The ``[model]`` lines of notebook ``name``'s output that neither read a shipped model nor train one of the
+    models the lesson trains live: a notebook asking for a model the course does not ship (it would train for
+    minutes on every student's machine, and print figures that differ from machine to machine)."""
+    found = []
+    for line in text.splitlines():
+        what, _, where = line.removeprefix("[model] ").partition(": ")
+        if line.startswith("[model] ") and not where.startswith("shipped (data/shipped)") and not (
+                where.startswith("trained here") and what in LIVE.get(name, ())):
+            found.append(line)
+    return found
+
+
+def test_off_the_students_path_finds_models_trained_or_cached_but_not_shipped():
+    text = ("[model] standard (mnist_5k, 10 epochs): trained here in 8 s\nx\n"
+            "[model] ibp (mnist_5k, 40 epochs): shipped (data/shipped); RETRAIN = True trains it here in about 26 FU\n"
+            "[model] ibp (mnist_5k, 41 epochs): trained here in 60 s\n"
+            "[model] adv-pgd-adversarial (mnist_5k, 20 epochs): from the local cache (.cache/models)\n")
+    assert off_the_students_path(text, "01") == text.splitlines()[3:]
+    assert off_the_students_path(text, "02") == [text.splitlines()[0], *text.splitlines()[3:]]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", PATHS, ids=NAMES)
 def test_student_version_runs_unsolved(path):
@@ -189,3 +218,5 @@ def test_student_version_runs_unsolved(path):
     for message in expected_messages(path):
         assert message in text, f"{path.name}: missing {message!r}"
     assert "Traceback" not in text
+    if _store.manifest() and not modelcache.retraining():   # the student's path: shipped models only
+        assert not off_the_students_path(text, path.stem[:2]), f"{path.name} trains models the course should ship"
