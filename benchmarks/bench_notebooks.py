@@ -148,10 +148,18 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="write the markdown report here (and a .json beside it)")
     parser.add_argument("--write-back", action="store_true",
                         help="save the cold pass's executed notebooks over the sources (outputs for nbval)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="the series with RETRAIN (COURSE_RETRAIN=1): every model trained here, none shipped")
     args = parser.parse_args(argv)
+    if args.retrain and args.write_back:
+        parser.error("--write-back saves the student's path (shipped models): not with --retrain")
     paths = build.find_notebooks(Path(args.notebooks), args.only)
     os.environ.pop("MPLBACKEND", None)
-    header = f"Measured {datetime.date.today()} on {machine()}; {commit()}."
+    if args.retrain:
+        os.environ["COURSE_RETRAIN"] = "1"   # helpers._store.RETRAIN_ENV: the kernels inherit it
+    header = (f"Measured {datetime.date.today()} on {machine()}; {commit()}"
+              + ("; **with RETRAIN** (`COURSE_RETRAIN=1`: every model trained here, none read from data/shipped; "
+                 "the cold limits below are the student's path's)." if args.retrain else "."))
     print(header, flush=True)
     fus = [build.measure_fit_unit()]
     print(f"1 FU = {fus[0]:.2f} s", flush=True)

@@ -63,8 +63,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="write the markdown report here")
     parser.add_argument("--quick", action="store_true", help="only the quick loop (its two runs), not the unit suite")
+    parser.add_argument("--serial", action="store_true", help="only the unit suite in one process")
     args = parser.parse_args(argv)
-    runs = {name: run_args for name, run_args in RUNS.items() if not args.quick or name.startswith("quick loop")}
+    runs = {name: run_args for name, run_args in RUNS.items()
+            if (not args.quick or name.startswith("quick loop")) and (not args.serial or name.startswith("unit tests:"))}
     header = f"Measured on {machine()}; {commit()}."
     print(header, flush=True)
     fus = [build.measure_fit_unit()]
