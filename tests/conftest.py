@@ -53,6 +53,27 @@ def shipped_model():
     return keras.models.load_model(path, compile=False)
 
 
+@pytest.fixture
+def asked_key(monkeypatch):
+    """``ask(call)``: the full key (code version included) that ``call()`` asks ``helpers.modelcache`` for, caught on
+    its way to the cache by a stand-in for ``recipes.load_or_train``: nothing is loaded or trained."""
+    from helpers import modelcache, recipes
+
+    def ask(call):
+        caught = []
+
+        def catch(key, train_fn, **_):
+            caught.append(key)
+            raise StopIteration
+
+        monkeypatch.setattr(recipes, "load_or_train", catch)
+        with pytest.raises(StopIteration):
+            call()
+        return modelcache._full_key(caught[0])
+
+    return ask
+
+
 @pytest.fixture(scope="session")
 def trained_model(mnist):
     """The course CNN after 3 epochs of standard training (~98 % train accuracy on mnist_5k).

@@ -42,16 +42,10 @@ def test_the_cache_records_whether_op_determinism_was_on(deterministic, tmp_path
     """It decides the weights' last bits but is not in the key: ``helpers.course.reproduce`` retrains under it."""
     import json
 
-    import tensorflow as tf
+    from helpers.course.reproduce import op_determinism
 
-    from helpers._private import disable_op_determinism, op_determinism_enabled
-
-    before = op_determinism_enabled()
-    try:
-        tf.config.experimental.enable_op_determinism() if deterministic else disable_op_determinism()
+    with op_determinism(deterministic):
         modelcache.load_or_train(dict(dataset="toy", arch="mlp", seed=0), _tiny_trainer([]), directory=tmp_path)
-    finally:
-        tf.config.experimental.enable_op_determinism() if before else disable_op_determinism()
     (meta,) = tmp_path.glob("*.json")
     assert json.loads(meta.read_text())["op_determinism"] is deterministic
 

@@ -13,9 +13,8 @@ import json
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from helpers import _store, modelcache, recipes
+from helpers import _store, modelcache
 from helpers.course import cli, reproduce
 
 SHIPPED = reproduce.shipped_models() if _store.manifest() else []
@@ -23,27 +22,13 @@ needs_shipped = pytest.mark.skipif(not SHIPPED, reason="nothing shipped yet (pyt
 each_shipped = pytest.mark.parametrize("stem, key", SHIPPED, ids=[stem for stem, _ in SHIPPED])
 
 
-def _asked_key(key, monkeypatch):
-    """The key the recipe call rebuilt from ``key`` asks the cache for (caught on its way: nothing trains)."""
-    caught = []
-
-    def catch(asked, train_fn, **_):
-        caught.append(asked)
-        raise StopIteration
-
-    monkeypatch.setattr(recipes, "load_or_train", catch)
+@needs_shipped
+@each_shipped
+def test_each_stored_key_turns_back_into_the_call_that_asks_for_it(stem, key, asked_key):
     function, kwargs = reproduce.recipe_call(key)
     rate = kwargs.get("learning_rate", 1e-3)   # a schedule must be rebuilt, not passed on as its stored dict
     assert isinstance(rate, (int, float, keras.optimizers.schedules.LearningRateSchedule)), rate
-    with pytest.raises(StopIteration):
-        function(reproduce.dataset_of(key), **kwargs)
-    return modelcache._full_key(caught[0])
-
-
-@needs_shipped
-@each_shipped
-def test_each_stored_key_turns_back_into_the_call_that_asks_for_it(stem, key, monkeypatch):
-    assert _asked_key(key, monkeypatch) == key
+    assert asked_key(lambda: function(reproduce.dataset_of(key), **kwargs)) == key
     assert modelcache.cache_key(**key) == stem
 
 
@@ -96,20 +81,19 @@ def test_every_shipped_model_records_its_op_determinism():
     assert all(isinstance(reproduce.trained_deterministic(stem), bool) for stem, _ in SHIPPED)
 
 
+@pytest.mark.parametrize("before", (True, False))
 @pytest.mark.parametrize("wanted", (True, False))
-def test_retrain_trains_under_the_recorded_determinism_and_restores_the_setting(wanted, monkeypatch):
-    from helpers._private import disable_op_determinism, op_determinism_enabled
+def test_retrain_trains_under_the_recorded_determinism_and_restores_the_setting(wanted, before, monkeypatch):
+    from helpers._private import op_determinism_enabled
 
     seen = []
     monkeypatch.setattr(reproduce, "recipe_call", lambda key: (lambda ds, **kw: seen.append(op_determinism_enabled()),
                                                               {}))
     monkeypatch.setattr(reproduce, "dataset_of", lambda key: None)
-    before = op_determinism_enabled()
-    try:
-        reproduce.retrain({}, None, deterministic=wanted)
-        assert seen == [wanted] and op_determinism_enabled() == before
-    finally:
-        tf.config.experimental.enable_op_determinism() if before else disable_op_determinism()
+    with reproduce.op_determinism(not before):
+        with reproduce.op_determinism(before):
+            reproduce.retrain({}, None, deterministic=wanted)
+            assert seen == [wanted] and op_determinism_enabled() == before
 
 
 def test_a_model_without_the_record_is_refused_by_name(tmp_path):

@@ -169,18 +169,9 @@ def test_the_lessons_load_exactly_these_course_models():
 
 @needs_shipped
 @pytest.mark.parametrize("kind", LESSON_MODELS)
-def test_every_course_model_of_the_bundled_data_is_shipped(kind, monkeypatch):
+def test_every_course_model_of_the_bundled_data_is_shipped(kind, asked_key):
     """The recipe's key as the notebooks ask for it (no training: the key is caught on its way to the cache)."""
-    keys = []
-
-    def catch(key, train_fn, **_):
-        keys.append(key)
-        raise StopIteration
-
-    monkeypatch.setattr(recipes, "load_or_train", catch)
-    with pytest.raises(StopIteration):
-        recipes.course_model(_bundled(), kind)
-    stem = modelcache.cache_key(**modelcache._full_key(keys[0]))
+    stem = modelcache.cache_key(**asked_key(lambda: recipes.course_model(_bundled(), kind)))
     assert f"models/{stem}.keras" in MANIFEST["files"], (
         f"the course model {kind!r} of mnist_5k is not shipped for its current recipe: regenerate with "
         f"`{SHIP_COMMAND}`")

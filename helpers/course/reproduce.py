@@ -12,6 +12,8 @@ paired test to each.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -73,11 +75,17 @@ def recipe_call(key: dict) -> tuple[Callable, dict]:
     return function, dict(kwargs, arch=key["arch"], seed=key["seed"])
 
 
-def dataset_of(key: dict):
-    """The dataset a key was trained on, checked against the key's fingerprint of it."""
+@functools.lru_cache(maxsize=2)
+def _dataset(name: str):
+    """Each dataset once per process: every shipped model of a run reads the same one."""
     from .. import data
 
-    ds = data.load_dataset(key["dataset"])
+    return data.load_dataset(name)
+
+
+def dataset_of(key: dict):
+    """The dataset a key was trained on, checked against the key's fingerprint of it."""
+    ds = _dataset(key["dataset"])
     if ds.fingerprint() != key["data"]:
         raise ReproduceError(f"{key['dataset']} here (fingerprint {ds.fingerprint()}) is not the data this model was "
                              f"trained on ({key['data']})")
@@ -117,22 +125,33 @@ def load_shipped(stem: str, folder=None):
     return keras.models.load_model(path, compile=False), _shipped_meta(f"models/{stem}.json", folder).get("history")
 
 
+@contextlib.contextmanager
+def op_determinism(on: bool):
+    """TensorFlow's op determinism ``on`` (or off) inside the block, and as it was before after it."""
+    import tensorflow as tf
+
+    from .._private import disable_op_determinism, op_determinism_enabled
+
+    def turn(state: bool):
+        tf.config.experimental.enable_op_determinism() if state else disable_op_determinism()
+
+    before = op_determinism_enabled()
+    turn(on)
+    try:
+        yield
+    finally:
+        turn(before)
+
+
 def retrain(key: dict, directory=None, *, deterministic: bool):
     """``(model, history)``: the recipe of ``key`` trained from scratch here, now, with TensorFlow's op determinism
     on or off (``deterministic``: as the original trained, ``trained_deterministic``; the setting is restored
     after), and cached in ``directory`` (default: the local model cache, where a series run with ``RETRAIN`` reads
     it)."""
-    import tensorflow as tf
-
-    from .._private import disable_op_determinism, op_determinism_enabled
-
     function, kwargs = recipe_call(key)
-    ds, before = dataset_of(key), op_determinism_enabled()
-    tf.config.experimental.enable_op_determinism() if deterministic else disable_op_determinism()
-    try:
+    ds = dataset_of(key)
+    with op_determinism(deterministic):
         return function(ds, retrain=True, directory=directory, **kwargs)
-    finally:
-        tf.config.experimental.enable_op_determinism() if before else disable_op_determinism()
 
 
 def compare(fresh, shipped, ds, *, steps: int = 10) -> Comparison:
